@@ -1,0 +1,1 @@
+"""Performance benchmarks: machine peaks, training throughput and generation throughput."""

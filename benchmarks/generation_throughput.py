@@ -1,0 +1,138 @@
+"""Generation throughput: greedy tokens/s with the KV cache at batch 1 and 8, against the memory-bandwidth bound.
+
+Each decode step reads every weight it uses once, so at batch 1 the step rate is bounded by
+read bandwidth ÷ weight bytes (all parameters incl. the output projection; the input embedding only when tied,
+since its gather reads one row). The timed call is ``engine.generation.generate_ids`` (prefill included),
+best of a few repeats. Run ``python -m benchmarks.generation_throughput``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import torch
+
+from benchmarks.hardware import machine_description, measure_peaks, use_all_threads
+from benchmarks.report import format_table, write_results
+from benchmarks.shapes import benchmark_shapes
+from engine.generation import SamplingParams, generate_ids
+from engine.model import ModelConfig, Transformer
+
+BATCH_SIZES = (1, 8)
+PROMPT_TOKENS = 16
+NEW_TOKENS = 128
+BOUND_TARGET = 0.50  # batch 1, fraction of the bandwidth bound
+
+
+def weight_bytes_per_step(model: Transformer) -> int:
+    """Bytes of weights one decode step reads: every parameter except the input-embedding gathers."""
+    gathered = set()
+    if not model.config.tie_word_embeddings:
+        gathered.add(id(model.model.embed_tokens.weight))
+    if hasattr(model.model, "embed_positions"):
+        gathered.add(id(model.model.embed_positions.weight))
+    return sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in gathered)
+
+
+def measure_generation(
+    model: Transformer, *, batch_size: int, prompt_tokens: int, new_tokens: int, repeats: int
+) -> dict[str, Any]:
+    """Best-of-``repeats`` wall time of one greedy ``generate_ids`` call producing ``new_tokens`` per row."""
+    generator = torch.Generator().manual_seed(batch_size)
+    prompts = torch.randint(
+        3, model.config.vocab_size, (batch_size, prompt_tokens), generator=generator
+    ).tolist()
+    params = SamplingParams(max_new_tokens=new_tokens, do_sample=False)
+    generate_ids(model, prompts, SamplingParams(max_new_tokens=8, do_sample=False))  # warm up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        outputs = generate_ids(model, prompts, params)  # no eos id: every row runs to new_tokens
+        best = min(best, time.perf_counter() - started)
+        assert all(len(row) == new_tokens for row in outputs)
+    return {
+        "batch_size": batch_size,
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+        "seconds": best,
+        "tokens_per_s": batch_size * new_tokens / best,
+        "steps_per_s": new_tokens / best,
+    }
+
+
+def measure_shape(
+    config: ModelConfig, bandwidth_gbs: float, *, new_tokens: int, repeats: int
+) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = Transformer(config).eval()
+    weight_bytes = weight_bytes_per_step(model)
+    bound = bandwidth_gbs * 1e9 / weight_bytes  # decode steps/s, = tokens/s at batch 1
+    runs = {}
+    for batch_size in BATCH_SIZES:
+        run = measure_generation(
+            model, batch_size=batch_size, prompt_tokens=PROMPT_TOKENS, new_tokens=new_tokens, repeats=repeats
+        )
+        run["fraction_of_bound"] = run["steps_per_s"] / bound
+        runs[f"batch_{batch_size}"] = run
+    return {
+        "config": config.to_dict(),
+        "weight_bytes_per_step": weight_bytes,
+        "bound_steps_per_s": bound,
+        "runs": runs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="timed generate_ids calls per case (best is kept)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="8 new tokens, one repeat, to check the script runs"
+    )
+    args = parser.parse_args()
+    use_all_threads()
+    machine = machine_description()
+    peaks = measure_peaks(quick=args.quick)
+    new_tokens, repeats = (8, 1) if args.quick else (NEW_TOKENS, args.repeats)
+    shapes = {
+        name: measure_shape(config, peaks["read_bandwidth_gbs"], new_tokens=new_tokens, repeats=repeats)
+        for name, config in benchmark_shapes().items()
+    }
+    print(
+        f"{machine['cpu']}, {machine['torch_threads']} threads, torch {machine['torch']}, {machine['date']}"
+    )
+    print(
+        f"read bandwidth {peaks['read_bandwidth_gbs']:.1f} GB/s; greedy, {PROMPT_TOKENS}-token prompt, "
+        f"{new_tokens} new tokens, KV cache; bound = bandwidth / weight bytes per step"
+    )
+    rows = []
+    for name, shape in shapes.items():
+        for run in shape["runs"].values():
+            rows.append(
+                [
+                    name,
+                    run["batch_size"],
+                    shape["weight_bytes_per_step"] / 1e6,
+                    run["tokens_per_s"],
+                    1e3 / run["steps_per_s"],
+                    shape["bound_steps_per_s"],
+                    f"{run['fraction_of_bound']:.1%}",
+                ]
+            )
+    print(
+        format_table(
+            ["shape", "batch", "weight MB", "tokens/s", "ms/step", "bound steps/s", "of bound"], rows
+        )
+    )
+    met = all(s["runs"]["batch_1"]["fraction_of_bound"] >= BOUND_TARGET for s in shapes.values())
+    print(f"target: batch 1 ≥ {BOUND_TARGET:.0%} of the bound — {'met' if met else 'missed'}")
+    if not args.quick:
+        figures = {**peaks, "bound_target": BOUND_TARGET, "target_met": met, "shapes": shapes}
+        print(f"wrote {write_results('generation_throughput', machine, figures)}")
+
+
+if __name__ == "__main__":
+    main()

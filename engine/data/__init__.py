@@ -1,0 +1,28 @@
+"""Data: readers for raw inputs, the memory-mapped token format, dataset preparation and the stdlib corpus."""
+
+from engine.data.binary import BinaryDatasetWriter, TokenDataset, token_dtype
+from engine.data.meta import DatasetMeta, SplitCounts, check_tokenizer, check_vocab, load_dataset_meta
+from engine.data.prepare import prepare_dataset, prepared_dataset_for
+from engine.data.readers import detect_format, iter_chat_conversations, iter_documents, resolve_sources
+from engine.data.stdlib_corpus import ChatSetInfo, CorpusInfo, build_stdlib_chat_set, build_stdlib_corpus
+
+__all__ = [
+    "BinaryDatasetWriter",
+    "ChatSetInfo",
+    "CorpusInfo",
+    "DatasetMeta",
+    "SplitCounts",
+    "TokenDataset",
+    "build_stdlib_chat_set",
+    "build_stdlib_corpus",
+    "check_tokenizer",
+    "check_vocab",
+    "detect_format",
+    "iter_chat_conversations",
+    "iter_documents",
+    "load_dataset_meta",
+    "prepare_dataset",
+    "prepared_dataset_for",
+    "resolve_sources",
+    "token_dtype",
+]

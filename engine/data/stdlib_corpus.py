@@ -1,0 +1,175 @@
+"""The embedded default data, built from the running interpreter's standard library.
+
+Nothing is downloaded: the corpus is the stdlib's ``.py`` sources (about 12 MB of code, docstrings and comments)
+and the chat set pairs pydoc-style questions with the first paragraph of each public docstring. Files are read
+in sorted order, so one interpreter always builds the same bytes.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import sysconfig
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from engine.fileio import atomic_path
+
+EXCLUDED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
+_MIN_ANSWER_CHARS = 12
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """A written corpus: one JSONL record per source file."""
+
+    path: Path
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ChatSetInfo:
+    """A written chat set: one JSONL conversation per record."""
+
+    path: Path
+    items: int
+
+
+def stdlib_root() -> Path:
+    """The running interpreter's standard library directory."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def iter_stdlib_sources(root: Path | None = None) -> Iterator[tuple[str, str]]:
+    """Yield ``(relative path, text)`` for the stdlib's non-test ``.py`` files that decode as UTF-8, sorted."""
+    root = root or stdlib_root()
+    found: list[str] = []
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in EXCLUDED_DIRS and not d.startswith(".")]
+        base = Path(folder).relative_to(root)
+        found.extend((base / name).as_posix() for name in filenames if name.endswith(".py"))
+    for relative in sorted(found):
+        try:
+            text = (root / relative).read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        yield relative, text
+
+
+def build_stdlib_corpus(output_path: str | Path, *, max_bytes: int | None = None) -> CorpusInfo:
+    """Write the stdlib corpus as JSONL ``{"text", "source"}`` records, optionally only its first ``max_bytes``.
+
+    ``bytes`` counts the UTF-8 text; the file that crosses ``max_bytes`` is cut at a line end.
+    """
+    output_path = Path(output_path)
+    files = written = 0
+    with atomic_path(output_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for relative, text in iter_stdlib_sources():
+            if not text.strip():
+                continue
+            size = len(text.encode("utf-8"))
+            if max_bytes is not None and written + size > max_bytes:
+                head = _head_lines(text, max_bytes - written)
+                if head:
+                    _write_record(fh, {"text": head, "source": relative})
+                    files += 1
+                    written += len(head.encode("utf-8"))
+                break
+            _write_record(fh, {"text": text, "source": relative})
+            files += 1
+            written += size
+    return CorpusInfo(output_path, files, written)
+
+
+def build_stdlib_chat_set(output_path: str | Path, max_items: int | None = None) -> ChatSetInfo:
+    """Write pydoc-style chat pairs ("What does json.dumps do?" → docstring summary) as chat JSONL.
+
+    Sources are parsed with ``ast``, never imported, so building it runs no stdlib code.
+    """
+    output_path = Path(output_path)
+    items = 0
+    with atomic_path(output_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for relative, text in iter_stdlib_sources():
+            module = _public_module_name(relative)
+            if module is None:
+                continue
+            for question, answer in _doc_pairs(module, text):
+                if max_items is not None and items >= max_items:
+                    return ChatSetInfo(output_path, items)
+                conversation = [
+                    {"role": "user", "content": question},
+                    {"role": "assistant", "content": answer},
+                ]
+                _write_record(fh, {"conversation": conversation, "source": relative})
+                items += 1
+    return ChatSetInfo(output_path, items)
+
+
+def _write_record(fh: TextIO, record: dict[str, object]) -> None:
+    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _head_lines(text: str, budget: int) -> str:
+    head = text.encode("utf-8")[: max(budget, 0)].decode("utf-8", errors="ignore")
+    return head[: head.rfind("\n") + 1]
+
+
+def _public_module_name(relative: str) -> str | None:
+    parts = relative.removesuffix(".py").split("/")
+    if parts[-1] == "__init__":
+        parts.pop()
+    if not parts or any(part.startswith("_") for part in parts):
+        return None
+    return ".".join(parts)
+
+
+def _doc_pairs(module: str, source: str) -> Iterator[tuple[str, str]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # old escapes in some stdlib files warn on parse
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            return
+    summary = _summary(tree)
+    if summary:
+        yield f"What is the {module} module for?", summary
+    seen: set[str] = set()
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if node.name.startswith("_") or node.name in seen:
+            continue
+        seen.add(node.name)
+        name = f"{module}.{node.name}"
+        summary = _summary(node)
+        if isinstance(node, ast.ClassDef):
+            if summary:
+                yield f"What is {name}?", summary
+            yield from _method_pairs(name, node)
+        elif summary:
+            yield f"What does {name} do?", summary
+
+
+def _method_pairs(class_name: str, node: ast.ClassDef) -> Iterator[tuple[str, str]]:
+    seen: set[str] = set()
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and not item.name.startswith("_"):
+            summary = _summary(item)
+            if summary and item.name not in seen:
+                seen.add(item.name)
+                yield f"What does {class_name}.{item.name} do?", summary
+
+
+def _summary(node: ast.AST) -> str | None:
+    """The docstring's first paragraph on one line, or None when it is missing or too short to teach."""
+    doc = ast.get_docstring(node, clean=True)  # type: ignore[arg-type]
+    if not doc:
+        return None
+    paragraph = doc.strip().split("\n\n", 1)[0]
+    summary = " ".join(line.strip() for line in paragraph.splitlines())
+    return summary if len(summary) >= _MIN_ANSWER_CHARS else None

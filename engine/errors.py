@@ -1,0 +1,23 @@
+"""User-facing errors: each carries a one-line message naming the problem and the fix."""
+
+from __future__ import annotations
+
+
+class LLModelError(Exception):
+    """A problem caused by input or state the user controls; the CLI prints it as one line."""
+
+
+class ConfigError(LLModelError):
+    """A model or training config is invalid (unknown key, wrong type, inconsistent shape)."""
+
+
+class DataError(LLModelError):
+    """Input data is missing, empty or malformed."""
+
+
+class VocabMismatchError(LLModelError):
+    """Tokenizer, dataset and model disagree on the vocabulary size."""
+
+
+class CheckpointError(LLModelError):
+    """A checkpoint is missing, incomplete, corrupt or built for another config."""

@@ -1,0 +1,160 @@
+"""Autoregressive generation with a KV cache: batched prompts, stop conditions, token streaming."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.errors import LLModelError
+from engine.generation.sampling import SamplingParams, next_tokens
+from engine.model import Transformer
+from engine.tokenizer import Tokenizer
+
+# (row index, token id, decoded text of the new token) for every token produced.
+TokenCallback = Callable[[int, int, str], None]
+
+
+@dataclass
+class GenerationResult:
+    prompt_tokens: list[int]
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str = "length"  # "length" | "eos" | "stop"
+    truncated_prompt: bool = False
+
+
+def fit_prompt(ids: list[int], max_len: int, max_new_tokens: int, *, truncate: bool = True) -> tuple[list[int], bool]:
+    """Keep the prompt within the context, leaving room for the new tokens; drop its oldest tokens if allowed."""
+    room = max_len - max_new_tokens
+    if room < 1:
+        raise LLModelError(f"max tokens {max_new_tokens} leaves no room for a prompt in the context of {max_len}")
+    if len(ids) <= room:
+        return ids, False
+    if not truncate:
+        raise LLModelError(
+            f"prompt of {len(ids)} tokens plus {max_new_tokens} new tokens exceeds the context of {max_len}; "
+            "shorten the prompt or lower max tokens"
+        )
+    return ids[-room:], True
+
+
+@torch.inference_mode()
+def generate_ids(
+    model: Transformer,
+    prompts: Sequence[list[int]],
+    params: SamplingParams,
+    *,
+    eos_id: int | None = None,
+    on_token: Callable[[int, int], bool | None] | None = None,
+) -> list[list[int]]:
+    """Generate up to ``params.max_new_tokens`` ids per prompt (left-padded batch, shared KV cache).
+
+    ``on_token(row, token)`` is called for each new token; returning True stops that row.
+    """
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise LLModelError("every prompt needs at least one token")
+    model.eval()
+    device = model.lm_head.weight.device
+    batch, longest = len(prompts), max(len(p) for p in prompts)
+    if longest + params.max_new_tokens > model.config.max_len:
+        raise LLModelError(
+            f"prompt of {longest} tokens plus {params.max_new_tokens} new tokens exceeds the context of "
+            f"{model.config.max_len}; shorten the prompt or lower max tokens"
+        )
+    pad = model.config.pad_token_id
+    input_ids = torch.full((batch, longest), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((batch, longest + params.max_new_tokens), dtype=torch.long, device=device)
+    for row, ids in enumerate(prompts):
+        input_ids[row, longest - len(ids) :] = torch.tensor(ids, device=device)
+        mask[row, longest - len(ids) : longest] = 1
+    padded = any(len(p) != longest for p in prompts)
+    seen = torch.zeros((batch, model.config.vocab_size), dtype=torch.bool, device=device)
+    for row, ids in enumerate(prompts):
+        seen[row, ids] = True
+    generator = None
+    if params.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(params.seed)
+    cache = model.new_kv_cache(batch, longest + params.max_new_tokens)
+    outputs: list[list[int]] = [[] for _ in range(batch)]
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    step_ids, length = input_ids, longest
+    for _ in range(params.max_new_tokens):
+        attention_mask = mask[:, :length] if padded else None
+        logits = model(step_ids, kv_cache=cache, attention_mask=attention_mask, logits_for="last").logits[:, -1]
+        chosen = next_tokens(logits, params, seen, generator)
+        for row in range(batch):
+            if done[row]:
+                continue
+            token = int(chosen[row])
+            if params.stop_at_eos and eos_id is not None and token == eos_id:
+                done[row] = True
+                continue
+            outputs[row].append(token)
+            seen[row, token] = True
+            if on_token is not None and on_token(row, token):
+                done[row] = True
+        if bool(done.all()):
+            break
+        mask[:, length] = 1
+        length += 1
+        step_ids = chosen.unsqueeze(1)
+    return outputs
+
+
+def generate(
+    model: Transformer,
+    tokenizer: Tokenizer,
+    prompts: str | Sequence[str],
+    params: SamplingParams,
+    *,
+    on_text: TokenCallback | None = None,
+    add_bos: bool = True,
+    truncate_prompt: bool = True,
+) -> list[GenerationResult]:
+    """Generate text for one or more prompts; ``on_text`` streams each token's text as it comes."""
+    texts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise LLModelError(
+            f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is {model.config.vocab_size}; "
+            "use the tokenizer the model was trained with"
+        )
+    results = []
+    for text in texts:
+        ids = tokenizer.encode(text, add_bos=add_bos)
+        if not ids:
+            ids = [tokenizer.bos_id]
+        ids, truncated = fit_prompt(ids, model.config.max_len, params.max_new_tokens, truncate=truncate_prompt)
+        results.append(GenerationResult(prompt_tokens=ids, truncated_prompt=truncated))
+    emitted = ["" for _ in texts]
+
+    def on_token(row: int, token: int) -> bool:
+        result = results[row]
+        result.tokens.append(token)
+        # Decode the whole continuation so multi-byte characters and word-initial spaces come out right.
+        full = tokenizer.decode(result.tokens)
+        for stop in params.stop:
+            cut = full.find(stop)
+            if cut != -1:
+                _emit(row, full[:cut])
+                result.text, result.finish_reason = full[:cut], "stop"
+                return True
+        if not full.endswith("\ufffd"):
+            _emit(row, full)
+        result.text = full
+        return False
+
+    def _emit(row: int, full: str) -> None:
+        new = full[len(emitted[row]) :]
+        if new and on_text is not None:
+            on_text(row, results[row].tokens[-1], new)
+        emitted[row] = full
+
+    generate_ids(model, [r.prompt_tokens for r in results], params, eos_id=tokenizer.eos_id, on_token=on_token)
+    for row, result in enumerate(results):
+        if result.finish_reason == "length" and len(result.tokens) < params.max_new_tokens:
+            result.finish_reason = "eos"
+        result.text = tokenizer.decode(result.tokens) if result.finish_reason != "stop" else result.text
+        _emit(row, result.text)
+    return results

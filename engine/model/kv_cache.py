@@ -1,0 +1,57 @@
+"""Key/value cache for incremental decoding, preallocated to the model's context length."""
+
+from __future__ import annotations
+
+import torch
+
+from engine.errors import LLModelError
+
+
+class LayerKVCache:
+    """Keys and values of one layer, (B, H_kv, max_len, hd), filled up to ``length``."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.k, self.v = k, v
+        self.length = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new keys/values and return everything cached so far."""
+        start, end = self.length, self.length + k.shape[2]
+        if end > self.k.shape[2]:
+            raise LLModelError(f"KV cache overflow: {end} positions but the cache holds {self.k.shape[2]}; allocate a larger cache")
+        self.k[:, :, start:end] = k
+        self.v[:, :, start:end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
+class KVCache:
+    """One LayerKVCache per layer, with the shared fill length."""
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch_size: int,
+        n_kv_heads: int,
+        max_len: int,
+        head_dim: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (batch_size, n_kv_heads, max_len, head_dim)
+        self.layers = [
+            LayerKVCache(
+                torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device)
+            )
+            for _ in range(n_layers)
+        ]
+        self.max_len = max_len
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length if self.layers else 0
+
+    def reset(self) -> None:
+        for layer in self.layers:
+            layer.length = 0

@@ -1,0 +1,143 @@
+"""The quickstart: embedded stdlib corpus → tokenizer → dataset → pretrain → evaluate → generate."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.data.binary import TokenDataset
+from engine.data.meta import is_prepared_dataset
+from engine.data.prepare import prepare_dataset
+from engine.data.stdlib_corpus import build_stdlib_corpus
+from engine.generation import SamplingParams, generate
+from engine.inference import load_for_inference
+from engine.model import ModelConfig
+from engine.tokenizer import Tokenizer
+from engine.training.config import TrainConfig
+from engine.training.events import Event
+from engine.training.trainer import Trainer
+from engine.workspace import new_run_id
+
+# Chosen for the best validation loss within ~6 minutes of training on 2 CPU cores (benchmarks/RESULTS.md).
+QUICKSTART_VOCAB = 4096
+QUICKSTART_MODEL: dict[str, Any] = {
+    "d_model": 192, "n_layers": 4, "n_heads": 6, "d_ff": 512, "max_len": 256,
+    "ffn_type": "swiglu", "norm_type": "rmsnorm", "pos_type": "rope", "attention_type": "flash",
+}  # fmt: skip
+QUICKSTART_TRAINING: dict[str, Any] = {
+    "batch_size": 16, "seq_len": 256, "learning_rate": 2e-3, "warmup_steps": 50, "schedule": "cosine",
+    "min_lr_ratio": 0.1, "weight_decay": 0.1, "max_steps": 1200, "eval_interval": 200, "eval_batches": 10,
+    "sample_interval": 400, "checkpoint_interval": 200, "log_interval": 50,
+}  # fmt: skip
+SAMPLE_PROMPTS = ("def ", "The ")
+
+StageContext = Callable[[str], AbstractContextManager[Callable[[int, int], None]]]
+
+
+@dataclass
+class QuickstartOptions:
+    """Knobs to shrink the quickstart (tests use a nano model on a slice of the corpus)."""
+
+    corpus_bytes: int | None = None
+    vocab_size: int = QUICKSTART_VOCAB
+    model: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_MODEL))
+    training: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_TRAINING))
+    sample_tokens: int = 60
+    val_fraction: float = 0.03
+    seed: int = 1337
+
+
+@dataclass
+class QuickstartResult:
+    run_dir: Path
+    tokenizer_dir: Path
+    dataset_dir: Path
+    val_loss: float
+    unigram_entropy: float
+    samples: list[str]
+    status: str
+
+
+def unigram_entropy(tokens: np.ndarray, vocab_size: int) -> float:
+    """Entropy (nats/token) of the token frequency distribution: the loss of a model that ignores context."""
+    counts = np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+@contextmanager
+def _noop_stage(_: str) -> Iterator[Callable[[int, int], None]]:
+    yield lambda done, total: None
+
+
+@contextmanager
+def _no_display() -> Iterator[Callable[[Event], None]]:
+    yield lambda event: None
+
+
+def run_quickstart(
+    workspace: Path,
+    options: QuickstartOptions | None = None,
+    *,
+    stage: StageContext = _noop_stage,
+    log: Callable[[str], None] = lambda _: None,
+    training_display: Callable[[], AbstractContextManager[Callable[[Event], None]]] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> QuickstartResult:
+    """Run the whole pipeline inside ``workspace``; finished stages are reused on a second run."""
+    opts = options or QuickstartOptions()
+    tag = "stdlib" if opts.corpus_bytes is None else f"stdlib-{opts.corpus_bytes}"
+    corpus = workspace / "corpora" / f"{tag}.jsonl"
+    tokenizer_dir = workspace / "tokenizers" / f"{tag}-{opts.vocab_size}"
+    dataset_dir = workspace / "datasets" / f"{tag}-{opts.vocab_size}"
+
+    if not corpus.is_file():
+        with stage("building the corpus from the Python standard library"):
+            info = build_stdlib_corpus(corpus, max_bytes=opts.corpus_bytes)
+        log(f"corpus: {info.files:,} files, {info.bytes / 1e6:.1f} MB")
+    if not (tokenizer_dir / "tokenizer.model").is_file():
+        with stage(f"training a {opts.vocab_size}-token BPE tokenizer") as progress:
+            Tokenizer.train([corpus], tokenizer_dir, opts.vocab_size, progress=progress, log=log)
+    tokenizer = Tokenizer.load(tokenizer_dir)
+    if not is_prepared_dataset(dataset_dir):
+        with stage("tokenizing the corpus") as progress:
+            prepare_dataset(
+                [corpus], tokenizer_dir, dataset_dir, val_fraction=opts.val_fraction, seed=opts.seed,
+                progress=progress, log=log,
+            )  # fmt: skip
+
+    model_config = ModelConfig.from_dict(
+        {**opts.model, "vocab_size": tokenizer.vocab_size, "name": "quickstart"}, source="quickstart model"
+    )
+    train_config = TrainConfig.from_dict({**opts.training, "seed": opts.seed}, source="quickstart training")
+    model_config.save(workspace / "configs" / "quickstart.json")
+    run_dir = workspace / "runs" / new_run_id("quickstart")
+    with (training_display or _no_display)() as on_event:
+        trainer = Trainer(
+            model_config, train_config, dataset_dir, run_dir, tokenizer_path=tokenizer_dir,
+            on_event=on_event, should_stop=should_stop,
+        )  # fmt: skip
+        result = trainer.run()
+
+    entropy = unigram_entropy(TokenDataset(dataset_dir / "train").tokens, tokenizer.vocab_size)
+    loaded = load_for_inference(run_dir, device=train_config.device)
+    params = SamplingParams(
+        max_new_tokens=opts.sample_tokens, temperature=0.7, top_k=40, repetition_penalty=1.1, seed=opts.seed
+    )
+    replies = generate(loaded.model, loaded.tokenizer, list(SAMPLE_PROMPTS), params)
+    samples = [prompt + reply.text for prompt, reply in zip(SAMPLE_PROMPTS, replies, strict=True)]
+    return QuickstartResult(
+        run_dir=run_dir,
+        tokenizer_dir=tokenizer_dir,
+        dataset_dir=dataset_dir,
+        val_loss=result.final_metrics.get("val_loss", math.nan),
+        unigram_entropy=entropy,
+        samples=samples,
+        status=result.status,
+    )

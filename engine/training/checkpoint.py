@@ -1,0 +1,231 @@
+"""Checkpoints: atomic directories of safetensors weights plus training state, with latest/best pointers.
+
+A checkpoint directory counts only once its ``COMPLETE`` marker exists and its file hashes match; the
+directory is written under a temporary name and renamed into place, so a kill never leaves one that looks whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from engine.errors import CheckpointError
+from engine.fileio import write_json_atomic
+from engine.model import ModelConfig
+
+WEIGHTS = "model.safetensors"
+STATE = "training_state.pt"
+META = "meta.json"
+MARKER = "COMPLETE"
+# Fields that change the weights' shapes or meaning; a checkpoint only loads into a config that agrees on them.
+ARCHITECTURE_KEYS = (
+    "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_len", "pos_type",
+    "ffn_type", "norm_type", "norm_first", "tie_word_embeddings",
+)  # fmt: skip
+
+
+@dataclass
+class Checkpoint:
+    """A complete checkpoint on disk."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.meta["model_config"], source=f"{self.path}/{META}")
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    checkpoints_dir: Path,
+    *,
+    step: int,
+    model: nn.Module,
+    model_config: ModelConfig,
+    training_state: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Checkpoint:
+    """Write ``checkpoints_dir/step-N`` atomically and point ``latest`` at it."""
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    final = checkpoints_dir / step_dir_name(step)
+    tmp = checkpoints_dir / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_model(model, str(tmp / WEIGHTS))
+    files = [WEIGHTS]
+    if training_state is not None:
+        torch.save(training_state, tmp / STATE)
+        files.append(STATE)
+    full_meta = {
+        "step": step,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model_config": model_config.to_dict(),
+        **(meta or {}),
+        "files": {name: _sha256(tmp / name) for name in files},
+    }
+    write_json_atomic(tmp / META, full_meta)
+    for name in files:
+        with open(tmp / name, "rb") as fh:
+            os.fsync(fh.fileno())
+    (tmp / MARKER).write_text(str(step))
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(checkpoints_dir)
+    write_json_atomic(checkpoints_dir / "latest", {"checkpoint": final.name, "step": step})
+    return Checkpoint(final, full_meta)
+
+
+def verify_checkpoint(path: Path) -> Checkpoint:
+    """Return the checkpoint at ``path`` or raise CheckpointError saying what is wrong with it."""
+    if not (path / MARKER).is_file():
+        raise CheckpointError(f"checkpoint {path} is incomplete (no {MARKER} marker); it was interrupted while saving")
+    try:
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"checkpoint {path} has an unreadable {META}: {err}") from None
+    for name, digest in meta.get("files", {}).items():
+        file = path / name
+        if not file.is_file() or _sha256(file) != digest:
+            raise CheckpointError(f"checkpoint {path} is corrupt: {name} does not match its recorded hash")
+    return Checkpoint(path, meta)
+
+
+def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
+    """Checkpoint directories (complete or not) in step order."""
+    if not checkpoints_dir.is_dir():
+        return []
+    return sorted(p for p in checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+
+def latest_checkpoint(checkpoints_dir: Path, *, log: Callable[[str], None] | None = None) -> Checkpoint | None:
+    """The newest checkpoint that verifies; corrupt or partial ones are skipped with a message."""
+    for path in reversed(list_checkpoints(checkpoints_dir)):
+        try:
+            return verify_checkpoint(path)
+        except CheckpointError as err:
+            if log:
+                log(f"{err}; using the previous checkpoint")
+    return None
+
+
+def resolve_checkpoint(path: str | Path, *, log: Callable[[str], None] | None = None) -> Checkpoint:
+    """Accept a checkpoint directory, a run's ``checkpoints`` directory or a run directory."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint path {path} does not exist; pass a run directory or a checkpoint directory")
+    if (path / META).is_file() or (path / MARKER).is_file() or path.name.startswith("step-"):
+        try:
+            return verify_checkpoint(path)
+        except CheckpointError as err:
+            fallback = latest_checkpoint(path.parent, log=None)
+            if fallback is None or fallback.step >= _step_of(path):
+                raise
+            if log:
+                log(f"{err}; using {fallback.path.name} instead")
+            return fallback
+    for candidate in (path / "checkpoints", path):
+        found = latest_checkpoint(candidate, log=log)
+        if found is not None:
+            return found
+    raise CheckpointError(f"no complete checkpoint found in {path}; train first or pass a checkpoint directory")
+
+
+def _step_of(path: Path) -> int:
+    try:
+        return int(path.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return 1 << 62
+
+
+def check_compatible(checkpoint: Checkpoint, config: ModelConfig) -> None:
+    """Raise CheckpointError when ``config`` would not fit the checkpoint's weights."""
+    saved = checkpoint.meta.get("model_config", {})
+    for key in ARCHITECTURE_KEYS:
+        if key in saved and saved[key] != getattr(config, key):
+            raise CheckpointError(
+                f"checkpoint {checkpoint.path} was trained with {key}={saved[key]!r} but the config has "
+                f"{key}={getattr(config, key)!r}; use the checkpoint's own config (omit --config)"
+            )
+
+
+def load_weights(checkpoint: Checkpoint, model: nn.Module) -> None:
+    """Load safetensors weights into ``model`` (strict: every tensor must match)."""
+    missing, unexpected = load_model(model, str(checkpoint.path / WEIGHTS), strict=False)
+    if missing or unexpected:
+        names = ", ".join((missing or unexpected)[:3])
+        raise CheckpointError(f"checkpoint {checkpoint.path} does not fit the model: {'missing' if missing else 'unexpected'} {names}")
+
+
+def load_training_state(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The optimizer, scheduler and RNG state, loaded without unpickling arbitrary objects."""
+    path = checkpoint.path / STATE
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {checkpoint.path} has no training state; it can be used for inference only")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def prune_checkpoints(checkpoints_dir: Path, keep_last: int) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints, never the best one; clear stale temporaries."""
+    best = read_pointer(checkpoints_dir, "best")
+    complete = [p for p in list_checkpoints(checkpoints_dir) if (p / MARKER).is_file()]
+    for path in complete[:-keep_last]:
+        if best is None or path.name != best.get("checkpoint"):
+            shutil.rmtree(path, ignore_errors=True)
+    for stale in checkpoints_dir.glob(".tmp-step-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid != str(os.getpid()):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def read_pointer(checkpoints_dir: Path, name: str) -> dict[str, Any] | None:
+    """Read the ``latest`` or ``best`` pointer file, if present."""
+    try:
+        return json.loads((checkpoints_dir / name).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def update_best(checkpoints_dir: Path, checkpoint: Checkpoint, val_loss: float) -> bool:
+    """Point ``best`` at ``checkpoint`` if its validation loss is the lowest so far."""
+    best = read_pointer(checkpoints_dir, "best")
+    if best is not None and best.get("val_loss", float("inf")) <= val_loss and (checkpoints_dir / best["checkpoint"]).is_dir():
+        return False
+    write_json_atomic(checkpoints_dir / "best", {"checkpoint": checkpoint.path.name, "step": checkpoint.step, "val_loss": val_loss})
+    return True

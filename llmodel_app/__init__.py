@@ -1,0 +1,1 @@
+"""LLModel's front end: the Typer CLI and the Textual workbench."""

@@ -1,0 +1,76 @@
+"""``create-config`` and ``generate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.errors import LLModelError
+from engine.generation import SamplingParams
+from engine.generation import generate as run_generation
+from engine.inference import load_for_inference
+from engine.model import PRESETS, ModelConfig
+from llmodel_app.cli.console import info, out, success, warn
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} TiB"
+
+
+def create_config(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the config JSON.")],
+    type_: Annotated[str, typer.Option("--type", "-t", help=f"Preset: {', '.join(PRESETS)}.")] = "tiny",
+    vocab_size: Annotated[int | None, typer.Option(help="Override the preset's vocabulary size.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a model config from a preset, with its parameter count and memory estimate."""
+    overrides = {"vocab_size": vocab_size} if vocab_size else {}
+    config = ModelConfig.from_preset(type_, **overrides)
+    if output.exists() and not force:
+        raise LLModelError(f"{output} already exists; pass --force to overwrite it")
+    config.save(output)
+    memory = config.estimate_memory(batch_size=8)
+    success(f"wrote {type_} config to {output}")
+    info(
+        f"{config.num_parameters():,} parameters; training at batch 8 x {config.max_len} needs about "
+        f"{_human_bytes(memory['total'])} (weights {_human_bytes(memory['weights'])})"
+    )
+
+
+def generate(
+    model_path: Annotated[Path, typer.Option(help="A checkpoint directory, or a run directory (its latest checkpoint).")],
+    prompt: Annotated[str, typer.Option(help="Text to continue.")],
+    config: Annotated[Path | None, typer.Option(help="Model config JSON (default: the checkpoint's own).")] = None,
+    tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer directory (default: the one the checkpoint records).")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 100,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.8,
+    top_k: Annotated[int | None, typer.Option(help="Sample among the k most likely tokens.")] = 50,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass in (0, 1].")] = 0.95,
+    repetition_penalty: Annotated[float, typer.Option(help="Penalty > 1 discourages repeats.")] = 1.0,
+    do_sample: Annotated[bool, typer.Option("--do-sample/--greedy", help="Sample, or always take the most likely token.")] = True,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop when this text appears (repeatable).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed for reproducible sampling.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """Generate text from a trained model, streaming tokens as they come."""
+    loaded = load_for_inference(model_path, config_path=config, tokenizer_path=tokenizer_path, device=device, log=warn)
+    params = SamplingParams(
+        max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+        repetition_penalty=repetition_penalty, do_sample=do_sample, stop=list(stop or []), seed=seed,
+    )  # fmt: skip
+    info(f"model {loaded.checkpoint.path} (step {loaded.checkpoint.step}) on {loaded.device}")
+    out.print(prompt, end="", style="bold", highlight=False)
+    results = run_generation(
+        loaded.model, loaded.tokenizer, prompt, params,
+        on_text=lambda _row, _token, text: out.print(text, end="", highlight=False, markup=False),
+    )  # fmt: skip
+    out.print()
+    if results[0].truncated_prompt:
+        warn(f"the prompt was cut to its last {len(results[0].prompt_tokens)} tokens to fit the context")
+    info(f"{len(results[0].tokens)} tokens, finished by {results[0].finish_reason}")

@@ -1,0 +1,50 @@
+"""The ``llmodel`` command: Typer subcommands over the engine library."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from engine.errors import LLModelError
+from llmodel_app.cli import commands_data, commands_model, commands_train, quickstart
+from llmodel_app.cli.console import err
+
+app = typer.Typer(
+    name="llmodel",
+    help="LLModel: build, train, evaluate and serve transformer language models from scratch.",
+    no_args_is_help=False,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("create-config")(commands_model.create_config)
+app.command("generate")(commands_model.generate)
+app.command("pretrain")(commands_train.pretrain)
+app.command("quickstart")(quickstart.quickstart)
+app.add_typer(commands_data.tokenizer_app, name="tokenizer")
+app.add_typer(commands_data.data_app, name="data")
+
+
+@app.callback(invoke_without_command=True)
+def root(ctx: typer.Context) -> None:
+    """Without a subcommand, open the workbench."""
+    if ctx.invoked_subcommand is None:
+        err.print(
+            "The Textual workbench is not built yet. Use the subcommands for now; start with "
+            "[bold]llmodel quickstart[/bold], or see [bold]llmodel --help[/bold]."
+        )
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 1, never a traceback."""
+    try:
+        app()  # standalone: Typer reports usage errors itself and exits with their status
+    except LLModelError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Shared fixtures: a small slice of the embedded corpus, a tiny tokenizer and a prepared dataset.
+
+They are built once per test session so every test that trains a model starts from the same tiny data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.data.prepare import prepare_dataset
+from engine.data.stdlib_corpus import build_stdlib_corpus
+from engine.model import ModelConfig
+from engine.tokenizer import Tokenizer
+from engine.training.config import TrainConfig
+
+TINY_VOCAB = 512
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Tiny models run faster on one thread; and no test may write into the repository's own workspaces/.
+    torch.set_num_threads(1)
+    monkeypatch.setenv("LLMODEL_WORKSPACE", str(tmp_path / "workspace"))
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """About 300 KB of real Python source and docstrings as JSONL."""
+    path = tmp_path_factory.mktemp("corpus") / "stdlib.jsonl"
+    build_stdlib_corpus(path, max_bytes=300_000)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(corpus_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tokenizer") / "tok"
+    Tokenizer.train([corpus_file], out, TINY_VOCAB)
+    return out
+
+
+@pytest.fixture(scope="session")
+def dataset_dir(corpus_file: Path, tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dataset") / "ds"
+    prepare_dataset([corpus_file], tokenizer_dir, out, val_fraction=0.05, num_workers=0)
+    return out
+
+
+@pytest.fixture
+def nano_config() -> ModelConfig:
+    """Two layers, d_model 32, context 64: trains a step in a few milliseconds."""
+    return ModelConfig.from_dict(
+        {"vocab_size": TINY_VOCAB, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_len": 64, "dropout": 0.1}
+    )
+
+
+@pytest.fixture
+def quick_train_config() -> TrainConfig:
+    return TrainConfig(
+        batch_size=4, seq_len=32, max_steps=12, warmup_steps=2, learning_rate=3e-3, eval_interval=4,
+        eval_batches=2, sample_interval=6, sample_tokens=8, checkpoint_interval=4, keep_last=2, log_interval=2,
+        device="cpu",
+    )  # fmt: skip

@@ -1,0 +1,77 @@
+"""The headless pipeline a new user runs: config → tokenizer → dataset → pretrain → generate, on a nano model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli_runner import run_cli
+
+
+@pytest.fixture
+def corpus(tmp_path: Path, corpus_file: Path) -> Path:
+    return corpus_file
+
+
+def test_the_whole_pipeline_runs_from_the_command_line(capsys, tmp_path, corpus):
+    config = tmp_path / "nano.json"
+    tokenizer = tmp_path / "tok"
+    dataset = tmp_path / "ds"
+    run = tmp_path / "run"
+
+    result = run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
+    assert result.code == 0, result.err
+    assert json.loads(config.read_text())["d_model"] == 64
+
+    result = run_cli(capsys, "tokenizer", "train", "--input", str(corpus), "--vocab-size", "512", "--output", str(tokenizer))
+    assert result.code == 0, result.err
+    assert (tokenizer / "tokenizer.model").is_file()
+
+    result = run_cli(capsys, "data", "prepare", "--input", str(corpus), "--tokenizer-path", str(tokenizer), "--output", str(dataset))
+    assert result.code == 0, result.err
+    assert json.loads((dataset / "meta.json").read_text())["vocab_size"] == 512
+
+    result = run_cli(
+        capsys, "pretrain", "--config", str(config), "--data-path", str(dataset), "--max-steps", "6",
+        "--batch-size", "4", "--seq-len", "32", "--eval-interval", "3", "--checkpoint-interval", "3",
+        "--output-dir", str(run),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert (run / "checkpoints" / "step-00000006" / "COMPLETE").is_file()
+
+    result = run_cli(capsys, "generate", "--model-path", str(run), "--prompt", "def ", "--max-tokens", "8", "--seed", "1")
+    assert result.code == 0, result.err
+    assert result.out.startswith("def ") and len(result.out.strip()) > len("def")
+
+
+def test_pretrain_prepares_raw_text_automatically_and_resumes_with_auto(capsys, tmp_path, corpus, tokenizer_dir):
+    config = tmp_path / "nano.json"
+    run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
+    workspace = tmp_path / "ws"
+    common = (
+        "--config", str(config), "--data-path", str(corpus), "--tokenizer-path", str(tokenizer_dir),
+        "--batch-size", "2", "--seq-len", "16", "--checkpoint-interval", "2", "--workspace", str(workspace),
+    )  # fmt: skip
+    first = run_cli(capsys, "pretrain", *common, "--max-steps", "2")
+    assert first.code == 0, first.err
+    assert len(list((workspace / "datasets").iterdir())) == 1, "raw input is prepared once and cached"
+
+    again = run_cli(capsys, "pretrain", *common, "--max-steps", "4", "--resume-from-checkpoint", "auto")
+    assert again.code == 0, again.err
+    runs = list((workspace / "runs").iterdir())
+    assert len(runs) == 1, "auto resume continues the existing run"
+    steps = [json.loads(line)["step"] for line in (runs[0] / "events.jsonl").read_text().splitlines() if '"type":"step"' in line]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_quickstart_runs_end_to_end_on_a_small_slice(capsys, tmp_path):
+    result = run_cli(
+        capsys, "quickstart", "--workspace", str(tmp_path / "ws"), "--preset", "nano", "--corpus-mb", "0.3",
+        "--vocab-size", "512", "--max-steps", "20",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "validation loss" in result.err
+    assert "def " in result.out and "The " in result.out
+    assert (tmp_path / "ws" / "configs" / "quickstart.json").is_file()

@@ -1,0 +1,166 @@
+"""Pretraining: the loop, its events, checkpoints and exact resumption."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from engine.errors import CheckpointError, VocabMismatchError
+from engine.model import ModelConfig
+from engine.training import checkpoint as ckpt
+from engine.training.config import TrainConfig
+from engine.training.events import read_events
+from engine.training.optim import lr_multiplier
+from engine.training.trainer import Trainer
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in read_events(run_dir / "events.jsonl") if e["type"] == "step"}
+
+
+def train(config, settings, dataset_dir, run_dir, tokenizer_dir=None, **kwargs):
+    return Trainer(config, settings, dataset_dir, run_dir, tokenizer_path=tokenizer_dir, **kwargs).run()
+
+
+def test_training_lowers_the_validation_loss(nano_config, quick_train_config, dataset_dir, tmp_path):
+    settings = dataclasses.replace(quick_train_config, max_steps=40, eval_interval=40, warmup_steps=5)
+    result = train(nano_config, settings, dataset_dir, tmp_path / "run")
+    assert result.status == "completed" and result.step == 40
+    assert result.final_metrics["val_loss"] < math.log(nano_config.vocab_size) - 0.5
+
+
+def test_resume_after_interrupt_continues_the_same_loss_curve(nano_config, quick_train_config, dataset_dir, tmp_path):
+    straight = train(nano_config, quick_train_config, dataset_dir, tmp_path / "straight")
+    assert straight.status == "completed"
+
+    calls = {"n": 0}
+
+    def stop_after_seven_steps() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= 7
+
+    interrupted_dir = tmp_path / "interrupted"
+    first = train(nano_config, quick_train_config, dataset_dir, interrupted_dir, should_stop=stop_after_seven_steps)
+    assert first.status == "cancelled" and first.step == 7
+    assert (first.last_checkpoint / ckpt.MARKER).is_file()
+
+    resumed = train(nano_config, quick_train_config, dataset_dir, interrupted_dir, resume_from=interrupted_dir)
+    assert resumed.status == "completed" and resumed.step == 12
+
+    expected, got = losses(tmp_path / "straight"), losses(interrupted_dir)
+    assert sorted(got) == list(range(1, 13)), "each step appears exactly once, without a gap"
+    assert got == pytest.approx(expected, abs=0, rel=0), "a resumed run repeats the uninterrupted losses exactly"
+
+
+def test_events_file_records_steps_evaluations_samples_and_checkpoints(
+    nano_config, quick_train_config, dataset_dir, tokenizer_dir, tmp_path
+):
+    train(nano_config, quick_train_config, dataset_dir, tmp_path / "run", tokenizer_dir)
+    events = list(read_events(tmp_path / "run" / "events.jsonl"))
+    kinds = {e["type"] for e in events}
+    assert {"status", "step", "eval", "sample", "checkpoint", "log"} <= kinds
+    step = next(e for e in events if e["type"] == "step")
+    assert {"loss", "lr", "grad_norm", "tokens_per_s", "memory", "tokens"} <= set(step)
+    evaluation = next(e for e in events if e["type"] == "eval")
+    assert evaluation["val_ppl"] == pytest.approx(math.exp(evaluation["val_loss"]))
+    assert 0.0 <= evaluation["val_accuracy"] <= 1.0
+    sample = next(e for e in events if e["type"] == "sample")
+    assert sample["text"].startswith(quick_train_config.sample_prompt)
+    assert "step 12/12" in (tmp_path / "run" / "train.log").read_text()
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["status"] == "completed" and run["step"] == 12
+
+
+def test_checkpoints_keep_the_last_k_and_the_best(nano_config, quick_train_config, dataset_dir, tmp_path):
+    train(nano_config, quick_train_config, dataset_dir, tmp_path / "run")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    names = [p.name for p in ckpt.list_checkpoints(checkpoints)]
+    best = ckpt.read_pointer(checkpoints, "best")["checkpoint"]
+    latest = ckpt.read_pointer(checkpoints, "latest")["checkpoint"]
+    assert latest == ckpt.step_dir_name(12)
+    assert set(names) == {ckpt.step_dir_name(8), ckpt.step_dir_name(12), best}
+    meta = json.loads((checkpoints / latest / ckpt.META).read_text())
+    assert meta["model_config"] == nano_config.to_dict()
+    assert meta["data_position"]["step"] == 12 and meta["tokens_seen"] == 12 * 4 * 32
+
+
+def test_a_checkpoint_without_its_marker_is_never_used(nano_config, quick_train_config, dataset_dir, tmp_path):
+    train(nano_config, quick_train_config, dataset_dir, tmp_path / "run")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (checkpoints / ckpt.step_dir_name(12) / ckpt.MARKER).unlink()  # as if killed mid-write
+    found = ckpt.resolve_checkpoint(tmp_path / "run")
+    assert found.step == 8
+
+
+def test_a_corrupt_checkpoint_is_detected_and_the_previous_one_used(
+    nano_config, quick_train_config, dataset_dir, tmp_path
+):
+    train(nano_config, quick_train_config, dataset_dir, tmp_path / "run")
+    weights = tmp_path / "run" / "checkpoints" / ckpt.step_dir_name(12) / ckpt.WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    messages: list[str] = []
+    found = ckpt.resolve_checkpoint(tmp_path / "run", log=messages.append)
+    assert found.step == 8
+    assert any("corrupt" in m for m in messages)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        ckpt.verify_checkpoint(weights.parent)
+
+
+def test_a_checkpoint_refuses_a_config_of_another_shape(nano_config, quick_train_config, dataset_dir, tmp_path):
+    train(nano_config, dataclasses.replace(quick_train_config, max_steps=4), dataset_dir, tmp_path / "run")
+    wider = ModelConfig.from_dict({**nano_config.to_dict(), "d_model": 64})
+    with pytest.raises(CheckpointError, match="d_model=32") as err:
+        train(wider, quick_train_config, dataset_dir, tmp_path / "run", resume_from=tmp_path / "run")
+    assert "\n" not in str(err.value)
+
+
+def test_vocab_mismatch_is_caught_before_training(nano_config, quick_train_config, dataset_dir, tmp_path):
+    bigger = ModelConfig.from_dict({**nano_config.to_dict(), "vocab_size": 1024})
+    with pytest.raises(VocabMismatchError, match="vocab_size to 512"):
+        Trainer(bigger, quick_train_config, dataset_dir, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "lion"])
+def test_both_optimizers_train(nano_config, quick_train_config, dataset_dir, tmp_path, optimizer):
+    lr = 1e-3 if optimizer == "lion" else 3e-3
+    settings = dataclasses.replace(
+        quick_train_config, optimizer=optimizer, learning_rate=lr, max_steps=30, eval_interval=30
+    )
+    result = train(nano_config, settings, dataset_dir, tmp_path / "run")
+    first = losses(tmp_path / "run")[1]
+    assert result.final_metrics["loss"] < first - 0.3
+
+
+def test_gradient_accumulation_and_bf16_autocast_run_on_cpu(nano_config, quick_train_config, dataset_dir, tmp_path):
+    settings = dataclasses.replace(quick_train_config, gradient_accumulation_steps=2, precision="bf16", max_steps=4)
+    result = train(nano_config, settings, dataset_dir, tmp_path / "run")
+    assert result.status == "completed" and math.isfinite(result.final_metrics["loss"])
+    status = next(e for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "status")
+    assert status["precision"] == "bf16" and status["tokens_per_step"] == 4 * 32 * 2
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "polynomial", "constant"])
+def test_learning_rate_warms_up_then_follows_its_schedule(schedule):
+    cfg = TrainConfig(schedule=schedule, warmup_steps=10, min_lr_ratio=0.1, poly_power=2.0)
+    warmup = [lr_multiplier(s, cfg, 100) for s in range(10)]
+    assert warmup == sorted(warmup) and warmup[0] < 0.2
+    assert lr_multiplier(10, cfg, 100) == pytest.approx(1.0)
+    end = lr_multiplier(100, cfg, 100)
+    assert end == pytest.approx(1.0 if schedule == "constant" else 0.1)
+    middle = lr_multiplier(55, cfg, 100)
+    assert 0.1 <= middle <= 1.0
+
+
+def test_training_config_rejects_unknown_keys_in_one_line():
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown config key 'learning_rat'") as err:
+        TrainConfig.from_dict({"learning_rat": 1e-3})
+    assert "\n" not in str(err.value)
