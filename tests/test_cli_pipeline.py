@@ -75,3 +75,19 @@ def test_quickstart_runs_end_to_end_on_a_small_slice(capsys, tmp_path):
     assert "validation loss" in result.err
     assert "def " in result.out and "The " in result.out
     assert (tmp_path / "ws" / "configs" / "quickstart.json").is_file()
+
+
+def test_training_settings_come_from_the_file_unless_a_flag_is_typed(capsys, tmp_path, dataset_dir):
+    config = tmp_path / "nano.json"
+    run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
+    settings = tmp_path / "train.json"
+    settings.write_text(json.dumps({"batch_size": 2, "seq_len": 16, "max_steps": 5, "weight_decay": 0.0}))
+    run = tmp_path / "run"
+    result = run_cli(
+        capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--train-config", str(settings),
+        "--max-steps", "2", "--output-dir", str(run),
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    resolved = json.loads((run / "run.json").read_text())["train_config"]
+    assert resolved["batch_size"] == 2 and resolved["weight_decay"] == 0.0
+    assert resolved["max_steps"] == 2, "a typed flag wins over the file"

@@ -93,7 +93,7 @@ def test_malformed_jsonl_line_is_reported_with_file_and_line_number_and_skipped(
 
 def test_strict_mode_raises_on_the_first_malformed_line_with_file_and_line_number(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [{"text": "ok"}, {"text": 42}])
-    with pytest.raises(DataError, match=r"d\.jsonl:2: 'text' is int, not a string; fix the line or pass"):
+    with pytest.raises(DataError, match=r"d\.jsonl:2: 'text' is int, not a string; fix the line, or run without --strict"):
         list(iter_documents([path], strict=True))
 
 

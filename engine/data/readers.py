@@ -118,7 +118,7 @@ class _Reporter:
 
     def __call__(self, where: str, problem: str, fix: str = "fix the line") -> None:
         if self.strict:
-            raise DataError(f"{where}: {problem}; {fix} or pass --skip-bad-lines")
+            raise DataError(f"{where}: {problem}; {fix}, or run without --strict to skip it")
         if self.on_bad_line is not None:
             self.on_bad_line(f"{where}: {problem}; skipped")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Annotated, Any
@@ -134,10 +135,6 @@ _FLAG_FIELDS = (
 
 def _train_settings(ctx: typer.Context, path: Path | None, checkpoint: ckpt.Checkpoint | None) -> TrainConfig:
     """Checkpoint's settings < --train-config file < flags the user typed."""
-    import json
-
-    from click.core import ParameterSource
-
     data: dict[str, Any] = dict(checkpoint.meta.get("train_config", {})) if checkpoint else {}
     if path is not None:
         if not path.is_file():
@@ -149,7 +146,8 @@ def _train_settings(ctx: typer.Context, path: Path | None, checkpoint: ckpt.Chec
     params = ctx.params
     for name in (*_FLAG_FIELDS, "compile_"):
         key = name.rstrip("_")
-        typed = ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)
+        source = ctx.get_parameter_source(name)
+        typed = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
         if typed or key not in data:
             data[key] = params[name]
     return TrainConfig.from_dict(data, source=str(path) if path else "training settings")
