@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from engine.errors import CheckpointError, VocabMismatchError
 from engine.model import ModelConfig
@@ -164,3 +165,30 @@ def test_training_config_rejects_unknown_keys_in_one_line():
     with pytest.raises(ConfigError, match="unknown config key 'learning_rat'") as err:
         TrainConfig.from_dict({"learning_rat": 1e-3})
     assert "\n" not in str(err.value)
+
+
+def test_attention_snapshots_are_recorded_on_the_probe_text(
+    nano_config, quick_train_config, dataset_dir, tokenizer_dir, tmp_path
+):
+    from engine.training.attention import load_snapshot
+
+    settings = dataclasses.replace(quick_train_config, attention_interval=6)
+    train(nano_config, settings, dataset_dir, tmp_path / "run", tokenizer_dir)
+    events = [e for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "attention"]
+    assert [e["step"] for e in events] == [6, 12]
+    weights, labels, step = load_snapshot(Path(events[-1]["path"]))
+    side = len(labels)
+    assert step == 12 and 1 < side <= 64
+    assert weights.shape == (nano_config.n_layers, nano_config.n_heads, side, side)
+    assert torch.allclose(weights.sum(-1), torch.ones(side), atol=1e-2), "each row is a distribution"
+    assert torch.all(weights.triu(1) < 1e-3), "causal: no token attends to a later one"
+
+
+def test_a_long_attention_map_is_pooled_to_64_by_64():
+    from engine.training.attention import downsample, token_labels
+
+    weights = torch.softmax(torch.randn(2, 3, 100, 100), -1)
+    pooled = downsample(weights, 64)
+    assert pooled.shape == (2, 3, 64, 64)
+    assert torch.allclose(pooled.sum(-1), torch.ones(2, 3, 64), atol=0.05)
+    assert len(token_labels([str(i) for i in range(100)])) == 64

@@ -18,7 +18,9 @@ from engine.fileio import write_json_atomic
 from engine.generation import SamplingParams, generate_ids
 from engine.model import ModelConfig, Transformer
 from engine.tokenizer import Tokenizer
+from engine.training import attention
 from engine.training import checkpoint as ckpt
+from engine.training.attention import PROBE_TEXT
 from engine.training.batches import WindowSampler, evaluation_windows
 from engine.training.config import TrainConfig
 from engine.training.device import autocast, peak_memory_bytes, resolve_device, resolve_precision
@@ -168,6 +170,8 @@ class Trainer:
                 metrics.update(self.evaluate())
             if self.tokenizer is not None and (step % cfg.sample_interval == 0 or final):
                 self._sample(step)
+            if step % cfg.attention_interval == 0 or final:
+                self._attention_snapshot(step)
             if step % cfg.checkpoint_interval == 0 or final or stopping:
                 last = self._save(step, metrics)
             if stopping and not final:
@@ -232,6 +236,21 @@ class Trainer:
         self.model.train()
         text = self.cfg.sample_prompt + self.tokenizer.decode(ids)
         self.events.emit("sample", step=step, prompt=self.cfg.sample_prompt, text=text)
+
+    def _attention_snapshot(self, step: int) -> None:
+        if self.tokenizer is not None:
+            ids = self.tokenizer.encode(PROBE_TEXT)
+            pieces = [self.tokenizer.decode([i]) for i in ids]
+        else:
+            ids = [int(t) for t in self.val_tokens[: attention.MAX_SIDE]]
+            pieces = [str(i) for i in ids]
+        ids, pieces = ids[: self.model_config.max_len], pieces[: self.model_config.max_len]
+        weights = attention.capture_attention(self.model, ids)
+        labels = attention.token_labels(pieces)
+        path = self.run_dir / "attention" / f"step-{step:08d}.safetensors"
+        attention.save_snapshot(path, weights, labels, step)
+        layers, heads = weights.shape[:2]
+        self.events.emit("attention", step=step, path=str(path), layers=layers, heads=heads, tokens=labels)
 
     def _save(self, step: int, metrics: dict[str, float]) -> ckpt.Checkpoint:
         state: dict[str, Any] = {
