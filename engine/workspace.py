@@ -22,10 +22,36 @@ def validate_name(name: str, what: str = "name") -> str:
     return name
 
 
+WORKSPACES_DIR = Path("workspaces")
+CURRENT_FILE = ".current"
+LAYOUT = ("configs", "tokenizers", "datasets", "runs")
+
+
+def workspaces_dir() -> Path:
+    """Where named workspaces live: ``./workspaces`` under the current directory."""
+    return WORKSPACES_DIR.resolve()
+
+
 def workspace_root(path: str | os.PathLike[str] | None = None) -> Path:
-    """The workspace folder: ``path``, else ``$LLMODEL_WORKSPACE``, else ``./workspaces/default``."""
-    chosen = path or os.environ.get("LLMODEL_WORKSPACE") or Path("workspaces") / "default"
+    """The workspace folder: ``path``, else ``$LLMODEL_WORKSPACE``, else the one chosen by
+    ``llmodel workspace use``, else ``./workspaces/default``."""
+    chosen = path or os.environ.get("LLMODEL_WORKSPACE")
+    if not chosen:
+        current = workspaces_dir() / CURRENT_FILE
+        name = current.read_text(encoding="utf-8").strip() if current.is_file() else "default"
+        chosen = workspaces_dir() / validate_name(name or "default", "workspace name")
     return Path(chosen).expanduser().resolve()
+
+
+def named_workspace(name: str) -> Path:
+    """The folder of the workspace called ``name`` (validated)."""
+    return workspaces_dir() / validate_name(name, "workspace name")
+
+
+def create_layout(workspace: Path) -> None:
+    """Make the standard sub-folders of a workspace."""
+    for sub in LAYOUT:
+        (workspace / sub).mkdir(parents=True, exist_ok=True)
 
 
 def new_run_id(kind: str) -> str:

@@ -5,6 +5,10 @@ They are built once per test session so every test that trains a model starts fr
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ import torch
 from engine.data.prepare import prepare_dataset
 from engine.data.stdlib_corpus import build_stdlib_corpus
 from engine.model import ModelConfig
+from engine.service.record import RECORD_FILE, live_record, pid_alive
 from engine.tokenizer import Tokenizer
 from engine.training.config import TrainConfig
 
@@ -20,10 +25,26 @@ TINY_VOCAB = 512
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # Tiny models run faster on one thread; and no test may write into the repository's own workspaces/.
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    # Tiny models run faster on one thread; no test writes into the repository's own workspaces/, and
+    # every engine a test started is stopped after it.
     torch.set_num_threads(1)
     monkeypatch.setenv("LLMODEL_WORKSPACE", str(tmp_path / "workspace"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    stop_engines(tmp_path)
+
+
+def stop_engines(root: Path) -> None:
+    """Stop every engine whose workspace lies under ``root`` (and the jobs it left running)."""
+    for record_file in root.rglob(RECORD_FILE):
+        record = live_record(record_file.parent)
+        if record is None:
+            continue
+        os.kill(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while pid_alive(record.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -1,80 +1,87 @@
-"""The headless pipeline a new user runs: config → tokenizer → dataset → pretrain → generate, on a nano model."""
+"""The headless pipeline a new user runs: config → tokenizer → dataset → pretrain → generate, on a nano model.
+
+Each long command runs as a job of the workspace's engine process, which the first command starts.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.cli_runner import run_cli
 
 
-@pytest.fixture
-def corpus(tmp_path: Path, corpus_file: Path) -> Path:
-    return corpus_file
+def runs(capsys) -> list[dict]:
+    result = run_cli(capsys, "runs", "list", "--json")
+    assert result.code == 0, result.err
+    return json.loads(result.out)
 
 
-def test_the_whole_pipeline_runs_from_the_command_line(capsys, tmp_path, corpus):
+def test_the_whole_pipeline_runs_from_the_command_line(capsys, tmp_path, corpus_file):
     config = tmp_path / "nano.json"
     tokenizer = tmp_path / "tok"
     dataset = tmp_path / "ds"
-    run = tmp_path / "run"
 
     result = run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
     assert result.code == 0, result.err
     assert json.loads(config.read_text())["d_model"] == 64
 
-    result = run_cli(capsys, "tokenizer", "train", "--input", str(corpus), "--vocab-size", "512", "--output", str(tokenizer))
+    result = run_cli(capsys, "tokenizer", "train", "--input", str(corpus_file), "--vocab-size", "512", "--output", str(tokenizer))
     assert result.code == 0, result.err
     assert (tokenizer / "tokenizer.model").is_file()
 
-    result = run_cli(capsys, "data", "prepare", "--input", str(corpus), "--tokenizer-path", str(tokenizer), "--output", str(dataset))
+    result = run_cli(capsys, "data", "prepare", "--input", str(corpus_file), "--tokenizer-path", str(tokenizer), "--output", str(dataset))
     assert result.code == 0, result.err
     assert json.loads((dataset / "meta.json").read_text())["vocab_size"] == 512
 
     result = run_cli(
         capsys, "pretrain", "--config", str(config), "--data-path", str(dataset), "--max-steps", "6",
         "--batch-size", "4", "--seq-len", "32", "--eval-interval", "3", "--checkpoint-interval", "3",
-        "--output-dir", str(run),
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert (run / "checkpoints" / "step-00000006" / "COMPLETE").is_file()
+    pretrain = next(r for r in runs(capsys) if r["kind"] == "pretrain")
+    assert pretrain["status"] == "completed" and pretrain["step"] == 6
+    run_dir = Path(json.loads(run_cli(capsys, "runs", "show", pretrain["id"], "--json").out)["run_dir"])
+    assert (run_dir / "checkpoints" / "step-00000006" / "COMPLETE").is_file()
 
-    result = run_cli(capsys, "generate", "--model-path", str(run), "--prompt", "def ", "--max-tokens", "8", "--seed", "1")
+    result = run_cli(capsys, "generate", "--model-path", str(run_dir), "--prompt", "def ", "--max-tokens", "8", "--seed", "1")
     assert result.code == 0, result.err
     assert result.out.startswith("def ") and len(result.out.strip()) > len("def")
 
+    kinds = sorted(r["kind"] for r in runs(capsys))
+    assert kinds == ["dataset", "pretrain", "tokenizer"], "every step is recorded in the workspace catalog"
 
-def test_pretrain_prepares_raw_text_automatically_and_resumes_with_auto(capsys, tmp_path, corpus, tokenizer_dir):
+
+def test_pretrain_prepares_raw_text_automatically_and_resumes_with_auto(capsys, tmp_path, corpus_file, tokenizer_dir):
     config = tmp_path / "nano.json"
     run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
-    workspace = tmp_path / "ws"
     common = (
-        "--config", str(config), "--data-path", str(corpus), "--tokenizer-path", str(tokenizer_dir),
-        "--batch-size", "2", "--seq-len", "16", "--checkpoint-interval", "2", "--workspace", str(workspace),
+        "--config", str(config), "--data-path", str(corpus_file), "--tokenizer-path", str(tokenizer_dir),
+        "--batch-size", "2", "--seq-len", "16", "--checkpoint-interval", "2",
     )  # fmt: skip
     first = run_cli(capsys, "pretrain", *common, "--max-steps", "2")
     assert first.code == 0, first.err
+    workspace = Path(tmp_path / "workspace")
     assert len(list((workspace / "datasets").iterdir())) == 1, "raw input is prepared once and cached"
 
     again = run_cli(capsys, "pretrain", *common, "--max-steps", "4", "--resume-from-checkpoint", "auto")
     assert again.code == 0, again.err
-    runs = list((workspace / "runs").iterdir())
-    assert len(runs) == 1, "auto resume continues the existing run"
-    steps = [json.loads(line)["step"] for line in (runs[0] / "events.jsonl").read_text().splitlines() if '"type":"step"' in line]
+    listed = runs(capsys)
+    assert len(listed) == 1, "auto resume continues the existing run"
+    run_dir = workspace / "runs" / listed[0]["id"]
+    steps = [json.loads(line)["step"] for line in (run_dir / "events.jsonl").read_text().splitlines() if '"type":"step"' in line]
     assert steps == [1, 2, 3, 4]
+    assert listed[0]["step"] == 4 and listed[0]["status"] == "completed"
 
 
 def test_quickstart_runs_end_to_end_on_a_small_slice(capsys, tmp_path):
     result = run_cli(
-        capsys, "quickstart", "--workspace", str(tmp_path / "ws"), "--preset", "nano", "--corpus-mb", "0.3",
-        "--vocab-size", "512", "--max-steps", "20",
+        capsys, "quickstart", "--preset", "nano", "--corpus-mb", "0.3", "--vocab-size", "512", "--max-steps", "20",
     )  # fmt: skip
     assert result.code == 0, result.err
     assert "validation loss" in result.err
     assert "def " in result.out and "The " in result.out
-    assert (tmp_path / "ws" / "configs" / "quickstart.json").is_file()
+    assert (tmp_path / "workspace" / "configs" / "quickstart.json").is_file()
 
 
 def test_training_settings_come_from_the_file_unless_a_flag_is_typed(capsys, tmp_path, dataset_dir):
@@ -82,12 +89,12 @@ def test_training_settings_come_from_the_file_unless_a_flag_is_typed(capsys, tmp
     run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
     settings = tmp_path / "train.json"
     settings.write_text(json.dumps({"batch_size": 2, "seq_len": 16, "max_steps": 5, "weight_decay": 0.0}))
-    run = tmp_path / "run"
     result = run_cli(
         capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--train-config", str(settings),
-        "--max-steps", "2", "--output-dir", str(run),
+        "--max-steps", "2",
     )  # fmt: skip
     assert result.code == 0, result.err
-    resolved = json.loads((run / "run.json").read_text())["train_config"]
+    run = runs(capsys)[0]
+    resolved = json.loads((tmp_path / "workspace" / "runs" / run["id"] / "run.json").read_text())["train_config"]
     assert resolved["batch_size"] == 2 and resolved["weight_decay"] == 0.0
     assert resolved["max_steps"] == 2, "a typed flag wins over the file"

@@ -85,6 +85,7 @@ def run_quickstart(
     workspace: Path,
     options: QuickstartOptions | None = None,
     *,
+    run_dir: Path | None = None,
     stage: StageContext = _noop_stage,
     log: Callable[[str], None] = lambda _: None,
     training_display: Callable[[], AbstractContextManager[Callable[[Event], None]]] | None = None,
@@ -117,7 +118,7 @@ def run_quickstart(
     )
     train_config = TrainConfig.from_dict({**opts.training, "seed": opts.seed}, source="quickstart training")
     model_config.save(workspace / "configs" / "quickstart.json")
-    run_dir = workspace / "runs" / new_run_id("quickstart")
+    run_dir = run_dir or workspace / "runs" / new_run_id("quickstart")
     with (training_display or _no_display)() as on_event:
         trainer = Trainer(
             model_config, train_config, dataset_dir, run_dir, tokenizer_path=tokenizer_dir,

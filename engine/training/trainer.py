@@ -136,6 +136,7 @@ class Trainer:
         self._write_run_json("running", start)
         self.events.emit(
             "status", status="running", step=start, total_steps=self.total_steps,
+            resumed_from=start if self.resume_from is not None else None,
             tokens_per_step=self.tokens_per_step, device=str(self.device), precision=self.precision,
             parameters=self.model.num_parameters(),
         )  # fmt: skip

@@ -1,4 +1,4 @@
-"""``tokenizer train`` and ``data prepare``."""
+"""``tokenizer train|encode`` and ``data prepare``: engine jobs followed with live progress."""
 
 from __future__ import annotations
 
@@ -7,34 +7,38 @@ from typing import Annotated
 
 import typer
 
-from engine.data.prepare import prepare_dataset
 from engine.tokenizer import DEFAULT_VOCAB_SIZE, Tokenizer
-from llmodel_app.cli.console import info, success, warn
-from llmodel_app.cli.progress import task_progress
+from llmodel_app.cli.console import info, success
+from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, absolute, check_outcome, existing, run_job
 
 tokenizer_app = typer.Typer(help="Train and inspect SentencePiece tokenizers.", no_args_is_help=True)
 data_app = typer.Typer(help="Turn text, JSONL and chat files into binary training datasets.", no_args_is_help=True)
 
 InputFormat = Annotated[str, typer.Option(help="auto, text, jsonl, chat or hf.")]
 TextUnit = Annotated[str, typer.Option(help="For plain text: 'file' (one document per file) or 'line'.")]
+Inputs = Annotated[list[Path], typer.Option("--input", "-i", help="Text, JSONL, chat JSONL or dataset paths (repeatable).")]
 
 
 @tokenizer_app.command("train")
 def tokenizer_train(
-    input_: Annotated[list[Path], typer.Option("--input", "-i", help="Text, JSONL, chat JSONL or dataset paths (repeatable).")],
+    input_: Inputs,
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for tokenizer.model, vocab and meta.json.")],
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size; lowered automatically for small corpora.")] = DEFAULT_VOCAB_SIZE,
     input_format: InputFormat = "auto",
     character_coverage: Annotated[float, typer.Option(help="Share of characters covered by pieces; the rest use bytes.")] = 0.9995,
-    input_sentence_size: Annotated[int, typer.Option(help="At most this many sentences are sampled for training.")] = 2_000_000,
+    input_sentence_size: Annotated[int, typer.Option(help="At most this many lines are sampled for training.")] = 2_000_000,
+    workspace: Annotated[Path | None, WorkspaceOption] = None,
+    detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Train a SentencePiece BPE tokenizer with <pad> <unk> <s> </s> <mask> and byte fallback."""
-    with task_progress("reading corpus") as progress:
-        tokenizer = Tokenizer.train(
-            input_, output, vocab_size, input_format=input_format, character_coverage=character_coverage,
-            input_sentence_size=input_sentence_size, progress=progress, log=warn,
-        )  # fmt: skip
-    success(f"tokenizer with {tokenizer.vocab_size:,} tokens saved to {output}")
+    spec = {
+        "inputs": existing(input_), "output": absolute(output), "vocab_size": vocab_size,
+        "input_format": input_format, "character_coverage": character_coverage,
+        "input_sentence_size": input_sentence_size,
+    }  # fmt: skip
+    result = check_outcome(run_job(workspace, "tokenizer", spec, detach=detach))
+    if result:
+        success(f"tokenizer with {result['vocab_size']:,} tokens saved to {output}")
 
 
 @tokenizer_app.command("encode")
@@ -51,7 +55,7 @@ def tokenizer_encode(
 
 @data_app.command("prepare")
 def data_prepare(
-    input_: Annotated[list[Path], typer.Option("--input", "-i", help="Text, JSONL, chat JSONL or dataset paths (repeatable).")],
+    input_: Inputs,
     tokenizer_path: Annotated[Path, typer.Option(help="Tokenizer directory.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset directory (train/val .bin + .idx, meta.json).")],
     val_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation.")] = 0.005,
@@ -60,14 +64,20 @@ def data_prepare(
     input_format: InputFormat = "auto",
     text_unit: TextUnit = "file",
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")] = False,
+    workspace: Annotated[Path | None, WorkspaceOption] = None,
+    detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Tokenize a corpus into the memory-mapped binary format with a deterministic train/val split."""
-    with task_progress("tokenizing") as progress:
-        meta = prepare_dataset(
-            input_, tokenizer_path, output, val_fraction=val_fraction, seed=seed, num_workers=num_workers,
-            input_format=input_format, text_unit=text_unit, strict=strict, progress=progress, log=warn,
-        )  # fmt: skip
-    success(
-        f"dataset saved to {output}: {meta.train.tokens:,} train tokens ({meta.train.documents:,} documents), "
-        f"{meta.val.tokens:,} val tokens ({meta.val.documents:,} documents), vocab {meta.vocab_size:,}"
-    )
+    spec = {
+        "inputs": existing(input_), "tokenizer_path": existing([tokenizer_path])[0], "output": absolute(output),
+        "val_fraction": val_fraction, "seed": seed, "num_workers": num_workers, "input_format": input_format,
+        "text_unit": text_unit, "strict": strict,
+    }  # fmt: skip
+    result = check_outcome(run_job(workspace, "dataset", spec, detach=detach))
+    if result:
+        meta = result["meta"]
+        success(
+            f"dataset saved to {output}: {meta['train']['tokens']:,} train tokens ({meta['train']['documents']:,} "
+            f"documents), {meta['val']['tokens']:,} val tokens ({meta['val']['documents']:,} documents), "
+            f"vocab {meta['vocab_size']:,}"
+        )

@@ -7,7 +7,15 @@ import sys
 import typer
 
 from engine.errors import LLModelError
-from llmodel_app.cli import commands_data, commands_model, commands_train, quickstart
+from llmodel_app.cli import (
+    commands_data,
+    commands_engine,
+    commands_model,
+    commands_runs,
+    commands_train,
+    commands_workspace,
+    quickstart,
+)
 from llmodel_app.cli.console import err
 
 app = typer.Typer(
@@ -24,6 +32,9 @@ app.command("pretrain")(commands_train.pretrain)
 app.command("quickstart")(quickstart.quickstart)
 app.add_typer(commands_data.tokenizer_app, name="tokenizer")
 app.add_typer(commands_data.data_app, name="data")
+app.add_typer(commands_workspace.workspace_app, name="workspace")
+app.add_typer(commands_runs.runs_app, name="runs")
+app.add_typer(commands_engine.engine_app, name="engine")
 
 
 @app.callback(invoke_without_command=True)

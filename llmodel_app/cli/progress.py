@@ -1,9 +1,7 @@
-"""Rich progress displays fed by engine callbacks and training events."""
+"""Rich progress displays fed by engine events."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from rich.progress import (
@@ -11,6 +9,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -18,62 +17,80 @@ from rich.progress import (
 
 from llmodel_app.cli.console import err
 
-ProgressCallback = Callable[[int, int], None]
 
+class JobDisplay:
+    """Live bars for one job: a bar per preparation stage, then a training bar (loss, val loss, tokens/s)."""
 
-@contextmanager
-def task_progress(description: str) -> Iterator[ProgressCallback]:
-    """A progress bar driven by an engine ``progress(done, total)`` callback."""
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total or None)
-
-        try:
-            yield update
-        except BaseException:
-            progress.remove_task(task)  # an error message should stand alone, not under a half-done bar
-            raise
-
-
-class TrainingProgress:
-    """A live bar for a training run: step, loss, validation loss, tokens/s."""
-
-    def __init__(self, total_steps: int | None = None) -> None:
+    def __init__(self) -> None:
         self._progress = Progress(
             SpinnerColumn(),
-            TextColumn("[bold]train[/bold]"),
+            TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss [cyan]{task.fields[loss]}[/cyan] val [magenta]{task.fields[val]}[/magenta]"),
-            TextColumn("{task.fields[speed]} tok/s"),
+            TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err,
         )
-        self._task = self._progress.add_task("train", total=total_steps, loss="-", val="-", speed="-")
+        self._stages: dict[str, TaskID] = {}
+        self._train: TaskID | None = None
+        self._loss = self._val = self._speed = "-"
 
-    def __enter__(self) -> TrainingProgress:
+    def __enter__(self) -> JobDisplay:
         self._progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._progress.__exit__(*exc)
 
+    def pause(self) -> None:
+        """Stop redrawing (while asking the user something)."""
+        self._progress.stop()
+
+    def resume(self) -> None:
+        self._progress.start()
+
+    def print(self, message: str) -> None:
+        self._progress.console.print(message, highlight=False)
+
     def on_event(self, event: dict[str, Any]) -> None:
-        """Update the display from one training event."""
-        kind = event["type"]
-        if kind == "status" and event.get("total_steps"):
-            self._progress.update(self._task, total=event["total_steps"], completed=event.get("step", 0))
+        """Update the display from one job event."""
+        kind = event.get("type")
+        if kind == "progress":
+            stage = event["stage"]
+            if stage not in self._stages:
+                self._stages[stage] = self._progress.add_task(stage, total=None, info="")
+            total = event.get("total") or None
+            self._progress.update(self._stages[stage], completed=event.get("done", 0), total=total)
+        elif kind == "status" and event.get("total_steps"):
+            self._train_task(event["total_steps"], event.get("step", 0))
         elif kind == "step":
-            self._progress.update(
-                self._task, completed=event["step"], loss=f"{event['loss']:.3f}", speed=f"{event['tokens_per_s']:,.0f}"
-            )
+            self._loss, self._speed = f"{event['loss']:.3f}", f"{event['tokens_per_s']:,.0f}"
+            self._update_train(event["step"])
         elif kind == "eval":
-            self._progress.update(self._task, val=f"{event['val_loss']:.3f}")
+            self._val = f"{event['val_loss']:.3f}"
+            self._update_train(None)
         elif kind == "sample":
-            self._progress.console.print(f"[dim]sample @ {event['step']}:[/dim] {event['text']!r}", highlight=False)
-        elif kind == "log" and event.get("level") in ("warning", "error"):
-            self._progress.console.print(f"[yellow]{event['message']}[/yellow]", highlight=False)
+            self.print(f"[dim]sample @ {event['step']}:[/dim] {event['text']!r}")
+        elif kind == "checkpoint":
+            self.print(f"[dim]checkpoint @ {event['step']}{' (best)' if event.get('best') else ''}[/dim]")
+        elif kind == "log" and event.get("level") == "warning":  # errors end the job and are reported once
+            self.print(f"[yellow]{event['message']}[/yellow]")
+        elif kind == "log" and event.get("message", "").startswith(("resumed", "stopped")):
+            self.print(f"[dim]{event['message']}[/dim]")
+
+    def _train_task(self, total: int, step: int) -> None:
+        for task in self._stages.values():
+            self._progress.update(task, visible=False)
+        if self._train is None:
+            self._train = self._progress.add_task("[bold]train[/bold]", total=total, completed=step, info="")
+        self._progress.update(self._train, total=total, completed=step)
+
+    def _update_train(self, step: int | None) -> None:
+        if self._train is None:
+            return
+        info = f"loss [cyan]{self._loss}[/cyan] val [magenta]{self._val}[/magenta] {self._speed} tok/s"
+        if step is None:
+            self._progress.update(self._train, info=info)
+        else:
+            self._progress.update(self._train, completed=step, info=info)

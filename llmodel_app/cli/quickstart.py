@@ -2,41 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import dataclasses
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from engine.model import ModelConfig
-from engine.pipelines.quickstart import QuickstartOptions, run_quickstart
+from engine.pipelines.quickstart import QuickstartOptions
 from engine.workspace import workspace_root
-from llmodel_app.cli.commands_train import StopFlag
-from llmodel_app.cli.console import err, info, out, success, warn
-from llmodel_app.cli.progress import TrainingProgress, task_progress
-
-
-@contextmanager
-def _stage(description: str) -> Iterator[Callable[[int, int], None]]:
-    with task_progress(description) as progress:
-        yield progress
-
-
-@contextmanager
-def _training_display() -> Iterator[Callable[[dict], None]]:
-    with TrainingProgress() as display:
-        yield display.on_event
+from llmodel_app.cli.console import err, out, success
+from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, run_job
 
 
 def quickstart(
-    workspace: Annotated[Path | None, typer.Option(help="Workspace folder (default: $LLMODEL_WORKSPACE or ./workspaces/default).")] = None,
+    workspace: Annotated[Path | None, WorkspaceOption] = None,
     max_steps: Annotated[int | None, typer.Option(help="Training steps (default: the tuned quickstart schedule).")] = None,
     preset: Annotated[str | None, typer.Option(help="Use a model preset's shape instead of the tuned quickstart shape (e.g. nano).")] = None,
     corpus_mb: Annotated[float | None, typer.Option(help="Use only this many MB of the corpus (default: all of it).")] = None,
     vocab_size: Annotated[int | None, typer.Option(help="Tokenizer vocabulary size.")] = None,
+    detach: Annotated[bool, DetachOption] = False,
 ) -> None:
-    """Build a corpus from Python's standard library, train a tokenizer and a tiny model, and generate text."""
+    """Build a corpus from Python's standard library, train a tokenizer and a small model, and generate text."""
     options = QuickstartOptions()
     if corpus_mb is not None:
         options.corpus_bytes = int(corpus_mb * 1_000_000)
@@ -48,28 +36,23 @@ def quickstart(
         options.training["seq_len"] = min(options.training["seq_len"], shape["max_len"])
     if max_steps is not None:
         options.training["max_steps"] = max_steps
-        for key in ("eval_interval", "checkpoint_interval", "sample_interval"):
-            options.training[key] = min(options.training[key], max_steps)
+        for key in ("eval_interval", "checkpoint_interval", "sample_interval", "attention_interval"):
+            options.training[key] = min(options.training.get(key, max_steps), max_steps)
         options.training["warmup_steps"] = min(options.training["warmup_steps"], max_steps // 10)
     root = workspace_root(workspace)
-    info(f"workspace {root}")
-    stop = StopFlag()
-    stop.install()
-    result = run_quickstart(
-        root, options, stage=_stage, log=info, training_display=_training_display, should_stop=stop
-    )
-    if result.status == "cancelled":
-        warn(f"stopped early; the run is in {result.run_dir}")
+    spec = {"workspace": str(root), "options": dataclasses.asdict(options)}
+    result = check_outcome(run_job(workspace, "quickstart", spec, detach=detach))
+    if not result:
+        return
     success(
-        f"validation loss {result.val_loss:.3f} nats/token vs {result.unigram_entropy:.3f} for a unigram model "
-        f"(perplexity {2.718281828 ** result.val_loss:,.1f})"
+        f"validation loss {result['val_loss']:.3f} nats/token vs {result['unigram_entropy']:.3f} for a unigram "
+        f"model (perplexity {math.exp(result['val_loss']):,.1f})"
     )
-    for sample in result.samples:
+    for sample in result["samples"]:
         out.rule(style="dim")
         out.print(sample, highlight=False, markup=False)
     out.rule(style="dim")
     err.print(
-        f"Run folder: {result.run_dir}\n"
-        f"Generate more: [bold]llmodel generate --model-path {result.run_dir} --prompt 'def '[/bold]\n"
+        f"Generate more: [bold]llmodel generate --model-path {result['run_dir']} --prompt 'def '[/bold]\n"
         "Open the workbench: [bold]llmodel[/bold]"
     )

@@ -1,0 +1,63 @@
+"""The child process of one job: ``python -m engine.service.job_runner RUN_DIR``.
+
+SIGTERM asks a training job to checkpoint and stop; any failure is written as a final ``status`` event, so the
+engine (or a later engine) learns how the job ended from the run folder alone.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from engine.errors import LLModelError
+from engine.service.jobs import run_job
+from engine.training.events import EventLog
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def request(self, *_: Any) -> None:
+        self.requested = True
+
+
+def main(argv: list[str]) -> int:
+    run_dir = Path(argv[0])
+    stop = _Stop()
+    signal.signal(signal.SIGTERM, stop.request)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C belongs to the client, not to jobs
+    try:
+        result = run_job(run_dir, stop)
+    except LLModelError as error:
+        _final(run_dir, "failed", error=str(error))
+        return 1
+    except Exception as error:  # a bug: keep the traceback in the job log, one line in the event
+        traceback.print_exc()
+        _final(run_dir, "failed", error=f"{type(error).__name__}: {error}")
+        return 1
+    status = result.get("status", "completed")
+    if status not in ("completed", "cancelled"):
+        status = "completed"
+    _final(run_dir, status, result=result)
+    return 0
+
+
+def _final(run_dir: Path, status: str, **fields: Any) -> None:
+    events = EventLog(run_dir)
+    try:
+        if "error" in fields:
+            events.log(fields["error"], level="error")
+        events.emit("status", status=status, final=True, **fields)
+    finally:
+        events.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,148 @@
+"""Job kinds: what each one runs in its child process, and how its spec is written to the run folder."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.errors import LLModelError
+from engine.fileio import write_json_atomic
+from engine.training.events import EventLog
+
+JOB_FILE = "job.json"
+JOB_KINDS = ("tokenizer", "dataset", "pretrain", "quickstart")
+TRAINING_KINDS = ("pretrain", "quickstart")
+
+
+def write_job(run_dir: Path, kind: str, spec: dict[str, Any]) -> None:
+    """Record what the job will run; the child reads nothing else."""
+    if kind not in JOB_KINDS:
+        raise LLModelError(f"unknown job kind {kind!r}; choose one of: {', '.join(JOB_KINDS)}")
+    write_json_atomic(run_dir / JOB_FILE, {"kind": kind, "spec": spec, "written": time.time()})
+
+
+def read_job(run_dir: Path) -> tuple[str, dict[str, Any]]:
+    data = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
+    return data["kind"], data["spec"]
+
+
+class ProgressEvents:
+    """Turns ``progress(done, total)`` callbacks into throttled ``progress`` events for one stage."""
+
+    def __init__(self, events: EventLog, stage: str, min_interval: float = 0.1) -> None:
+        self.events, self.stage, self.min_interval = events, stage, min_interval
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.min_interval or (total and done >= total):
+            self._last = now
+            self.events.emit("progress", stage=self.stage, done=done, total=total)
+
+
+def run_job(run_dir: Path, should_stop: Callable[[], bool]) -> dict[str, Any]:
+    """Run the job described in ``run_dir/job.json``; returns its result for the final status event."""
+    kind, spec = read_job(run_dir)
+    handler = {"tokenizer": _tokenizer, "dataset": _dataset, "pretrain": _pretrain, "quickstart": _quickstart}[kind]
+    return handler(run_dir, spec, should_stop)
+
+
+def _tokenizer(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    from engine.tokenizer import Tokenizer
+
+    events = EventLog(run_dir)
+    try:
+        tokenizer = Tokenizer.train(
+            [Path(p) for p in spec["inputs"]], Path(spec["output"]), spec.get("vocab_size", 32000),
+            input_format=spec.get("input_format", "auto"),
+            character_coverage=spec.get("character_coverage", 0.9995),
+            input_sentence_size=spec.get("input_sentence_size", 2_000_000),
+            progress=ProgressEvents(events, "reading corpus"), log=events.log,
+        )  # fmt: skip
+    finally:
+        events.close()
+    return {"output": spec["output"], "vocab_size": tokenizer.vocab_size, "sha256": tokenizer.sha256}
+
+
+def _dataset(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    from engine.data.prepare import prepare_dataset
+
+    events = EventLog(run_dir)
+    try:
+        meta = prepare_dataset(
+            [Path(p) for p in spec["inputs"]], Path(spec["tokenizer_path"]), Path(spec["output"]),
+            val_fraction=spec.get("val_fraction", 0.005), seed=spec.get("seed", 1337),
+            num_workers=spec.get("num_workers"), input_format=spec.get("input_format", "auto"),
+            text_unit=spec.get("text_unit", "file"), strict=spec.get("strict", False),
+            progress=ProgressEvents(events, "tokenizing"), log=events.log,
+        )  # fmt: skip
+    finally:
+        events.close()
+    return {"output": spec["output"], "meta": meta.to_dict()}
+
+
+def _pretrain(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    from engine.data.meta import is_prepared_dataset, load_dataset_meta
+    from engine.data.prepare import prepared_dataset_for
+    from engine.model import ModelConfig
+    from engine.training.config import TrainConfig
+    from engine.training.trainer import Trainer
+
+    data_paths = [Path(p) for p in spec["data_paths"]]
+    tokenizer_path = Path(spec["tokenizer_path"]) if spec.get("tokenizer_path") else None
+    if len(data_paths) == 1 and is_prepared_dataset(data_paths[0]):
+        data_dir = data_paths[0]
+    else:
+        if tokenizer_path is None:
+            raise LLModelError("raw --data-path needs --tokenizer-path to tokenize it (or pass a prepared dataset)")
+        events = EventLog(run_dir)
+        try:
+            data_dir = prepared_dataset_for(
+                data_paths, tokenizer_path, Path(spec["cache_root"]),
+                progress=ProgressEvents(events, "preparing dataset"), log=events.log,
+            )  # fmt: skip
+        finally:
+            events.close()
+    if tokenizer_path is None:
+        recorded = load_dataset_meta(data_dir).tokenizer
+        tokenizer_path = Path(recorded) if recorded and Path(recorded).exists() else None
+    trainer = Trainer(
+        ModelConfig.from_dict(spec["model_config"], source="model config"),
+        TrainConfig.from_dict(spec["train_config"], source="training settings"),
+        data_dir, run_dir, tokenizer_path=tokenizer_path,
+        resume_from=Path(spec["resume_from"]) if spec.get("resume_from") else None,
+        should_stop=should_stop,
+    )  # fmt: skip
+    result = trainer.run()
+    return {
+        "status": result.status, "step": result.step, "total_steps": result.total_steps,
+        "metrics": result.final_metrics, "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+    }  # fmt: skip
+
+
+def _quickstart(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    from contextlib import contextmanager
+
+    from engine.pipelines.quickstart import QuickstartOptions, run_quickstart
+
+    events = EventLog(run_dir)
+
+    @contextmanager
+    def stage(description: str):  # type: ignore[no-untyped-def]
+        events.emit("progress", stage=description, done=0, total=0)
+        yield ProgressEvents(events, description)
+
+    try:
+        result = run_quickstart(
+            Path(spec["workspace"]), QuickstartOptions(**spec.get("options", {})), run_dir=run_dir,
+            stage=stage, log=events.log, should_stop=should_stop,
+        )  # fmt: skip
+    finally:
+        events.close()
+    return {
+        "status": result.status, "val_loss": result.val_loss, "unigram_entropy": result.unigram_entropy,
+        "samples": result.samples, "run_dir": str(result.run_dir),
+    }  # fmt: skip

@@ -1,0 +1,283 @@
+"""The job supervisor: starts each job in its own child process, follows its events, records how it ends.
+
+One background thread ticks every 50 ms: it ingests new lines of each followed run's ``events.jsonl`` into the
+catalog and the broker, notices children that exited, and starts queued jobs while slots are free. A job's
+child is started in its own session, so it outlives an engine that is killed; the next engine re-attaches to it
+by pid and catches up from the catalog's recorded offset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.catalog import Catalog
+from engine.errors import LLModelError
+from engine.service.artifacts import register_artifacts
+from engine.service.broker import Broker
+from engine.service.jobs import TRAINING_KINDS, read_job, write_job
+from engine.service.record import pid_alive
+from engine.workspace import new_run_id, runs_dir
+
+TICK = 0.05
+CANCEL_GRACE = 60.0
+ACTIVE = ("queued", "running")
+
+
+@dataclass
+class Follower:
+    """Reads a run's events.jsonl incrementally, line by line, from a known line offset."""
+
+    path: Path
+    offset: int  # lines already consumed
+    _position: int = 0  # byte position after those lines
+    _skipped: bool = False
+
+    def read_new(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        events: list[dict[str, Any]] = []
+        with open(self.path, "rb") as fh:
+            if not self._skipped:
+                for _ in range(self.offset):
+                    if not fh.readline().endswith(b"\n"):
+                        break
+                self._position, self._skipped = fh.tell(), True
+            fh.seek(self._position)
+            while True:
+                line = fh.readline()
+                if not line.endswith(b"\n"):
+                    break  # a line still being written: take it next tick
+                self._position = fh.tell()
+                self.offset += 1
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    events.append({"type": "log", "level": "warning", "message": "unreadable event line skipped"})
+        return events
+
+
+@dataclass
+class Job:
+    run_id: str
+    kind: str
+    run_dir: Path
+    follower: Follower
+    process: subprocess.Popen[bytes] | None = None
+    pid: int | None = None
+    cancel_requested_at: float | None = None
+    final_status: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Supervisor:
+    """Owns the jobs of one workspace; every catalog access goes through ``self.lock``."""
+
+    def __init__(self, workspace: Path, catalog: Catalog, broker: Broker, *, max_concurrent: int = 1) -> None:
+        self.workspace, self.catalog, self.broker = workspace, catalog, broker
+        self.max_concurrent = max_concurrent
+        self.lock = threading.RLock()
+        self.jobs: dict[str, Job] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self.lock:
+            register_artifacts(self.catalog, self.workspace)
+        self.reattach()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop supervising; running jobs keep running and a later engine re-attaches to them."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def reattach(self) -> None:
+        """Adopt the runs an earlier engine left running or queued."""
+        with self.lock:
+            for row in self.catalog.list_runs(status="running") + self.catalog.list_runs(status="queued"):
+                run_dir = Path(row["run_dir"])
+                job = Job(row["id"], row["kind"], run_dir, Follower(run_dir / "events.jsonl", self.catalog.event_offset(row["id"])))
+                job.pid = row.get("pid")
+                self.jobs[job.run_id] = job
+                if row["status"] == "running" and not (job.pid and pid_alive(job.pid)):
+                    self._ingest(job)
+                    self._finish(job, exit_code=None)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def submit(self, kind: str, spec: dict[str, Any], *, parent_id: str | None = None) -> str:
+        """Queue a job; returns its run id."""
+        run_id = new_run_id(kind)
+        run_dir = runs_dir(self.workspace) / run_id
+        run_dir.mkdir(parents=True)
+        write_job(run_dir, kind, spec)
+        config = {k: spec[k] for k in ("model_config", "train_config") if k in spec}
+        with self.lock:
+            self.catalog.create_run(run_id, kind, str(run_dir), config or spec, parent_id=parent_id, status="queued")
+            self.jobs[run_id] = Job(run_id, kind, run_dir, Follower(run_dir / "events.jsonl", 0))
+        self._announce(run_id, "queued")
+        return run_id
+
+    def cancel(self, run_id: str) -> str:
+        """Cancel a queued job at once; ask a running one to checkpoint and stop (killed after a grace period)."""
+        with self.lock:
+            job = self.jobs.get(run_id)
+            if job is None:
+                status = self.catalog.get_run(run_id)["status"]
+                raise LLModelError(f"run {run_id} is {status}, not queued or running; nothing to cancel")
+            if job.pid is None:
+                del self.jobs[run_id]
+                self.catalog.update_run(run_id, status="cancelled", finished=_now())
+                self._announce(run_id, "cancelled")
+                return "cancelled"
+            if job.cancel_requested_at is None:
+                job.cancel_requested_at = time.monotonic()
+                _signal(job.pid, signal.SIGTERM)
+            return "cancelling"
+
+    def resume(self, run_id: str, spec: dict[str, Any] | None = None) -> int:
+        """Queue a stopped training run again from its last complete checkpoint, in the same run folder.
+
+        ``spec`` may replace the job's settings (e.g. more steps). Returns the event offset the resumed job
+        starts writing at.
+        """
+        with self.lock:
+            if run_id in self.jobs:
+                raise LLModelError(f"run {run_id} is still {self.catalog.get_run(run_id)['status']}; cancel it first")
+            row = self.catalog.get_run(run_id)
+            if row["kind"] not in ("pretrain",):
+                raise LLModelError(f"run {run_id} is a {row['kind']} job; only pretraining runs can be resumed")
+            if row["status"] == "completed" and spec is None:
+                raise LLModelError(
+                    f"run {run_id} already completed; to train it further pass more steps, e.g. "
+                    f"`llmodel pretrain ... --resume-from-checkpoint {row['run_dir']} --max-steps N`"
+                )
+            run_dir = Path(row["run_dir"])
+            from engine.training.checkpoint import latest_checkpoint
+
+            if latest_checkpoint(run_dir / "checkpoints") is None:
+                raise LLModelError(f"run {run_id} has no complete checkpoint to resume from; start it again instead")
+            kind, old_spec = read_job(run_dir)
+            new_spec = {**old_spec, **(spec or {}), "resume_from": str(run_dir)}
+            write_job(run_dir, kind, new_spec)
+            self.catalog.update_run(run_id, status="queued", error=None, finished=None)
+            offset = self.catalog.event_offset(run_id)
+            self.jobs[run_id] = Job(run_id, kind, run_dir, Follower(run_dir / "events.jsonl", offset))
+        self._announce(run_id, "queued")
+        return offset
+
+    def active(self) -> list[dict[str, Any]]:
+        """The jobs being supervised: run id, kind, status and pid."""
+        with self.lock:
+            return [
+                {"run_id": j.run_id, "kind": j.kind, "pid": j.pid, "status": "running" if j.pid else "queued"}
+                for j in self.jobs.values()
+            ]
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception as error:  # the loop must survive anything a job or the disk throws at it
+                print(f"supervisor: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
+            self._stop.wait(TICK)
+
+    def tick(self) -> None:
+        with self.lock:
+            for job in list(self.jobs.values()):
+                if job.pid is None:
+                    continue
+                self._ingest(job)
+                exit_code = self._exit_code(job)
+                if exit_code is not False:
+                    self._ingest(job)
+                    self._finish(job, exit_code)
+                elif job.cancel_requested_at and time.monotonic() - job.cancel_requested_at > CANCEL_GRACE:
+                    _signal(job.pid, signal.SIGKILL)
+            running = sum(1 for j in self.jobs.values() if j.pid is not None)
+            for job in sorted(self.jobs.values(), key=lambda j: j.run_id.split("-", 1)[1]):
+                if running >= self.max_concurrent:
+                    break
+                if job.pid is None:
+                    self._launch(job)
+                    running += 1
+
+    def _launch(self, job: Job) -> None:
+        log = open(job.run_dir / "job.log", "ab")  # noqa: SIM115 - handed to the child
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        job.process = subprocess.Popen(
+            [sys.executable, "-m", "engine.service.job_runner", str(job.run_dir)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        job.pid = job.process.pid
+        self.catalog.update_run(job.run_id, status="running", pid=job.pid, started=_now())
+        self._announce(job.run_id, "running", pid=job.pid)
+
+    def _exit_code(self, job: Job) -> int | bool | None:
+        """The child's exit code, None if it died unobserved (not our child), False while it runs."""
+        if job.process is not None:
+            code = job.process.poll()
+            return False if code is None else code
+        return False if job.pid and pid_alive(job.pid) else None
+
+    def _ingest(self, job: Job) -> None:
+        events = job.follower.read_new()
+        if not events:
+            return
+        self.catalog.ingest_events(job.run_id, events, job.follower.offset)
+        for event in events:
+            if event.get("type") == "status" and event.get("final"):
+                job.final_status = event["status"]
+                result = event.get("result") or {}
+                outputs = [Path(result[k]) for k in ("output",) if result.get(k)]
+                register_artifacts(self.catalog, self.workspace, outputs)
+            self.broker.publish({**event, "run_id": job.run_id})
+
+    def _finish(self, job: Job, exit_code: int | None) -> None:
+        """Record how a job ended: its own final status, else cancelled or failed(-resumable)."""
+        self.jobs.pop(job.run_id, None)
+        status = job.final_status
+        error = None
+        if status is None:
+            if job.cancel_requested_at is not None:
+                status = "cancelled"
+            else:
+                status = "failed_resumable" if self._resumable(job) else "failed"
+                error = f"job process ended without finishing (exit code {exit_code if exit_code is not None else 'unknown'})"
+        fields: dict[str, Any] = {"status": status, "finished": _now(), "pid": None}
+        if error:
+            fields["error"] = error
+        self.catalog.update_run(job.run_id, **fields)
+        self._announce(job.run_id, status, error=error)
+
+    def _resumable(self, job: Job) -> bool:
+        from engine.training.checkpoint import latest_checkpoint
+
+        return job.kind in TRAINING_KINDS and latest_checkpoint(job.run_dir / "checkpoints") is not None
+
+    def _announce(self, run_id: str, status: str, **fields: Any) -> None:
+        self.broker.publish({"type": "job", "run_id": run_id, "status": status, "time": time.time(), **fields})
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def _now() -> float:
+    return time.time()

@@ -1,0 +1,151 @@
+"""``runs list|show|compare|logs|cancel|resume|remove``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from engine.workspace import workspace_root
+from llmodel_app.cli.console import out, success
+from llmodel_app.cli.jobs import WorkspaceOption, check_outcome, connect, follow
+from llmodel_app.cli.reading import query
+
+runs_app = typer.Typer(help="List, compare, follow, cancel, resume and remove runs.", no_args_is_help=True)
+RunId = Annotated[str, typer.Argument(help="Run id (see `llmodel runs list`).")]
+Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Workspace = Annotated[Path | None, WorkspaceOption]
+
+
+def _when(epoch: Any) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(epoch))) if epoch else "-"
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+@runs_app.command("list")
+def runs_list(
+    kind: Annotated[str | None, typer.Option(help="Only runs of this kind (pretrain, tokenizer, ...).")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many (newest first).")] = None,
+    as_json: Json = False,
+    workspace: Workspace = None,
+) -> None:
+    """The workspace's runs, newest first, with their latest metrics."""
+    rows = query(workspace_root(workspace), "list_runs", kind=kind, status=status, limit=limit)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("id", "kind", "status", "created", "step", "loss", "val loss", box=None, header_style="bold")
+    for row in rows:
+        steps = f"{row.get('step') or 0}/{row['total_steps']}" if row.get("total_steps") else str(row.get("step") or "-")
+        table.add_row(row["id"], row["kind"], row["status"], _when(row.get("created")), steps, _num(row.get("loss")), _num(row.get("val_loss")))
+    out.print(table if rows else "no runs yet")
+
+
+@runs_app.command("show")
+def runs_show(run_id: RunId, as_json: Json = False, workspace: Workspace = None) -> None:
+    """Everything recorded about one run: status, config, metrics, checkpoints, samples."""
+    run = query(workspace_root(workspace), "get_run", run_id)
+    if as_json:
+        _print_json(run)
+        return
+    out.print(f"[bold]{run['id']}[/bold]  {run['kind']}  {run['status']}  step {run.get('step') or 0}/{run.get('total_steps') or '-'}")
+    out.print(f"folder   {run['run_dir']}")
+    out.print(f"created  {_when(run.get('created'))}   finished {_when(run.get('finished'))}")
+    if run.get("error"):
+        out.print(f"[red]error[/red]    {run['error']}")
+    metrics = run.get("metrics") or {}
+    if metrics:
+        out.print("metrics  " + "  ".join(f"{k} {_num(v)}" for k, v in metrics.items()))
+    for checkpoint in run.get("checkpoints", []):
+        out.print(f"checkpoint step {checkpoint['step']}{' (best)' if checkpoint.get('best') else ''}  {checkpoint['path']}")
+    for sample in run.get("samples", [])[-3:]:
+        out.print(f"sample @ {sample['step']}: {sample['text']!r}", markup=False)
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids.")],
+    as_json: Json = False,
+    workspace: Workspace = None,
+) -> None:
+    """Config differences and final metrics of several runs side by side."""
+    result = query(workspace_root(workspace), "compare_runs", run_ids)
+    if as_json:
+        _print_json(result)
+        return
+    runs = list(result["runs"].values())
+    table = Table("", *result["runs"], box=None, header_style="bold")
+    for key in result["differing"]:
+        table.add_row(key, *[str(r["config"].get(key, "-")) for r in runs])
+    names = sorted({k for r in runs for k in (r.get("metrics") or {})})
+    for name in names:
+        table.add_row(f"[bold]{name}[/bold]", *[_num((r.get("metrics") or {}).get(name)) for r in runs])
+    out.print(table)
+
+
+@runs_app.command("logs")
+def runs_logs(
+    run_id: RunId,
+    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep following the run live until it ends.")] = False,
+    tail: Annotated[int, typer.Option(help="Lines of the log to show.")] = 50,
+    workspace: Workspace = None,
+) -> None:
+    """Show a run's log; with --follow, its live progress until it ends."""
+    with connect(workspace) as client:
+        for line in client.get(f"/api/runs/{run_id}/logs", tail=tail)["lines"]:
+            out.print(line, highlight=False, markup=False)
+        if follow_:
+            offset = client.get(f"/api/runs/{run_id}")["event_offset"]
+            check_outcome(follow(client, run_id, offset))
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: RunId, workspace: Workspace = None) -> None:
+    """Cancel a queued or running job; a training run stops at a checkpoint it can resume from."""
+    with connect(workspace) as client:
+        status = client.post(f"/api/runs/{run_id}/cancel")["status"]
+    success(f"run {run_id}: {status}")
+
+
+@runs_app.command("resume")
+def runs_resume(
+    run_id: RunId,
+    detach: Annotated[bool, typer.Option("--detach", help="Return once queued.")] = False,
+    workspace: Workspace = None,
+) -> None:
+    """Continue a cancelled or failed training run from its last complete checkpoint."""
+    with connect(workspace) as client:
+        offset = client.post(f"/api/runs/{run_id}/resume")["offset"]
+        if detach:
+            success(f"run {run_id} queued to resume")
+            return
+        result = check_outcome(follow(client, run_id, offset))
+    if result:
+        success(f"run {run_id} finished at step {result.get('step')}")
+
+
+@runs_app.command("remove")
+def runs_remove(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids to delete with their folders.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    workspace: Workspace = None,
+) -> None:
+    """Delete runs: their catalog records and their folders."""
+    if not yes and not typer.confirm(f"Delete {len(run_ids)} run(s) and their checkpoints?"):
+        raise typer.Exit(1)
+    with connect(workspace) as client:
+        for run_id in run_ids:
+            client.delete(f"/api/runs/{run_id}")
+            success(f"removed {run_id}")

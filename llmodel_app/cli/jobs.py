@@ -1,0 +1,100 @@
+"""Submitting a job to the engine and following it with a live display; Ctrl-C offers cancel or detach."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from engine.client import EngineClient
+from engine.errors import LLModelError
+from engine.workspace import workspace_root
+from llmodel_app.cli.console import info, warn
+from llmodel_app.cli.progress import JobDisplay
+
+WorkspaceOption = typer.Option(help="Workspace folder (default: $LLMODEL_WORKSPACE, the one chosen by `workspace use`, or ./workspaces/default).")
+DetachOption = typer.Option("--detach", help="Return as soon as the job is queued; follow it later with `llmodel runs logs`.")
+
+
+def connect(workspace: Path | None) -> EngineClient:
+    """A client of the workspace's engine, started if needed."""
+    return EngineClient.connect(workspace_root(workspace))
+
+
+def run_job(workspace: Path | None, kind: str, spec: dict[str, Any], *, detach: bool) -> dict[str, Any]:
+    """Submit a job and, unless ``detach``, follow it to its end; returns the final status event."""
+    with connect(workspace) as client:
+        run_id = client.submit(kind, spec)
+        if detach:
+            info(f"queued {kind} job {run_id}; follow it with `llmodel runs logs {run_id} --follow`")
+            return {"status": "queued", "run_id": run_id}
+        info(f"{kind} job {run_id}")
+        return follow(client, run_id)
+
+
+def follow(client: EngineClient, run_id: str, offset: int = 0) -> dict[str, Any]:
+    """Show the run's events until it ends. Ctrl-C asks whether to cancel the job or detach from it."""
+    final: dict[str, Any] = {"status": "unknown", "run_id": run_id}
+    with JobDisplay() as display:
+        while True:
+            try:
+                for event in client.follow(run_id, offset):
+                    offset += 1
+                    if event.get("type") == "end":
+                        final["status"] = event["status"]
+                        return _finish(client, run_id, final)
+                    if event.get("type") == "status" and event.get("final"):
+                        final = {**event, "run_id": run_id}
+                    display.on_event(event)
+                return _finish(client, run_id, final)
+            except KeyboardInterrupt:
+                if _ask_cancel(display):
+                    client.post(f"/api/runs/{run_id}/cancel")
+                    display.print("[yellow]cancelling: the job checkpoints and stops[/yellow]")
+                    continue
+                display.print(f"detached; the job goes on. Follow it again with `llmodel runs logs {run_id} --follow`")
+                return {"status": "detached", "run_id": run_id}
+
+
+def _ask_cancel(display: JobDisplay) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    display.pause()
+    try:
+        answer = typer.prompt("Cancel the job or detach from it? [c]ancel / [d]etach", default="d")
+    except (KeyboardInterrupt, typer.Abort):
+        answer = "d"
+    display.resume()
+    return answer.strip().lower().startswith("c")
+
+
+def _finish(client: EngineClient, run_id: str, final: dict[str, Any]) -> dict[str, Any]:
+    if final.get("status") == "failed" and not final.get("error"):
+        final["error"] = client.get(f"/api/runs/{run_id}").get("error")
+    return final
+
+
+def check_outcome(final: dict[str, Any]) -> dict[str, Any]:
+    """Turn a failed or cancelled job into the CLI's exit: one error line, or a cancel notice."""
+    status = final.get("status")
+    if status in ("failed", "failed_resumable"):
+        raise LLModelError(final.get("error") or f"job {final['run_id']} failed; see `llmodel runs logs {final['run_id']}`")
+    if status == "cancelled":
+        warn(f"job {final['run_id']} was cancelled; resume a training run with `llmodel runs resume {final['run_id']}`")
+        raise typer.Exit(130)
+    return final.get("result") or {}
+
+
+def existing(paths: list[Path]) -> list[str]:
+    """Absolute paths of inputs that must exist, checked before any job is queued."""
+    for path in paths:
+        if not path.exists():
+            raise LLModelError(f"{path}: no such file or directory; check the path")
+    return [str(path.expanduser().resolve()) for path in paths]
+
+
+def absolute(path: Path | None) -> str | None:
+    """Paths travel to the engine absolute: its working directory is not the user's."""
+    return str(path.expanduser().resolve()) if path is not None else None
