@@ -8,11 +8,9 @@ from typing import Annotated
 import typer
 
 from engine.errors import LLModelError
-from engine.generation import SamplingParams
-from engine.generation import generate as run_generation
-from engine.inference import load_for_inference
-from engine.model import PRESETS, ModelConfig
 from llmodel_app.cli.console import info, out, success, warn
+
+PRESET_NAMES = "nano, tiny, small, base, large, xl"
 
 
 def _human_bytes(n: float) -> str:
@@ -25,11 +23,13 @@ def _human_bytes(n: float) -> str:
 
 def create_config(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the config JSON.")],
-    type_: Annotated[str, typer.Option("--type", "-t", help=f"Preset: {', '.join(PRESETS)}.")] = "tiny",
+    type_: Annotated[str, typer.Option("--type", "-t", help=f"Preset: {PRESET_NAMES}.")] = "tiny",
     vocab_size: Annotated[int | None, typer.Option(help="Override the preset's vocabulary size.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a model config from a preset, with its parameter count and memory estimate."""
+    from engine.model.config import ModelConfig
+
     overrides = {"vocab_size": vocab_size} if vocab_size else {}
     config = ModelConfig.from_preset(type_, **overrides)
     if output.exists() and not force:
@@ -59,6 +59,11 @@ def generate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Generate text from a trained model, streaming tokens as they come."""
+    from engine.generation import SamplingParams
+    from engine.generation import generate as run_generation
+    from engine.inference import load_for_inference
+
+
     loaded = load_for_inference(model_path, config_path=config, tokenizer_path=tokenizer_path, device=device, log=warn)
     params = SamplingParams(
         max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,

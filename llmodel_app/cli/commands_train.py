@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from engine.errors import LLModelError
-from engine.model import ModelConfig
-from engine.training import checkpoint as ckpt
-from engine.training.config import TrainConfig
 from engine.workspace import latest_run_with_checkpoint, runs_dir, workspace_root
 from llmodel_app.cli.console import success, warn
 from llmodel_app.cli.jobs import (
@@ -23,6 +20,11 @@ from llmodel_app.cli.jobs import (
     follow,
     run_job,
 )
+
+if TYPE_CHECKING:  # torch-backed modules load only when a command runs, so `llmodel --help` stays fast
+    from engine.model import ModelConfig
+    from engine.training.checkpoint import Checkpoint
+    from engine.training.config import TrainConfig
 
 # Flags that map one-to-one onto TrainConfig fields (the parameter name minus a trailing underscore).
 _FLAG_FIELDS = (
@@ -86,7 +88,9 @@ def pretrain(
         success(f"trained {result['step']} steps: {metrics}; checkpoint {result['checkpoint']}")
 
 
-def _resume_checkpoint(resume: str | None, root: Path) -> ckpt.Checkpoint | None:
+def _resume_checkpoint(resume: str | None, root: Path) -> Checkpoint | None:
+    from engine.training.checkpoint import resolve_checkpoint
+
     if resume is None:
         return None
     if resume == "auto":
@@ -94,11 +98,11 @@ def _resume_checkpoint(resume: str | None, root: Path) -> ckpt.Checkpoint | None
         if found is None:
             warn("--resume-from-checkpoint auto found no checkpoint in this workspace; starting a new run")
             return None
-        return ckpt.resolve_checkpoint(found, log=warn)
-    return ckpt.resolve_checkpoint(resume, log=warn)
+        return resolve_checkpoint(found, log=warn)
+    return resolve_checkpoint(resume, log=warn)
 
 
-def _run_in_workspace(checkpoint: ckpt.Checkpoint | None, root: Path) -> str | None:
+def _run_in_workspace(checkpoint: Checkpoint | None, root: Path) -> str | None:
     """The run id when the checkpoint belongs to a run folder of this workspace."""
     if checkpoint is None:
         return None
@@ -106,8 +110,10 @@ def _run_in_workspace(checkpoint: ckpt.Checkpoint | None, root: Path) -> str | N
     return run_dir.name if run_dir.parent == runs_dir(root).resolve() else None
 
 
-def _train_settings(ctx: typer.Context, path: Path | None, checkpoint: ckpt.Checkpoint | None) -> TrainConfig:
+def _train_settings(ctx: typer.Context, path: Path | None, checkpoint: Checkpoint | None) -> TrainConfig:
     """The checkpoint's settings, then the --train-config file, then the flags the user typed."""
+    from engine.training.config import TrainConfig
+
     data: dict[str, Any] = dict(checkpoint.meta.get("train_config", {})) if checkpoint else {}
     if path is not None:
         if not path.is_file():
@@ -125,11 +131,14 @@ def _train_settings(ctx: typer.Context, path: Path | None, checkpoint: ckpt.Chec
     return TrainConfig.from_dict(data, source=str(path) if path else "training settings")
 
 
-def _model_config(path: Path | None, checkpoint: ckpt.Checkpoint | None) -> ModelConfig:
+def _model_config(path: Path | None, checkpoint: Checkpoint | None) -> ModelConfig:
+    from engine.model.config import ModelConfig
+    from engine.training.checkpoint import check_compatible
+
     if path is not None:
         config = ModelConfig.load(path)
         if checkpoint is not None:
-            ckpt.check_compatible(checkpoint, config)
+            check_compatible(checkpoint, config)
         return config
     if checkpoint is not None:
         return checkpoint.model_config

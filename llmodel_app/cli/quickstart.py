@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from engine.model import ModelConfig
-from engine.pipelines.quickstart import QuickstartOptions
 from engine.workspace import workspace_root
 from llmodel_app.cli.console import err, out, success
 from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, run_job
@@ -25,6 +23,9 @@ def quickstart(
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Build a corpus from Python's standard library, train a tokenizer and a small model, and generate text."""
+    from engine.model.config import ModelConfig
+    from engine.pipelines.quickstart import QuickstartOptions
+
     options = QuickstartOptions()
     if corpus_mb is not None:
         options.corpus_bytes = int(corpus_mb * 1_000_000)
