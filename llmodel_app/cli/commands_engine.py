@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from engine.client import EngineClient, start_engine
 from engine.service.record import live_record, pid_alive
 from engine.workspace import workspace_root
 from llmodel_app.cli.console import info, out, success
@@ -27,6 +26,8 @@ def engine_start(
     max_concurrent_jobs: Annotated[int | None, typer.Option(help="Jobs run at once (default 1; more queue).")] = None,
 ) -> None:
     """Start the engine for a workspace (commands that need it start it on their own)."""
+    from engine.client import EngineClient, start_engine
+
     root = workspace_root(workspace)
     record = live_record(root)
     if record is not None:
@@ -40,6 +41,8 @@ def engine_start(
 @engine_app.command("stop")
 def engine_stop(workspace: Annotated[Path | None, WorkspaceOption] = None) -> None:
     """Stop the engine; running jobs go on and the next engine re-attaches to them."""
+    from engine.client import EngineClient
+
     root = workspace_root(workspace)
     record = live_record(root)
     if record is None:
@@ -67,6 +70,8 @@ def engine_status(
     as_json: Annotated[bool, JsonOption] = False,
 ) -> None:
     """Show whether the engine runs, where it listens, and its active jobs."""
+    from engine.client import EngineClient
+
     root = workspace_root(workspace)
     record = live_record(root)
     if record is None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from engine.client import EngineClient
 from engine.errors import LLModelError
 from engine.workspace import workspace_root
 from llmodel_app.cli.console import info, warn
 from llmodel_app.cli.progress import JobDisplay
+
+if TYPE_CHECKING:  # httpx loads only for commands that talk to the engine
+    from engine.client import EngineClient
 
 WorkspaceOption = typer.Option(help="Workspace folder (default: $LLMODEL_WORKSPACE, the one chosen by `workspace use`, or ./workspaces/default).")
 DetachOption = typer.Option("--detach", help="Return as soon as the job is queued; follow it later with `llmodel runs logs`.")
@@ -20,6 +22,8 @@ DetachOption = typer.Option("--detach", help="Return as soon as the job is queue
 
 def connect(workspace: Path | None) -> EngineClient:
     """A client of the workspace's engine, started if needed."""
+    from engine.client import EngineClient
+
     return EngineClient.connect(workspace_root(workspace))
 
 

@@ -9,7 +9,6 @@ from typing import Any
 import duckdb
 
 from engine.catalog import Catalog
-from engine.client import EngineClient
 from engine.errors import LLModelError
 from engine.service.record import EngineRecord, live_record
 
@@ -32,6 +31,8 @@ def query(workspace: Path, method: str, *args: Any, **kwargs: Any) -> Any:
             record = _wait_for_engine(workspace)
             if record is None:
                 raise
+    from engine.client import EngineClient  # httpx loads only when an engine answers
+
     with EngineClient(record) as client:
         return _via_engine(client, method, *args, **kwargs)
 
@@ -46,7 +47,7 @@ def _wait_for_engine(workspace: Path, timeout: float = 5.0) -> EngineRecord | No
     return None
 
 
-def _via_engine(client: EngineClient, method: str, *args: Any, **kwargs: Any) -> Any:
+def _via_engine(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
     if method == "list_runs":
         return client.get("/api/runs", **kwargs)
     if method == "get_run":
