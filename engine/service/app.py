@@ -34,7 +34,8 @@ class JobRequest(BaseModel):
 
 def create_app(supervisor: Supervisor, broker: Broker, token: str, *, on_shutdown: Any = None) -> FastAPI:
     """Build the API; every route but /api/health needs ``Authorization: Bearer <token>``."""
-    app = FastAPI(title="LLModel engine", version="1")
+    # No /docs, /redoc or /openapi.json: they would be routes outside the token check.
+    app = FastAPI(title="LLModel engine", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     catalog, lock = supervisor.catalog, supervisor.lock
 
     def authorized(request: Request) -> None:

@@ -86,7 +86,10 @@ def runs_compare(
         _print_json(result)
         return
     runs = list(result["runs"].values())
-    table = Table("", *result["runs"], box=None, header_style="bold")
+    table = Table(box=None, header_style="bold")
+    table.add_column("", no_wrap=True)  # dotted config keys stay whole; run ids fold on narrow terminals
+    for run_id in result["runs"]:
+        table.add_column(run_id, overflow="fold")
     for key in result["differing"]:
         table.add_row(key, *[str(r["config"].get(key, "-")) for r in runs])
     names = sorted({k for r in runs for k in (r.get("metrics") or {})})

@@ -1,0 +1,600 @@
+"""The workspace's background engine process, end to end: a real engine, real job child processes, real signals.
+
+Each test states one promise of docs/ARCHITECTURE.md and /work/shared/DESIGN.md ("Processes", "A workspace on
+disk"): one engine per workspace, found through its 0600 record; a token on every route but health; events on disk
+first, replayable from any line; cancel, kill -9 and engine restarts that never lose or duplicate a training step;
+checkpoints that only count when complete; queued jobs that wait their turn; CLI commands that never trip over
+DuckDB's single-writer lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+
+from engine.catalog import Catalog
+from engine.client import EngineClient, start_engine
+from engine.errors import CheckpointError, LLModelError
+from engine.model import ModelConfig, Transformer
+from engine.service.record import RECORD_FILE, EngineRecord, pid_alive, read_record, write_record
+from engine.service.supervisor import Follower
+from engine.training import checkpoint as ckpt
+from engine.training.config import TrainConfig
+from tests.cli_runner import run_cli
+
+pytestmark = pytest.mark.timeout(120)
+
+Event = dict[str, Any]
+
+
+# -- fixtures and helpers -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """The workspace every command of the test uses ($LLMODEL_WORKSPACE, set by conftest)."""
+    return tmp_path / "workspace"
+
+
+@pytest.fixture
+def engine(workspace: Path) -> Iterator[EngineClient]:
+    """A client of the workspace's engine, started on demand like any command does."""
+    with EngineClient.connect(workspace) as client:
+        yield client
+
+
+@pytest.fixture
+def make_spec(nano_config: ModelConfig, dataset_dir: Path, tokenizer_dir: Path, workspace: Path) -> Callable[..., dict]:
+    """A pretrain job spec built the way `llmodel pretrain` builds it; keyword arguments override training settings."""
+
+    def make(**train: Any) -> dict[str, Any]:
+        settings: dict[str, Any] = {
+            "batch_size": 2, "seq_len": 16, "max_steps": 20, "warmup_steps": 2, "learning_rate": 3e-3,
+            "eval_interval": 10**6, "eval_batches": 1, "sample_interval": 10**6, "sample_tokens": 4,
+            "checkpoint_interval": 10**6, "attention_interval": 10**6, "log_interval": 10**6,
+            "device": "cpu", "num_threads": 1,
+        }  # fmt: skip
+        settings.update(train)
+        return {
+            "model_config": nano_config.to_dict(),
+            "train_config": TrainConfig(**settings).to_dict(),
+            "data_paths": [str(dataset_dir)],
+            "tokenizer_path": str(tokenizer_dir),
+            "cache_root": str(workspace / "datasets"),
+        }
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind(tmp_path: Path) -> Iterator[None]:
+    """Engines and job processes of this test's workspace are gone when it ends, whatever it did."""
+    yield
+    leftovers = _service_processes(tmp_path)
+    for pid, command in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL if "job_runner" in command else signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while any(pid_alive(pid) for pid, _ in leftovers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid, _ in leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _service_processes(root: Path) -> list[tuple[int, str]]:
+    """(pid, command line) of every engine or job process whose arguments point under ``root``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if any("engine.service" in a for a in args) and any(a.startswith(str(root)) for a in args):
+            found.append((int(entry.name), " ".join(args)))
+    return found
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float = 10.0, what: str = "the condition") -> Any:
+    """Poll ``condition`` until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def run_dir_of(client: EngineClient, run_id: str) -> Path:
+    return Path(client.get(f"/api/runs/{run_id}")["run_dir"])
+
+
+def status_of(client: EngineClient, run_id: str) -> str:
+    return client.get(f"/api/runs/{run_id}")["status"]
+
+
+def file_events(run_dir: Path) -> list[Event]:
+    """The complete lines of the run's events.jsonl, in order."""
+    path = run_dir / "events.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if line.endswith("\n")]
+
+
+def steps_in(events: list[Event]) -> list[int]:
+    return [e["step"] for e in events if e["type"] == "step"]
+
+
+def catalog_loss_steps(client: EngineClient, run_id: str) -> list[int]:
+    return [step for step, _ in client.get(f"/api/runs/{run_id}/metrics", names="loss")["loss"]]
+
+
+def job_pid(client: EngineClient, run_id: str) -> int:
+    """The pid of the run's job process, as the engine reports it."""
+
+    def pid() -> int | None:
+        jobs = client.get("/api/workspace")["jobs"]
+        return next((j["pid"] for j in jobs if j["run_id"] == run_id and j["pid"]), None)
+
+    return wait_for(pid, what=f"the job of {run_id} to start")
+
+
+def follow_until(client: EngineClient, run_id: str, predicate: Callable[[Event], bool], offset: int = 0) -> Event:
+    """Follow the run's events until one satisfies ``predicate``; return it and hang up."""
+    with contextlib.closing(client.follow(run_id, offset)) as events:
+        for event in events:
+            if predicate(event):
+                return event
+            assert event["type"] != "end", f"run {run_id} ended ({event['status']}) before the awaited event"
+    raise AssertionError(f"the event stream of {run_id} closed early")
+
+
+def follow_to_end(client: EngineClient, run_id: str, offset: int = 0) -> list[Event]:
+    events = list(client.follow(run_id, offset))
+    assert events and events[-1]["type"] == "end", "the stream of a finished run ends with an end event"
+    return events
+
+
+def is_step(at_least: int) -> Callable[[Event], bool]:
+    return lambda e: e["type"] == "step" and e["step"] >= at_least
+
+
+# -- 1. one engine per workspace, found through its record -----------------------------------------------------------
+
+
+def test_engine_start_status_and_stop_from_the_command_line(capsys, workspace, make_spec):
+    result = run_cli(capsys, "engine", "start")
+    assert result.code == 0, result.err
+    record = read_record(workspace)
+    assert record is not None and pid_alive(record.pid)
+    assert stat.S_IMODE((workspace / RECORD_FILE).stat().st_mode) == 0o600, "the record holds the token: owner only"
+
+    status = json.loads(run_cli(capsys, "engine", "status", "--json").out)
+    assert status["running"] is True and status["pid"] == record.pid
+    assert status["url"] == f"http://127.0.0.1:{record.port}"
+    assert status["jobs"] == []
+
+    with EngineClient.connect(workspace, start=False) as client:
+        run_id = client.submit("pretrain", make_spec(max_steps=10**6))
+        pid = job_pid(client, run_id)
+        status = json.loads(run_cli(capsys, "engine", "status", "--json").out)
+        assert status["jobs"] == [{"run_id": run_id, "kind": "pretrain", "pid": pid, "status": "running"}]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: status_of(client, run_id) == "failed", what="the killed job to be noticed")
+
+    result = run_cli(capsys, "engine", "stop")
+    assert result.code == 0, result.err
+    assert not pid_alive(record.pid)
+    assert not (workspace / RECORD_FILE).exists(), "a stopped engine removes its record"
+    assert json.loads(run_cli(capsys, "engine", "status", "--json").out)["running"] is False
+
+
+def test_a_second_engine_for_the_same_workspace_refuses_to_start_and_names_the_first(engine, workspace):
+    second = subprocess.run(
+        [sys.executable, "-m", "engine.service", "--workspace", str(workspace)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode != 0
+    assert f"pid {engine.record.pid}" in second.stderr
+    assert read_record(workspace) == engine.record, "the refused engine leaves the first one's record alone"
+    assert engine.get("/api/workspace")["path"] == str(workspace)
+
+
+def test_a_stale_record_of_a_dead_engine_is_cleaned_up_and_a_new_engine_starts(capsys, workspace):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    workspace.mkdir(parents=True)
+    write_record(workspace, EngineRecord(dead.pid, "127.0.0.1", 9, "stale-token", str(workspace), time.time()))
+
+    result = run_cli(capsys, "engine", "start")
+    assert result.code == 0, result.err
+    record = read_record(workspace)
+    assert record is not None and record.pid != dead.pid and record.token != "stale-token"
+    with EngineClient.connect(workspace, start=False) as client:
+        assert client.get("/api/runs") == []
+
+
+# -- 2. a token on every route but health; loopback only ------------------------------------------------------------
+
+
+def test_every_route_but_health_needs_the_engines_token(engine):
+    url = engine.record.url
+    requests = [
+        ("GET", "/api/runs"), ("GET", "/api/workspace"), ("GET", "/api/configs"), ("GET", "/api/runs/x"),
+        ("GET", "/api/runs/x/metrics"), ("GET", "/api/runs/x/events"), ("GET", "/api/events"),
+        ("POST", "/api/jobs"), ("POST", "/api/runs/x/cancel"), ("POST", "/api/shutdown"), ("DELETE", "/api/runs/x"),
+        ("GET", "/openapi.json"), ("GET", "/docs"),
+    ]  # fmt: skip
+    wrong = [{}, {"Authorization": "Bearer not-the-token"}, {"Authorization": f"Basic {engine.record.token}"}]
+    with httpx.Client(base_url=url, timeout=10) as http:
+        for headers in wrong:
+            for method, path in requests:
+                response = http.request(method, path, headers=headers, json={"kind": "pretrain", "spec": {}})
+                assert response.status_code in (401, 404), f"{method} {path} with {headers} → {response.status_code}"
+                assert response.status_code == 401 or not path.startswith("/api/")
+        health = http.get("/api/health")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert pid_alive(engine.record.pid), "an unauthorised shutdown request is refused"
+    assert engine.get("/api/runs") == []
+
+
+def test_the_engine_listens_on_loopback_only(engine):
+    assert engine.record.host == "127.0.0.1" and engine.record.url.startswith("http://127.0.0.1:")
+    other = _non_loopback_address()
+    if other is None:
+        pytest.skip("this machine has no network interface besides loopback")
+    with pytest.raises(OSError), socket.create_connection((other, engine.record.port), timeout=3):
+        pass
+
+
+def _non_loopback_address() -> str | None:
+    """An address of this machine on an interface other than loopback, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.254.254.254", 1))  # no packet is sent; this only picks the outgoing interface
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+# -- 3. events on disk first: replay from any line, then live ---------------------------------------------------------
+
+
+def test_run_events_replay_from_any_line_then_follow_live_to_the_end(engine, make_spec, workspace):
+    run_id = engine.submit("pretrain", make_spec(max_steps=20, checkpoint_interval=10, attention_interval=10))
+    late: dict[str, list[Event]] = {}
+
+    def follow_from_line_7() -> None:  # joins before the job has written anything
+        with EngineClient(engine.record) as other:
+            late["events"] = follow_to_end(other, run_id, offset=7)
+
+    joiner = threading.Thread(target=follow_from_line_7, daemon=True)
+    joiner.start()
+    run_dir = workspace / "runs" / run_id
+    wait_for(lambda: len(file_events(run_dir)) >= 5, timeout=60, what="the job's first events")
+    live = follow_to_end(engine, run_id)  # from line 0, while the job runs
+    joiner.join(timeout=30)
+
+    lines = file_events(run_dir)
+    assert live[-1] == {"type": "end", "status": "completed"}
+    assert live[:-1] == lines, "following from 0 yields every line on disk, in order"
+    assert steps_in(lines) == list(range(1, 21))
+    assert late["events"][:-1] == lines[7:], "a follower that joined early at line 7 gets exactly lines 7.."
+    assert follow_to_end(engine, run_id, offset=12)[:-1] == lines[12:], "after the end too"
+    assert follow_to_end(engine, run_id, offset=len(lines)) == [{"type": "end", "status": "completed"}]
+
+    job_statuses, step_events = [], 0
+    with contextlib.closing(engine.workspace_events(since=0)) as stream:
+        for event in stream:
+            if event.get("run_id") != run_id:
+                continue
+            step_events += event["type"] == "step"
+            if event["type"] == "job":
+                job_statuses.append(event["status"])
+                if event["status"] == "completed":
+                    break
+    assert job_statuses == ["queued", "running", "completed"]
+    assert step_events == 20, "the workspace stream carries the run's own events too"
+
+
+def test_metrics_downsample_and_attention_snapshots_are_served(engine, make_spec):
+    run_id = engine.submit("pretrain", make_spec(max_steps=20, attention_interval=10))
+    assert follow_to_end(engine, run_id)[-1]["status"] == "completed"
+
+    full = engine.get(f"/api/runs/{run_id}/metrics", names="loss")["loss"]
+    assert [step for step, _ in full] == list(range(1, 21))
+    short = engine.get(f"/api/runs/{run_id}/metrics", names="loss", max_points=5)["loss"]
+    assert 2 <= len(short) <= 5
+    assert short[0] == full[0] and short[-1] == full[-1], "the first and last points are kept exactly"
+    assert [step for step, _ in short] == sorted({step for step, _ in short})
+    assert set(engine.get(f"/api/runs/{run_id}/metrics", max_points=5)) >= {"loss", "lr", "val_loss"}
+
+    snapshots = engine.get(f"/api/runs/{run_id}/attention")
+    assert [s["step"] for s in snapshots] == [10, 20]
+    assert all(s["layers"] == 2 and s["heads"] == 4 and s["tokens"] for s in snapshots)
+    snapshot = engine.get(f"/api/runs/{run_id}/attention/10")
+    side = len(snapshot["tokens"])
+    weights = snapshot["weights"]
+    assert snapshot["step"] == 10 and side > 1
+    assert len(weights) == 2 and all(len(layer) == 4 for layer in weights)
+    assert all(len(head) == side and all(len(row) == side for row in head) for layer in weights for head in layer)
+    assert all(abs(sum(row) - 1) < 0.02 for layer in weights for head in layer for row in head), "rows are distributions"
+    with pytest.raises(LLModelError, match="no attention snapshot at step 15"):
+        engine.get(f"/api/runs/{run_id}/attention/15")
+
+
+def test_a_follower_only_counts_complete_lines_even_before_its_offset_exists(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"n":0}\n{"n":1}\n{"n":')
+    follower = Follower(path, offset=3)
+    assert follower.read_new() == [], "line 3 has not been written yet"
+    with open(path, "ab") as fh:
+        fh.write(b'2}\n{"n":3}\n{"n":4')
+    assert follower.read_new() == [{"n": 3}] and follower.offset == 4
+    with open(path, "ab") as fh:
+        fh.write(b"}\n")
+    assert follower.read_new() == [{"n": 4}] and follower.offset == 5
+
+
+# -- 4. cancel: checkpoint at the stop step, resume without a gap -------------------------------------------------------
+
+
+def test_cancelling_a_training_job_checkpoints_it_and_resume_continues_without_a_gap(capsys, engine, make_spec):
+    run_id = engine.submit("pretrain", make_spec(max_steps=150))
+    follow_until(engine, run_id, is_step(5))
+    asked = time.monotonic()
+    assert engine.post(f"/api/runs/{run_id}/cancel")["status"] == "cancelling"
+    wait_for(lambda: status_of(engine, run_id) == "cancelled", timeout=5, what="the job to stop")
+    assert time.monotonic() - asked < 5
+
+    run = engine.get(f"/api/runs/{run_id}")
+    stopped_at = run["step"]
+    assert 5 <= stopped_at < 150
+    run_dir = Path(run["run_dir"])
+    checkpoint = ckpt.verify_checkpoint(run_dir / "checkpoints" / ckpt.step_dir_name(stopped_at))
+    assert checkpoint.step == stopped_at
+    assert ckpt.latest_checkpoint(run_dir / "checkpoints").step == stopped_at
+    assert [c["step"] for c in engine.get(f"/api/runs/{run_id}/checkpoints")] == [stopped_at]
+
+    result = run_cli(capsys, "runs", "resume", run_id)
+    assert result.code == 0, result.err
+    run = engine.get(f"/api/runs/{run_id}")
+    assert run["status"] == "completed" and run["step"] == 150
+    assert steps_in(file_events(run_dir)) == list(range(1, 151)), "the resumed job picks up at the next step"
+    assert catalog_loss_steps(engine, run_id) == list(range(1, 151))
+
+
+# -- 5. kill -9 of a job ------------------------------------------------------------------------------------------------
+
+
+def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(engine, make_spec):
+    run_id = engine.submit("pretrain", make_spec(max_steps=100, checkpoint_interval=25, attention_interval=5))
+    follow_until(engine, run_id, lambda e: e["type"] == "attention" and e["step"] >= 35)
+    pid = job_pid(engine, run_id)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(lambda: status_of(engine, run_id) == "failed_resumable", timeout=3, what="failed_resumable")
+    assert time.monotonic() - killed < 3
+
+    run = engine.get(f"/api/runs/{run_id}")
+    assert "ended without finishing" in run["error"]
+    run_dir = Path(run["run_dir"])
+    resume_at = ckpt.latest_checkpoint(run_dir / "checkpoints").step
+    logged_by_the_dead_job = steps_in(file_events(run_dir))
+    assert max(logged_by_the_dead_job) > resume_at, "the dead job had logged steps past its last checkpoint"
+
+    offset = engine.post(f"/api/runs/{run_id}/resume")["offset"]
+    resumed = follow_to_end(engine, run_id, offset)
+    assert resumed[-1]["status"] == "completed"
+    assert steps_in(resumed) == list(range(resume_at + 1, 101)), "the resumed job continues at the checkpoint"
+    assert catalog_loss_steps(engine, run_id) == list(range(1, 101)), "each step once: the dead job's tail replaced"
+    snapshot_steps = [s["step"] for s in engine.get(f"/api/runs/{run_id}/attention")]
+    assert snapshot_steps == list(range(5, 101, 5)), "attention snapshots too"
+    assert engine.get(f"/api/runs/{run_id}")["step"] == 100
+
+
+# -- 6. kill -9 of the engine ---------------------------------------------------------------------------------------------
+
+
+def test_a_new_engine_reattaches_to_a_job_that_outlived_a_killed_engine(workspace, make_spec):
+    first = EngineClient.connect(workspace)
+    run_id = first.submit("pretrain", make_spec(max_steps=200))
+    pid = job_pid(first, run_id)
+    follow_until(first, run_id, is_step(5))
+    first.close()
+    os.kill(first.record.pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(first.record.pid), what="the engine to die")
+
+    run_dir = workspace / "runs" / run_id
+    seen = max(steps_in(file_events(run_dir)))
+    wait_for(lambda: max(steps_in(file_events(run_dir))) >= seen + 10, what="the orphaned job to go on training")
+    os.kill(pid, signal.SIGSTOP)  # hold it mid-run while the next engine comes up
+    try:
+        assert pid_alive(pid)
+        with EngineClient.connect(workspace) as second:
+            assert second.record.pid != first.record.pid
+            jobs = second.get("/api/workspace")["jobs"]
+            assert {"run_id": run_id, "kind": "pretrain", "pid": pid, "status": "running"} in jobs
+            written = len(file_events(run_dir))
+            wait_for(lambda: second.get(f"/api/runs/{run_id}")["event_offset"] == written, what="the catch-up")
+            assert status_of(second, run_id) == "running"
+            os.kill(pid, signal.SIGCONT)
+            offset = second.get(f"/api/runs/{run_id}")["event_offset"]
+            assert follow_to_end(second, run_id, offset)[-1]["status"] == "completed"
+            assert catalog_loss_steps(second, run_id) == list(range(1, 201))
+            assert second.get(f"/api/runs/{run_id}")["step"] == 200
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
+# -- 7. a checkpoint interrupted mid-write never looks complete -----------------------------------------------------------
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL: nothing after the raise runs (save_checkpoint has no cleanup to run anyway)."""
+
+
+def test_a_checkpoint_interrupted_while_being_written_is_never_taken_for_a_complete_one(tmp_path, nano_config, monkeypatch):
+    torch.manual_seed(0)
+    model = Transformer(nano_config)
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+    good = ckpt.save_checkpoint(checkpoints, step=10, model=model, model_config=nano_config, training_state={"x": 1})
+
+    def killed_after_the_weights(*args: Any, **kwargs: Any) -> None:
+        raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ckpt.torch, "save", killed_after_the_weights)
+        with pytest.raises(_Killed):
+            ckpt.save_checkpoint(checkpoints, step=20, model=model, model_config=nano_config, training_state={"x": 2})
+    assert [p.name for p in checkpoints.glob(".tmp-step-*")] == [f".tmp-step-00000020-{os.getpid()}"]
+    assert not (checkpoints / "step-00000020").exists()
+
+    # A step directory without its marker (a copy cut short), and one whose weights no longer match their hash.
+    unmarked = checkpoints / "step-00000030"
+    unmarked.mkdir()
+    (unmarked / ckpt.WEIGHTS).write_bytes((good.path / ckpt.WEIGHTS).read_bytes())
+    (unmarked / ckpt.META).write_text(json.dumps({**good.meta, "step": 30}))
+    corrupt = ckpt.save_checkpoint(checkpoints, step=40, model=model, model_config=nano_config, training_state={"x": 4})
+    with open(corrupt.path / ckpt.WEIGHTS, "r+b") as fh:
+        fh.truncate(100)
+
+    assert ckpt.latest_checkpoint(checkpoints).step == 10
+    assert ckpt.resolve_checkpoint(run_dir).step == 10
+    assert ckpt.resolve_checkpoint(checkpoints).step == 10
+    for bad in (unmarked, corrupt.path):
+        with pytest.raises(CheckpointError):
+            ckpt.verify_checkpoint(bad)
+    assert ckpt.resolve_checkpoint(corrupt.path).step == 10, "a bad checkpoint named directly falls back"
+
+    ckpt.prune_checkpoints(checkpoints, keep_last=3)  # as the next save in another process would
+    assert ckpt.latest_checkpoint(checkpoints).step == 10
+
+
+# -- 8. DuckDB's single writer never shows through the CLI -------------------------------------------------------------
+
+
+def test_the_engine_starts_while_another_command_is_reading_the_catalog(workspace):
+    Catalog.open(workspace).close()
+    reader = Catalog.open(workspace, read_only=True)
+    started: dict[str, Any] = {}
+
+    def start() -> None:
+        try:
+            started["record"] = start_engine(workspace)
+        except Exception as error:  # reported below
+            started["error"] = error
+
+    starter = threading.Thread(target=start, daemon=True)
+    starter.start()
+    time.sleep(2.5)  # the engine is up and waiting for the file by now
+    reader.close()
+    starter.join(timeout=30)
+    assert "error" not in started, started.get("error")
+    with EngineClient(started["record"]) as client:
+        client.wait_ready()
+        assert client.get("/api/runs") == []
+
+
+_READER_LOOP = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from llmodel_app.cli.main import main
+
+    stop_file, ready_file = Path(sys.argv[1]), Path(sys.argv[2])
+    codes = []
+    while not stop_file.exists():
+        sys.argv = ["llmodel", "runs", "list", "--json"]
+        try:
+            main()
+        except SystemExit as exit_:
+            codes.append(exit_.code or 0)
+        ready_file.touch()
+    print("CODES", codes, file=sys.stderr)
+    sys.exit(1 if any(codes) else 0)
+    """
+)
+
+
+def test_cli_commands_at_the_same_time_never_trip_over_the_catalog_lock(capsys, workspace, tmp_path):
+    Catalog.open(workspace).close()
+    stop_file, ready_file = tmp_path / "stop", tmp_path / "ready"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER_LOOP, str(stop_file), str(ready_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(ready_file.exists, timeout=60, what="`llmodel runs list` to run in a loop")
+        for _ in range(3):
+            start = run_cli(capsys, "engine", "start")
+            assert start.code == 0, start.err
+            time.sleep(0.3)
+            stop = run_cli(capsys, "engine", "stop")
+            assert stop.code == 0, stop.err
+    finally:
+        stop_file.touch()
+        _, errors = reader.communicate(timeout=60)
+    assert "lock" not in errors.lower() and "held by another process" not in errors, errors
+    assert reader.returncode == 0, errors
+
+
+# -- 9. one job at a time, the others queued in order -------------------------------------------------------------------
+
+
+def test_queued_jobs_wait_for_the_running_one_and_start_in_submission_order(engine, make_spec, tmp_path):
+    first = engine.submit("pretrain", make_spec(max_steps=40))
+    job_pid(engine, first)
+    second = engine.submit("pretrain", make_spec(max_steps=3))
+    missing = str(tmp_path / "no-such-corpus.txt")
+    quick = [
+        engine.submit("tokenizer", {"inputs": [missing], "output": str(tmp_path / f"tok{i}"), "vocab_size": 512})
+        for i in range(3)
+    ]
+    order = [first, second, *quick]
+
+    while status_of(engine, first) == "running":
+        assert all(status_of(engine, run_id) == "queued" for run_id in order[1:])
+        time.sleep(0.2)
+    assert follow_to_end(engine, quick[-1])[-1]["status"] == "failed"
+
+    started, finished = [], {}
+    with contextlib.closing(engine.workspace_events(since=0)) as stream:
+        for event in stream:
+            if event["type"] != "job":
+                continue
+            if event["status"] == "running":
+                started.append((event["run_id"], event["seq"]))
+            elif event["status"] not in ("queued", "running"):
+                finished[event["run_id"]] = (event["status"], event["seq"])
+            if len(finished) == len(order):
+                break
+    assert [run_id for run_id, _ in started] == order, "jobs start in the order they were submitted"
+    for before, (after, seq) in zip(order, started[1:], strict=False):
+        assert finished[before][1] < seq, f"{after} started only after {before} ended"
+    assert finished[first][0] == finished[second][0] == "completed"
+    assert engine.get(f"/api/runs/{second}")["step"] == 3
