@@ -31,7 +31,7 @@ class EventBatch:
     attention: list[tuple[int, str, int | None, int | None, str | None, float | None]] = field(
         default_factory=list
     )
-    # A restart at step S (a "running" status event) makes earlier-recorded metrics after S stale.
+    # A restart at step S (a "running" status event) makes earlier-recorded history after S stale.
     restart_step: int | None = None
     new_best: bool = False
     run: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +65,7 @@ def _drop_after(batch: EventBatch, step: int) -> None:
     batch.metrics = [row for row in batch.metrics if row[0] <= step]
     batch.evaluations = [row for row in batch.evaluations if row[0] <= step]
     batch.samples = [row for row in batch.samples if row[0] <= step]
+    batch.attention = [row for row in batch.attention if row[0] <= step]
 
 
 def events_to_batch(events: list[dict[str, Any]], *, now: float) -> EventBatch:

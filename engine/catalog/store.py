@@ -36,6 +36,10 @@ _RUN_COLUMNS = (
 )
 
 
+class CatalogBusy(LLModelError):
+    """Another process holds the catalog file (DuckDB admits one writer, or readers only)."""
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
@@ -85,7 +89,7 @@ class Catalog:
             if "lock" in str(err).lower():
                 holder = re.search(r"PID (\d+)", str(err))
                 pid = f" (pid {holder.group(1)})" if holder else ""
-                raise LLModelError(
+                raise CatalogBusy(
                     f"catalog {path} is held by another process{pid}, "
                     "normally this workspace's engine; ask the engine instead, or stop it with `llmodel engine stop`"
                 ) from None
@@ -307,8 +311,8 @@ class Catalog:
         transaction with the new offset; returns how many were applied. Calling it again with events already
         counted in the stored offset does nothing, so replaying after a crash never duplicates.
 
-        A "running" status event at step S marks a (re)start from S: metrics, evaluations and samples recorded
-        after S belong to an abandoned timeline and are dropped, so a resumed run has one curve."""
+        A "running" status event at step S marks a (re)start from S: metrics, evaluations, samples and attention
+        snapshots recorded after S belong to an abandoned timeline and are dropped, so a resumed run has one curve."""
         with self._transaction() as conn:
             row = conn.execute(
                 'SELECT r.metrics, r.info, o."offset" FROM runs r LEFT JOIN event_offsets o ON o.run_id = r.id '
@@ -334,7 +338,7 @@ class Catalog:
     @staticmethod
     def _write_batch(conn: duckdb.DuckDBPyConnection, run_id: str, batch: EventBatch) -> None:
         if batch.restart_step is not None:
-            for table in ("metrics", "evaluations", "samples"):
+            for table in ("metrics", "evaluations", "samples", "attention_snapshots"):
                 conn.execute(
                     f"DELETE FROM {table} WHERE run_id = ? AND step > ?", [run_id, batch.restart_step]
                 )

@@ -173,9 +173,11 @@ class Transformer(nn.Module):
             bias = bias - self.alibi.view(1, -1, 1, 1) * distance.view(1, 1, q_len, k_len)
         if attention_mask is not None:
             key_ok = attention_mask.bool().view(-1, 1, 1, k_len)
-            # A padded query still attends to itself so its softmax row is never empty.
-            own = _diagonal(q_len, past, device)
-            bias = bias.masked_fill(~(key_ok | own), float("-inf"))
+            bias = bias.masked_fill(~key_ok, float("-inf"))
+            # A query with no real key to see (left padding) attends to itself so its softmax row is never
+            # empty; a real query whose own key sits elsewhere (per-row cache positions) is left alone.
+            empty = torch.isneginf(bias).all(-1, keepdim=True)
+            bias = bias.masked_fill(empty & _diagonal(q_len, past, device), 0.0)
         return bias
 
 

@@ -27,13 +27,13 @@ from engine.workspace import new_run_id
 # Chosen for the best validation loss within ~6 minutes of training on 2 CPU cores (benchmarks/RESULTS.md).
 QUICKSTART_VOCAB = 4096
 QUICKSTART_MODEL: dict[str, Any] = {
-    "d_model": 192, "n_layers": 4, "n_heads": 6, "d_ff": 512, "max_len": 256,
+    "d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 384, "max_len": 256,
     "ffn_type": "swiglu", "norm_type": "rmsnorm", "pos_type": "rope", "attention_type": "flash",
 }  # fmt: skip
 QUICKSTART_TRAINING: dict[str, Any] = {
-    "batch_size": 16, "seq_len": 256, "learning_rate": 2e-3, "warmup_steps": 50, "schedule": "cosine",
-    "min_lr_ratio": 0.1, "weight_decay": 0.1, "max_steps": 1200, "eval_interval": 200, "eval_batches": 10,
-    "sample_interval": 400, "checkpoint_interval": 200, "log_interval": 50,
+    "batch_size": 16, "seq_len": 256, "learning_rate": 2e-3, "warmup_steps": 30, "schedule": "cosine",
+    "min_lr_ratio": 0.1, "weight_decay": 0.1, "max_steps": 440, "eval_interval": 110, "eval_batches": 10,
+    "sample_interval": 220, "checkpoint_interval": 110, "attention_interval": 110, "log_interval": 20,
 }  # fmt: skip
 SAMPLE_PROMPTS = ("def ", "The ")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
-from engine.catalog import Catalog
+from engine.catalog import Catalog, CatalogBusy
 from engine.errors import LLModelError
 from engine.service.app import create_app
 from engine.service.broker import Broker
@@ -22,13 +22,14 @@ from engine.service.record import EngineLock, EngineRecord, remove_record, write
 from engine.service.supervisor import Supervisor
 
 HOST = "127.0.0.1"  # the engine never listens beyond loopback
+CATALOG_WAIT = 15.0  # seconds to wait for readers of the catalog to let go of it
 
 
 def serve(workspace: Path, *, max_concurrent: int = 1) -> None:
     """Hold the workspace lock, open the catalog, supervise jobs and answer HTTP until stopped."""
     lock = EngineLock(workspace)
     lock.acquire()
-    catalog = Catalog.open(workspace)
+    catalog = _open_catalog(workspace)
     broker = Broker()
     supervisor = Supervisor(workspace, catalog, broker, max_concurrent=max_concurrent)
     token = secrets.token_urlsafe(32)
@@ -55,6 +56,22 @@ def serve(workspace: Path, *, max_concurrent: int = 1) -> None:
         remove_record(workspace, os.getpid())
         catalog.close()
         lock.release()
+
+
+def _open_catalog(workspace: Path, timeout: float = CATALOG_WAIT) -> Catalog:
+    """Open the catalog read-write, waiting out commands that read it while no engine ran.
+
+    We hold the workspace lock, so whoever has the file now is such a reader (a read-only open that lasts a
+    moment), never another engine.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return Catalog.open(workspace)
+        except CatalogBusy:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:

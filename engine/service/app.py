@@ -17,9 +17,18 @@ from pydantic import BaseModel
 from engine.errors import LLModelError
 from engine.service.broker import Broker
 from engine.service.jobs import JOB_KINDS
+from engine.service.serving import ServingManager
 from engine.service.supervisor import Follower, Supervisor
 
 TERMINAL = ("completed", "failed", "cancelled", "failed_resumable")
+
+
+class ServeRequest(BaseModel):
+    model: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    rate_limit: float | None = None
 
 
 class ResumeRequest(BaseModel):
@@ -187,6 +196,20 @@ def create_app(supervisor: Supervisor, broker: Broker, token: str, *, on_shutdow
                 yield ServerSentEvent(data=event, id=str(event["seq"]), event=event.get("type"))
         finally:
             broker.unsubscribe(queue)
+
+    serving = ServingManager(supervisor.workspace)
+
+    @app.get("/api/serve", dependencies=auth)
+    def serve_status() -> dict[str, Any]:
+        return serving.status()
+
+    @app.post("/api/serve", dependencies=auth)
+    def serve_start(request: ServeRequest) -> dict[str, Any]:
+        return serving.start(request.model, host=request.host, port=request.port, api_key=request.api_key, rate_limit=request.rate_limit)
+
+    @app.delete("/api/serve", dependencies=auth)
+    def serve_stop() -> dict[str, Any]:
+        return serving.stop()
 
     @app.post("/api/shutdown", dependencies=auth)
     def shutdown() -> dict[str, Any]:

@@ -6,6 +6,7 @@ engine (or a later engine) learns how the job ended from the run folder alone.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -60,4 +61,9 @@ def _final(run_dir: Path, status: str, **fields: Any) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # Everything the job had to say is on disk now. Skip the interpreter's teardown of torch (a second or
+    # two), so the engine, and whoever follows the run, see the job end when it ends.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -53,8 +53,8 @@ def pid_alive(pid: int) -> bool:
 def write_record(workspace: Path, record: EngineRecord) -> None:
     """Write the record atomically, readable by its owner only (it holds the access token)."""
     with atomic_path(workspace / RECORD_FILE) as tmp:
+        os.chmod(tmp, 0o600)  # before the token is in it
         tmp.write_text(json.dumps(asdict(record), indent=2), encoding="utf-8")
-        os.chmod(tmp, 0o600)
 
 
 def read_record(workspace: Path) -> EngineRecord | None:

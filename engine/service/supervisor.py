@@ -39,25 +39,23 @@ class Follower:
 
     path: Path
     offset: int  # lines already consumed
-    _position: int = 0  # byte position after those lines
-    _skipped: bool = False
+    _position: int = 0  # byte position after the complete lines passed so far
+    _passed: int = 0  # complete lines passed so far (fewer than offset until the file has that many)
 
     def read_new(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
             return []
         events: list[dict[str, Any]] = []
         with open(self.path, "rb") as fh:
-            if not self._skipped:
-                for _ in range(self.offset):
-                    if not fh.readline().endswith(b"\n"):
-                        break
-                self._position, self._skipped = fh.tell(), True
             fh.seek(self._position)
             while True:
                 line = fh.readline()
                 if not line.endswith(b"\n"):
                     break  # a line still being written: take it next tick
                 self._position = fh.tell()
+                self._passed += 1
+                if self._passed <= self.offset:
+                    continue  # still skipping to the starting offset
                 self.offset += 1
                 try:
                     events.append(json.loads(line))
@@ -106,7 +104,8 @@ class Supervisor:
     def reattach(self) -> None:
         """Adopt the runs an earlier engine left running or queued."""
         with self.lock:
-            for row in self.catalog.list_runs(status="running") + self.catalog.list_runs(status="queued"):
+            # Oldest first, so the queue keeps its order (list_runs gives newest first).
+            for row in reversed(self.catalog.list_runs(status="running") + self.catalog.list_runs(status="queued")):
                 run_dir = Path(row["run_dir"])
                 job = Job(row["id"], row["kind"], run_dir, Follower(run_dir / "events.jsonl", self.catalog.event_offset(row["id"])))
                 job.pid = row.get("pid")
@@ -154,7 +153,7 @@ class Supervisor:
         starts writing at.
         """
         with self.lock:
-            if run_id in self.jobs:
+            if run_id in self.jobs and not self._settle(self.jobs[run_id]):
                 raise LLModelError(f"run {run_id} is still {self.catalog.get_run(run_id)['status']}; cancel it first")
             row = self.catalog.get_run(run_id)
             if row["kind"] not in ("pretrain",):
@@ -209,7 +208,8 @@ class Supervisor:
                 elif job.cancel_requested_at and time.monotonic() - job.cancel_requested_at > CANCEL_GRACE:
                     _signal(job.pid, signal.SIGKILL)
             running = sum(1 for j in self.jobs.values() if j.pid is not None)
-            for job in sorted(self.jobs.values(), key=lambda j: j.run_id.split("-", 1)[1]):
+            # self.jobs keeps submission order (run ids only sort to the second, then at random).
+            for job in list(self.jobs.values()):
                 if running >= self.max_concurrent:
                     break
                 if job.pid is None:
@@ -264,6 +264,20 @@ class Supervisor:
             fields["error"] = error
         self.catalog.update_run(job.run_id, **fields)
         self._announce(job.run_id, status, error=error)
+
+    def _settle(self, job: Job, timeout: float = 10.0) -> bool:
+        """Finish a job that already reported its end (its process is exiting); False if it is still working."""
+        self._ingest(job)
+        if job.final_status is None:
+            return False
+        deadline = time.monotonic() + timeout
+        while (exit_code := self._exit_code(job)) is False:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(TICK)
+        self._ingest(job)
+        self._finish(job, exit_code)
+        return True
 
     def _resumable(self, job: Job) -> bool:
         from engine.training.checkpoint import latest_checkpoint

@@ -12,6 +12,7 @@ from llmodel_app.cli import (
     commands_engine,
     commands_model,
     commands_runs,
+    commands_serve,
     commands_train,
     commands_workspace,
     quickstart,
@@ -30,6 +31,8 @@ app.command("create-config")(commands_model.create_config)
 app.command("generate")(commands_model.generate)
 app.command("pretrain")(commands_train.pretrain)
 app.command("quickstart")(quickstart.quickstart)
+app.command("serve")(commands_serve.serve)
+app.command("api")(commands_serve.api)
 app.add_typer(commands_data.tokenizer_app, name="tokenizer")
 app.add_typer(commands_data.data_app, name="data")
 app.add_typer(commands_workspace.workspace_app, name="workspace")

@@ -6,45 +6,42 @@ import time
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
-from engine.catalog import Catalog
+from engine.catalog import CATALOG_FILE, Catalog, CatalogBusy
 from engine.errors import LLModelError
-from engine.service.record import EngineRecord, live_record
+from engine.service.record import live_record
+
+BUSY_WAIT = 15.0  # seconds to keep trying while an engine starts or stops
 
 
 def query(workspace: Path, method: str, *args: Any, **kwargs: Any) -> Any:
     """Call a read method of the catalog (``list_runs``, ``get_run``, ``compare_runs``, ``summary``, ...).
 
     DuckDB admits one writer process, the engine: while it runs we ask it; otherwise we open the file
-    read-only, and if an engine took the file in the meantime we ask that engine instead.
+    read-only. An engine that is starting or stopping holds the file without answering yet (or any more), so
+    we look again until one of the two ways works.
     """
-    record = live_record(workspace)
-    if record is None:
-        if not (workspace / "workspace.duckdb").is_file():
-            return _empty(method, *args)
-        try:
-            with Catalog.open(workspace, read_only=True) as catalog:
-                return getattr(catalog, method)(*args, **kwargs)
-        except (duckdb.IOException, LLModelError):
-            # An engine may have taken the file between our check and our open: ask it instead.
-            record = _wait_for_engine(workspace)
-            if record is None:
-                raise
-    from engine.client import EngineClient  # httpx loads only when an engine answers
-
-    with EngineClient(record) as client:
-        return _via_engine(client, method, *args, **kwargs)
-
-
-def _wait_for_engine(workspace: Path, timeout: float = 5.0) -> EngineRecord | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + BUSY_WAIT
+    while True:
         record = live_record(workspace)
         if record is not None:
-            return record
+            from engine.client import EngineClient, EngineUnavailable  # httpx loads only when an engine runs
+
+            try:
+                with EngineClient(record) as client:
+                    return _via_engine(client, method, *args, **kwargs)
+            except EngineUnavailable:  # it is stopping: its record goes next, then its hold on the file
+                if time.monotonic() > deadline:
+                    raise
+        elif not (workspace / CATALOG_FILE).is_file():
+            return _empty(method, *args)
+        else:
+            try:
+                with Catalog.open(workspace, read_only=True) as catalog:
+                    return getattr(catalog, method)(*args, **kwargs)
+            except CatalogBusy:  # an engine is starting (its record comes next) or stopping
+                if time.monotonic() > deadline:
+                    raise
         time.sleep(0.05)
-    return None
 
 
 def _via_engine(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
