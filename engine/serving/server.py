@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import LLModelError
@@ -101,11 +101,11 @@ def create_server(
         ids = svc.loaded.tokenizer.encode(body.prompt, add_bos=True)
         handle = _submit(svc, ids, body, body.max_tokens, param="max_tokens")
         if body.stream:
-            async def events() -> AsyncIterator[ServerSentEvent]:
+            async def events() -> AsyncIterator[bytes]:
                 async for delta in _deltas(handle, request, metrics):
-                    yield ServerSentEvent(raw_data=json.dumps({"text": delta.text, "token": delta.token_id}))
+                    yield format_sse_event(data_str=json.dumps({"text": delta.text, "token": delta.token_id}))
                 result = handle.result()
-                yield ServerSentEvent(raw_data=json.dumps({"done": True, "finish_reason": result.finish_reason}))
+                yield format_sse_event(data_str=json.dumps({"done": True, "finish_reason": result.finish_reason}))
 
             return EventSourceResponse(events())
         result = await _collect(handle, request, metrics)
@@ -344,14 +344,14 @@ async def _merge(streams: list[AsyncIterator[Any]]) -> AsyncIterator[tuple[int, 
             task.cancel()
 
 
-def _chunk(**fields: Any) -> ServerSentEvent:
-    return ServerSentEvent(raw_data=json.dumps(fields))
+def _chunk(**fields: Any) -> bytes:
+    return format_sse_event(data_str=json.dumps(fields))
 
 
 async def _stream_completion(
     svc: ModelService, body: CompletionRequest, request: Request, handles: list[Any], jobs: list[tuple[int, int]],
     prompt_texts: list[str], created: int, ident: str, metrics: ServerMetrics,
-) -> AsyncIterator[ServerSentEvent]:  # fmt: skip
+) -> AsyncIterator[bytes]:  # fmt: skip
     common = {"id": ident, "object": "text_completion", "created": created, "model": svc.name}
     if body.echo:
         for index, (p, _) in enumerate(jobs):
@@ -364,13 +364,13 @@ async def _stream_completion(
     if body.stream_options and body.stream_options.include_usage:
         prompt_tokens = sum(len(r.prompt_tokens) for r in results)
         yield _chunk(**common, choices=[], usage=_usage(prompt_tokens, sum(len(r.tokens) for r in results)))
-    yield ServerSentEvent(raw_data="[DONE]")
+    yield format_sse_event(data_str="[DONE]")
 
 
 async def _stream_chat(
     svc: ModelService, body: ChatCompletionRequest, request: Request, handles: list[Any], prompt_len: int,
     created: int, ident: str, metrics: ServerMetrics,
-) -> AsyncIterator[ServerSentEvent]:  # fmt: skip
+) -> AsyncIterator[bytes]:  # fmt: skip
     common = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": svc.name}
     for index in range(len(handles)):
         yield _chunk(**common, choices=[{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
@@ -381,4 +381,4 @@ async def _stream_chat(
         yield _chunk(**common, choices=[{"index": index, "delta": {}, "logprobs": None, "finish_reason": result.finish_reason}])
     if body.stream_options and body.stream_options.include_usage:
         yield _chunk(**common, choices=[], usage=_usage(prompt_len * len(handles), sum(len(r.tokens) for r in results)))
-    yield ServerSentEvent(raw_data="[DONE]")
+    yield format_sse_event(data_str="[DONE]")

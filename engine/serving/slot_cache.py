@@ -65,7 +65,10 @@ class SlotKVCache:
             raise LLModelError(f"prompt of {len(ids)} tokens exceeds the cache length {self.max_len}")
         # The slot's rows are views into the shared tensors, so the ordinary cache path fills the slot in place.
         view = _SequenceCache(
-            [LayerKVCache(k[slot : slot + 1], v[slot : slot + 1]) for k, v in zip(self.keys, self.values)]
+            [
+                LayerKVCache(k[slot : slot + 1], v[slot : slot + 1])
+                for k, v in zip(self.keys, self.values, strict=True)
+            ]
         )
         input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
         logits = self.model(input_ids, kv_cache=view, logits_for="last").logits[0, -1]
@@ -76,7 +79,9 @@ class SlotKVCache:
     def decode(self, slots: Sequence[int], tokens: Sequence[int]) -> torch.Tensor:
         """Feed ``tokens[i]`` to ``slots[i]`` (one step each, batched); return the next-token logits (B, V)."""
         if len(slots) != len(tokens) or not slots:
-            raise LLModelError(f"decode needs one token per slot, got {len(tokens)} tokens for {len(slots)} slots")
+            raise LLModelError(
+                f"decode needs one token per slot, got {len(tokens)} tokens for {len(slots)} slots"
+            )
         positions = [self.lengths[s] for s in slots]
         if max(positions) >= self.max_len:
             raise LLModelError(f"a sequence reached the cache length {self.max_len}; it cannot grow further")
@@ -88,7 +93,10 @@ class SlotKVCache:
         contiguous = list(slots) == list(range(slots[0], slots[0] + len(slots)))
         read: slice | torch.Tensor = slice(slots[0], slots[0] + len(slots)) if contiguous else rows
         view = _SequenceCache(
-            [_DecodeLayer(k, v, rows, read, pos, window) for k, v in zip(self.keys, self.values)],
+            [
+                _DecodeLayer(k, v, rows, read, pos, window)
+                for k, v in zip(self.keys, self.values, strict=True)
+            ],
             length=window - 1,
         )
         # Each row sees its own keys 0..pos; everything after belongs to nobody (stale or empty).

@@ -1,0 +1,484 @@
+"""Continuous batching: one background thread admits requests into cache slots and decodes them together.
+
+Between two decode steps the loop prefills newly submitted requests into free slots (each emits its first
+token at once), then runs one batched decode step for every active sequence, samples each row with its own
+SamplingParams, hands each new token to its request and retires the finished ones, freeing their slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import queue
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.errors import LLModelError
+from engine.generation.sampling import SamplingParams, next_tokens
+from engine.model import Transformer
+from engine.serving.slot_cache import SlotKVCache
+from engine.tokenizer import Tokenizer
+
+
+class QueueFull(LLModelError):
+    """Too many requests are waiting for a slot; the server should answer 429/503 and the client retry."""
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """The text one new token adds (may be empty while a character or a possible stop string is incomplete).
+
+    ``token_id``/``logprob`` are None only for a last delta that releases held-back text when a request ends
+    on EOS, which is not itself part of the output.
+    """
+
+    text: str
+    token_id: int | None
+    logprob: float | None
+
+
+@dataclass
+class GenerationOutput:
+    prompt_tokens: list[int]
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str = "length"  # "stop" (EOS or a stop string) | "length" | "cancelled"
+    token_logprobs: list[float] = field(default_factory=list)
+
+
+_END = object()
+
+
+class RequestHandle:
+    """One submitted request: stream its deltas (sync or async), wait for its result, or cancel it."""
+
+    def __init__(
+        self, batcher: ContinuousBatcher, request_id: int, prompt_tokens: list[int], params: SamplingParams
+    ) -> None:
+        self.id = request_id
+        self.prompt_tokens = prompt_tokens
+        self.params = params
+        self._batcher = batcher
+        self._lock = threading.Lock()
+        self._items: queue.SimpleQueue = queue.SimpleQueue()
+        self._async: tuple[asyncio.AbstractEventLoop, asyncio.Queue] | None = None
+        self._claimed = False
+        self._finished = False
+        self._done = threading.Event()
+        self._output: GenerationOutput | None = None
+        self._error: BaseException | None = None
+        self.cancel_requested = False
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def cancel(self) -> None:
+        """The client went away: the request ends (finish_reason "cancelled") and its slot is freed next step."""
+        self._batcher._cancel(self)
+
+    def result(self, timeout: float | None = None) -> GenerationOutput:
+        """Block until the request ends; raise what ended it if it failed."""
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"request {self.id} did not finish within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        assert self._output is not None
+        return self._output
+
+    def stream(self, timeout: float | None = None) -> Iterator[TextDelta]:
+        """Yield each TextDelta as it is produced, then end; leaving the loop early cancels the request."""
+        self._claim()
+        finished = False
+        try:
+            while True:
+                try:
+                    item = self._items.get(timeout=timeout)
+                except queue.Empty:
+                    raise TimeoutError(f"request {self.id} produced nothing for {timeout} s") from None
+                if item is _END:
+                    finished = True
+                    break
+                yield item
+        finally:
+            if not finished:
+                self.cancel()
+        if self._error is not None:
+            raise self._error
+
+    async def astream(self) -> AsyncIterator[TextDelta]:
+        """Async twin of :meth:`stream` for FastAPI/SSE: ``async for delta in handle.astream()``.
+
+        The batcher thread feeds an asyncio.Queue through ``loop.call_soon_threadsafe``, so nothing blocks the
+        event loop; a cancelled task or a closed generator (client disconnected) cancels the request.
+        """
+        self._claim()
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue = asyncio.Queue()
+        with self._lock:
+            while True:  # what arrived before we started listening
+                try:
+                    items.put_nowait(self._items.get_nowait())
+                except queue.Empty:
+                    break
+            self._async = (loop, items)
+        finished = False
+        try:
+            while True:
+                item = await items.get()
+                if item is _END:
+                    finished = True
+                    break
+                yield item
+        finally:
+            if not finished:
+                self.cancel()
+        if self._error is not None:
+            raise self._error
+
+    # -- called by the batcher thread ------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        with self._lock:
+            if self._claimed:
+                raise LLModelError(f"request {self.id} is already being streamed; stream it once")
+            self._claimed = True
+
+    def _put(self, item: object) -> None:
+        with self._lock:
+            if self._async is None:
+                self._items.put(item)
+                return
+            loop, items = self._async
+            try:
+                loop.call_soon_threadsafe(items.put_nowait, item)
+            except RuntimeError:  # the event loop is closed: nobody is listening any more
+                self.cancel_requested = True
+
+    def _finish(self, output: GenerationOutput | None, error: BaseException | None = None) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            self._output, self._error = output, error
+        self._put(_END)
+        self._done.set()
+
+
+@dataclass
+class _Sequence:
+    """The generation state of one admitted request (touched by the batcher thread only)."""
+
+    handle: RequestHandle
+    slot: int
+    text: _IncrementalText
+    seen: torch.Tensor  # (1, V) bool, for the repetition penalty
+    generator: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+
+
+class ContinuousBatcher:
+    """Serves many generation requests at once from one model with a slot KV cache and a background loop."""
+
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        max_batch: int = 8,
+        max_queue: int = 64,
+        *,
+        max_len: int | None = None,
+    ) -> None:
+        if tokenizer.vocab_size > model.config.vocab_size:
+            raise LLModelError(
+                f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+                f"{model.config.vocab_size}; use the tokenizer the model was trained with"
+            )
+        if max_queue < 0:
+            raise LLModelError(f"max_queue must be ≥ 0, got {max_queue}")
+        model.eval()
+        self.model, self.tokenizer = model, tokenizer
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.cache = SlotKVCache(model, max_batch, max_len)
+        self.max_len = self.cache.max_len
+        self._device = self.cache.device
+        self._cond = threading.Condition()
+        self._pending: deque[RequestHandle] = deque()
+        self._active: dict[int, _Sequence] = {}
+        self._ids = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self._closed = False
+        self._steps = self._tokens_generated = self._last_batch_size = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background loop (idempotent)."""
+        with self._cond:
+            if self._closed:
+                raise LLModelError("this batcher was stopped; create a new one")
+            if self._running:
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._loop, name="llmodel-batcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish the current step, stop the loop and fail every request still waiting or running."""
+        with self._cond:
+            self._running, self._closed = False, True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        with self._cond:
+            pending, self._pending = list(self._pending), deque()
+            active, self._active = list(self._active.values()), {}
+        error = LLModelError("the model server stopped before this request finished; send it again")
+        for handle in pending:
+            handle._finish(None, error)
+        for seq in active:
+            self.cache.release(seq.slot)
+            seq.handle._finish(None, error)
+
+    def __enter__(self) -> ContinuousBatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- requests --------------------------------------------------------------------------------------
+
+    def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> RequestHandle:
+        """Queue a request; raises QueueFull when ``max_queue`` requests already wait for a slot."""
+        ids = [int(i) for i in prompt_ids]
+        if not ids:
+            raise LLModelError("a prompt needs at least one token")
+        vocab = self.model.config.vocab_size
+        bad = next((i for i in ids if not 0 <= i < vocab), None)
+        if bad is not None:
+            raise LLModelError(f"token id {bad} is outside the model's vocabulary (vocab_size={vocab})")
+        if len(ids) + params.max_new_tokens > self.max_len:
+            raise LLModelError(
+                f"prompt of {len(ids)} tokens plus {params.max_new_tokens} new tokens exceeds the context of "
+                f"{self.max_len}; shorten the prompt or lower max tokens"
+            )
+        handle = RequestHandle(self, next(self._ids), ids, params)
+        if params.max_new_tokens == 0:
+            handle._finish(GenerationOutput(ids))
+            return handle
+        with self._cond:
+            if self._closed:
+                raise LLModelError("the batcher is stopped; start a new one")
+            if len(self._pending) >= self.max_queue:
+                raise QueueFull(
+                    f"{len(self._pending)} requests are already waiting (max_queue={self.max_queue}); retry later"
+                )
+            self._pending.append(handle)
+            self._cond.notify()
+        return handle
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                "queue_depth": len(self._pending),
+                "active": len(self._active),
+                "max_batch": self.max_batch,
+                "steps": self._steps,
+                "tokens_generated": self._tokens_generated,
+                "last_batch_size": self._last_batch_size,
+            }
+
+    def _cancel(self, handle: RequestHandle) -> None:
+        handle.cancel_requested = True
+        with self._cond:
+            if handle in self._pending:
+                self._pending.remove(handle)
+                handle._finish(GenerationOutput(handle.prompt_tokens, finish_reason="cancelled"))
+            self._cond.notify()
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        with torch.inference_mode():
+            while True:
+                with self._cond:
+                    while self._running and not self._pending and not self._active:
+                        self._cond.wait()
+                    if not self._running:
+                        return
+                    admitted = [
+                        self._pending.popleft() for _ in range(min(len(self._pending), self.cache.free_slots))
+                    ]
+                for handle in admitted:
+                    self._admit(handle)
+                for seq in [s for s in self._active.values() if s.handle.cancel_requested]:
+                    self._retire(seq, "cancelled")
+                if self._active:
+                    try:
+                        self._step()
+                    except Exception as err:  # a broken step fails its requests, never the server
+                        for seq in list(self._active.values()):
+                            self._retire(seq, error=err)
+
+    def _admit(self, handle: RequestHandle) -> None:
+        if handle.cancel_requested:
+            handle._finish(GenerationOutput(handle.prompt_tokens, finish_reason="cancelled"))
+            return
+        slot = self.cache.allocate()
+        try:
+            logits = self.cache.prefill(slot, handle.prompt_tokens)
+        except Exception as err:
+            self.cache.release(slot)
+            handle._finish(None, err)
+            return
+        params = handle.params
+        seen = torch.zeros((1, self.model.config.vocab_size), dtype=torch.bool, device=self._device)
+        seen[0, handle.prompt_tokens] = True
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=self._device).manual_seed(params.seed)
+        seq = _Sequence(handle, slot, _IncrementalText(self.tokenizer, params.stop), seen, generator)
+        with self._cond:
+            self._active[slot] = seq
+        try:
+            (choice,) = self._sample([seq], logits.unsqueeze(0))
+            self._accept(seq, *choice)
+        except Exception as err:
+            self._retire(seq, error=err)
+
+    def _step(self) -> None:
+        seqs = [self._active[slot] for slot in sorted(self._active)]
+        logits = self.cache.decode([s.slot for s in seqs], [s.tokens[-1] for s in seqs])
+        with self._cond:
+            self._steps += 1
+            self._last_batch_size = len(seqs)
+        for seq, choice in zip(seqs, self._sample(seqs, logits), strict=True):
+            self._accept(seq, *choice)
+
+    def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[tuple[int, float]]:
+        """One token per row, each row with its own params and generator; logprobs come from the raw logits."""
+        chosen = torch.cat(
+            [
+                next_tokens(logits[i : i + 1], seq.handle.params, seq.seen, seq.generator)
+                for i, seq in enumerate(seqs)
+            ]
+        )
+        logprobs = logits.float().log_softmax(-1).gather(1, chosen.unsqueeze(1)).squeeze(1)
+        return list(zip(chosen.tolist(), logprobs.tolist(), strict=True))
+
+    def _accept(self, seq: _Sequence, token: int, logprob: float) -> None:
+        params = seq.handle.params
+        if params.stop_at_eos and token == self.tokenizer.eos_id:
+            rest = seq.text.finish()
+            if rest:
+                seq.handle._put(TextDelta(rest, None, None))
+            self._retire(seq, "stop")
+            return
+        seq.tokens.append(token)
+        seq.logprobs.append(logprob)
+        seq.seen[0, token] = True
+        with self._cond:
+            self._tokens_generated += 1
+        text = seq.text.push(token)
+        if seq.text.stopped:
+            seq.handle._put(TextDelta(text, token, logprob))
+            self._retire(seq, "stop")
+        elif len(seq.tokens) >= params.max_new_tokens:
+            text += seq.text.finish()
+            seq.handle._put(TextDelta(text, token, logprob))
+            self._retire(seq, "stop" if seq.text.stopped else "length")
+        else:
+            seq.handle._put(TextDelta(text, token, logprob))
+
+    def _retire(self, seq: _Sequence, reason: str = "", error: BaseException | None = None) -> None:
+        with self._cond:
+            if self._active.pop(seq.slot, None) is None:
+                return
+        self.cache.release(seq.slot)
+        output = None
+        if error is None:
+            output = GenerationOutput(
+                seq.handle.prompt_tokens, seq.tokens, seq.text.emitted, reason, seq.logprobs
+            )
+        seq.handle._finish(output, error)
+
+
+class _IncrementalText:
+    """Turns tokens into text deltas: waits out incomplete characters, holds back a possible start of a stop
+    string, and cuts the text at the first stop string."""
+
+    def __init__(self, tokenizer: Tokenizer, stops: Sequence[str]) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.tokens: list[int] = []
+        self.text = ""  # decoded so far (complete characters only)
+        self.emitted = ""  # handed out so far; the final text once the request ends
+        self.stopped = False
+        self._prefix = self._read = 0
+
+    def push(self, token: int) -> str:
+        """Add a token; return the text that became safe to hand out (possibly empty)."""
+        self.tokens.append(token)
+        self.text += self._settle(final=False)
+        return self._release(final=False)
+
+    def finish(self) -> str:
+        """The request ends: return whatever was still held back."""
+        self.text += self._settle(final=True)
+        return self._release(final=True)
+
+    def _settle(self, *, final: bool) -> str:
+        # Decode a short window (the last settled chunk + new tokens) instead of the whole continuation each
+        # time; the window's first token is shared by both decodes, so their difference is the new text.
+        before = self.tokenizer.decode(self.tokens[self._prefix : self._read])
+        after = self.tokenizer.decode(self.tokens[self._prefix :])
+        if len(after) > len(before) and (final or not after.endswith("\ufffd")):
+            self._prefix, self._read = self._read, len(self.tokens)
+            return after[len(before) :]
+        return ""
+
+    def _release(self, *, final: bool) -> str:
+        if self.stopped:
+            return ""
+        start = len(self.emitted)
+        # A stop string cannot start inside the emitted text: its beginning would have been held back.
+        cuts = [c for c in (self.text.find(s, start) for s in self.stops) if c != -1]
+        if cuts:
+            self.stopped = True
+            self.text = self.text[: min(cuts)]
+            end = len(self.text)
+        else:
+            end = len(self.text) if final else len(self.text) - self._held_back(start)
+        new = self.text[start:end]
+        self.emitted += new
+        return new
+
+    def _held_back(self, start: int) -> int:
+        """Length of the longest tail of the new text that could grow into a stop string."""
+        tail = self.text[start:]
+        return max(
+            (k for s in self.stops for k in range(min(len(s) - 1, len(tail)), 0, -1) if tail.endswith(s[:k])),
+            default=0,
+        )
+
+
+@torch.inference_mode()
+def prompt_logprobs(model: Transformer, ids: Sequence[int]) -> list[float | None]:
+    """Log-probability of each prompt token given the ones before it (None for the first), for ``echo`` scoring.
+
+    A plain full forward pass; safe to call from another thread while a batcher runs on the same model.
+    """
+    if not ids:
+        return []
+    model.eval()
+    x = torch.tensor([list(ids)], dtype=torch.long, device=model.lm_head.weight.device)
+    logits = model(x).logits[0, :-1].float()
+    scores = logits.log_softmax(-1).gather(1, x[0, 1:].unsqueeze(1)).squeeze(1)
+    return [None, *scores.tolist()]
