@@ -18,6 +18,7 @@ from engine.data.prepare import prepare_dataset
 from engine.data.stdlib_corpus import build_stdlib_corpus
 from engine.model import ModelConfig
 from engine.service.record import RECORD_FILE, live_record, pid_alive
+from engine.service.serving import ServingManager
 from engine.tokenizer import Tokenizer
 from engine.training.config import TrainConfig
 
@@ -36,7 +37,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
 
 
 def stop_engines(root: Path) -> None:
-    """Stop every engine whose workspace lies under ``root`` (and the jobs it left running)."""
+    """Stop every engine whose workspace lies under ``root``, and any model server it started."""
+    for serve_file in root.rglob(".serve.json"):
+        ServingManager(serve_file.parent).stop()
     for record_file in root.rglob(RECORD_FILE):
         record = live_record(record_file.parent)
         if record is None:

@@ -24,6 +24,7 @@ class SamplingFields(_Body):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    ignore_eos: bool = False  # vLLM's extension: generate exactly max_tokens (benchmarks)
 
 
 class GenerateRequest(SamplingFields):

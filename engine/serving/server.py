@@ -272,6 +272,7 @@ def _submit(
         max_new_tokens=wanted, temperature=body.temperature, top_k=body.top_k,
         top_p=body.top_p if body.top_p < 1.0 else None, repetition_penalty=body.repetition_penalty,
         do_sample=body.temperature > 0, stop=stop if stop is not None else _stops(body.stop),
+        stop_at_eos=not body.ignore_eos,
         seed=None if body.seed is None else body.seed + offset,
     )  # fmt: skip
     return svc.batcher.submit(ids, params)

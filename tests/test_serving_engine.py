@@ -1,0 +1,60 @@
+"""The engine's serving switch (what the workbench's REST toggle calls): start, query, count, stop."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from engine.client import EngineClient
+from engine.errors import LLModelError
+from engine.model import ModelConfig
+from engine.training.config import TrainConfig
+from engine.training.trainer import Trainer
+from tests.serving_fixtures import free_port
+
+
+@pytest.fixture
+def trained_run(tmp_path, dataset_dir, tokenizer_dir):
+    config = ModelConfig.from_dict({"vocab_size": 512, "d_model": 32, "n_layers": 1, "n_heads": 4, "d_ff": 64, "max_len": 64})
+    settings = TrainConfig(batch_size=2, seq_len=16, max_steps=2, warmup_steps=0, checkpoint_interval=2, device="cpu")
+    run_dir = tmp_path / "workspace" / "runs" / "served"
+    Trainer(config, settings, dataset_dir, run_dir, tokenizer_path=tokenizer_dir).run()
+    return run_dir
+
+
+def wait_healthy(client: EngineClient, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get("/api/serve")
+        if status.get("health") == "ok":
+            return status
+        time.sleep(0.2)
+    raise AssertionError(f"the model server did not become healthy: {status}")
+
+
+def test_the_engine_starts_and_stops_serving_a_checkpoint(tmp_path, trained_run):
+    port = free_port()
+    with EngineClient.connect(tmp_path / "workspace") as client:
+        assert client.get("/api/serve") == {"running": False}
+        started = client.post("/api/serve", {"model": str(trained_run), "port": port})
+        assert started["url"] == f"http://127.0.0.1:{port}" and started["auth"] is False
+        wait_healthy(client)
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "def", "max_tokens": 3}, timeout=30)
+        assert reply.status_code == 200 and reply.json()["choices"]
+        assert client.get("/api/serve")["requests"] >= 1, "live request counts for the toggle"
+        with pytest.raises(LLModelError, match="already running"):
+            client.post("/api/serve", {"model": str(trained_run), "port": free_port()})
+        assert client.delete("/api/serve")["running"] is False
+        assert client.get("/api/serve") == {"running": False}
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_serving_beyond_loopback_needs_a_key(tmp_path, trained_run, monkeypatch):
+    monkeypatch.delenv("LLMODEL_API_KEY", raising=False)
+    with EngineClient.connect(tmp_path / "workspace") as client:
+        with pytest.raises(LLModelError, match="API key"):
+            client.post("/api/serve", {"model": str(trained_run), "host": "0.0.0.0", "port": free_port()})
+        assert client.get("/api/serve") == {"running": False}
