@@ -256,7 +256,7 @@ class ContinuousBatcher:
     # -- requests --------------------------------------------------------------------------------------
 
     def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> RequestHandle:
-        """Queue a request; raises QueueFull when ``max_queue`` requests already wait for a slot."""
+        """Queue a request; raises QueueFull when ``max_queue`` requests already wait for a slot to free up."""
         ids = [int(i) for i in prompt_ids]
         if not ids:
             raise LLModelError("a prompt needs at least one token")
@@ -276,9 +276,11 @@ class ContinuousBatcher:
         with self._cond:
             if self._closed:
                 raise LLModelError("the batcher is stopped; start a new one")
-            if len(self._pending) >= self.max_queue:
+            # Requests that a free slot will take at the next step are not waiting.
+            waiting = len(self._pending) - self.cache.free_slots
+            if waiting >= self.max_queue:
                 raise QueueFull(
-                    f"{len(self._pending)} requests are already waiting (max_queue={self.max_queue}); retry later"
+                    f"{waiting} requests are already waiting for a slot (max_queue={self.max_queue}); retry later"
                 )
             self._pending.append(handle)
             self._cond.notify()
@@ -323,11 +325,12 @@ class ContinuousBatcher:
                 if self._active:
                     try:
                         self._step()
-                    except Exception as err:  # a broken step fails its requests, never the server
+                    except Exception as err:  # a broken step fails the requests in it, never the loop
                         for seq in list(self._active.values()):
                             self._retire(seq, error=err)
 
     def _admit(self, handle: RequestHandle) -> None:
+        """Prefill a request into a free slot and emit its first token; a failure fails this request only."""
         if handle.cancel_requested:
             handle._finish(GenerationOutput(handle.prompt_tokens, finish_reason="cancelled"))
             return
@@ -405,7 +408,7 @@ class ContinuousBatcher:
         output = None
         if error is None:
             output = GenerationOutput(
-                seq.handle.prompt_tokens, seq.tokens, seq.text.emitted, reason, seq.logprobs
+                seq.handle.prompt_tokens, seq.tokens, seq.text.final_text, reason, seq.logprobs
             )
         seq.handle._finish(output, error)
 
@@ -419,9 +422,14 @@ class _IncrementalText:
         self.stops = [s for s in stops if s]
         self.tokens: list[int] = []
         self.text = ""  # decoded so far (complete characters only)
-        self.emitted = ""  # handed out so far; the final text once the request ends
+        self.emitted = 0  # characters of ``text`` handed out so far
         self.stopped = False
         self._prefix = self._read = 0
+
+    @property
+    def final_text(self) -> str:
+        """The text handed out so far: the request's text once it has ended."""
+        return self.text[: self.emitted]
 
     def push(self, token: int) -> str:
         """Add a token; return the text that became safe to hand out (possibly empty)."""
@@ -447,7 +455,7 @@ class _IncrementalText:
     def _release(self, *, final: bool) -> str:
         if self.stopped:
             return ""
-        start = len(self.emitted)
+        start = self.emitted
         # A stop string cannot start inside the emitted text: its beginning would have been held back.
         cuts = [c for c in (self.text.find(s, start) for s in self.stops) if c != -1]
         if cuts:
@@ -457,7 +465,7 @@ class _IncrementalText:
         else:
             end = len(self.text) if final else len(self.text) - self._held_back(start)
         new = self.text[start:end]
-        self.emitted += new
+        self.emitted = end
         return new
 
     def _held_back(self, start: int) -> int:

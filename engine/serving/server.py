@@ -283,11 +283,13 @@ async def _deltas(handle: Any, request: Request, metrics: ServerMetrics) -> Asyn
     started, first = time.perf_counter(), True
     try:
         async for delta in handle.astream():
-            if first:
-                metrics.ttft.observe(time.perf_counter() - started)
-                first = False
-            metrics.generated_tokens.inc()
-            yield delta
+            if delta.token_id is not None:
+                if first:
+                    metrics.ttft.observe(time.perf_counter() - started)
+                    first = False
+                metrics.generated_tokens.inc()
+            if delta.text:  # held-back text arrives later; an empty chunk tells the client nothing
+                yield delta
     finally:
         if await request.is_disconnected():
             handle.cancel()
