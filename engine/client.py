@@ -109,7 +109,8 @@ class EngineClient:
                 source.response.read()
                 raise LLModelError(source.response.json().get("detail", source.response.text))
             for sse in source.iter_sse():
-                yield json.loads(sse.data)
+                if sse.data:  # keep-alive pings (FastAPI sends one after 15 s of quiet)
+                    yield json.loads(sse.data)
 
     def workspace_events(self, since: int = 0) -> Iterator[dict[str, Any]]:
         """Every event of the workspace, live."""
@@ -117,7 +118,8 @@ class EngineClient:
 
         with connect_sse(self._http, "GET", "/api/events", params={"since": since}, timeout=None) as source:
             for sse in source.iter_sse():
-                yield json.loads(sse.data)
+                if sse.data:  # a keep-alive ping after an event decodes as an empty event (it keeps the last id)
+                    yield json.loads(sse.data)
 
 
 def start_engine(workspace: Path, *, max_concurrent_jobs: int | None = None) -> EngineRecord:

@@ -21,6 +21,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from engine.service.supervisor import Follower
 from engine.training import checkpoint as ckpt
 from engine.training.config import TrainConfig
 from tests.cli_runner import run_cli
+from tests.conftest import TINY_VOCAB, stop_engines
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,48 +47,98 @@ Event = dict[str, Any]
 
 # -- fixtures and helpers -------------------------------------------------------------------------------------------
 
+NANO = {
+    "vocab_size": TINY_VOCAB,
+    "d_model": 32,
+    "n_layers": 2,
+    "n_heads": 4,
+    "d_ff": 64,
+    "max_len": 64,
+    "dropout": 0.1,
+}
+
+
+def pretrain_spec(workspace: Path, dataset_dir: Path, tokenizer_dir: Path, **train: Any) -> dict[str, Any]:
+    """A pretrain job spec built the way `llmodel pretrain` builds it; keyword arguments override training settings."""
+    settings: dict[str, Any] = {
+        "batch_size": 2, "seq_len": 16, "max_steps": 20, "warmup_steps": 2, "learning_rate": 3e-3,
+        "eval_interval": 10**6, "eval_batches": 1, "sample_interval": 10**6, "sample_tokens": 4,
+        "checkpoint_interval": 10**6, "attention_interval": 10**6, "log_interval": 10**6,
+        "device": "cpu", "num_threads": 1,
+    }  # fmt: skip
+    settings.update(train)
+    return {
+        "model_config": ModelConfig.from_dict(NANO).to_dict(),
+        "train_config": TrainConfig(**settings).to_dict(),
+        "data_paths": [str(dataset_dir)],
+        "tokenizer_path": str(tokenizer_dir),
+        "cache_root": str(workspace / "datasets"),
+    }
+
+
+@dataclass
+class SharedEngine:
+    """One engine, shared by the tests that neither stop nor kill it (each engine start costs seconds)."""
+
+    workspace: Path
+    client: EngineClient
+    dataset_dir: Path
+    tokenizer_dir: Path
+
+    def spec(self, **train: Any) -> dict[str, Any]:
+        return pretrain_spec(self.workspace, self.dataset_dir, self.tokenizer_dir, **train)
+
+
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path, tokenizer_dir: Path
+) -> Iterator[SharedEngine]:
+    root = tmp_path_factory.mktemp("shared-engine")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OMP_NUM_THREADS", "1")  # inherited by the engine and its jobs, as in every other test
+        client = EngineClient.connect(root / "workspace")
+    try:
+        yield SharedEngine(root / "workspace", client, dataset_dir, tokenizer_dir)
+    finally:
+        client.close()
+        stop_engines(root)
+        _stop_service_processes(root)
+
+
+@pytest.fixture
+def engine(shared: SharedEngine) -> Iterator[EngineClient]:
+    """The shared engine's client; whatever job a test leaves behind is stopped before the next test."""
+    yield shared.client
+    for job in shared.client.get("/api/workspace")["jobs"]:
+        if job["pid"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(job["pid"], signal.SIGKILL)
+        else:
+            with contextlib.suppress(LLModelError):
+                shared.client.post(f"/api/runs/{job['run_id']}/cancel")
+    wait_for(lambda: not shared.client.get("/api/workspace")["jobs"], what="the shared engine to be idle")
+
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    """The workspace every command of the test uses ($LLMODEL_WORKSPACE, set by conftest)."""
+    """The test's own workspace ($LLMODEL_WORKSPACE, set by conftest)."""
     return tmp_path / "workspace"
 
 
 @pytest.fixture
-def engine(workspace: Path) -> Iterator[EngineClient]:
-    """A client of the workspace's engine, started on demand like any command does."""
-    with EngineClient.connect(workspace) as client:
-        yield client
-
-
-@pytest.fixture
-def make_spec(nano_config: ModelConfig, dataset_dir: Path, tokenizer_dir: Path, workspace: Path) -> Callable[..., dict]:
-    """A pretrain job spec built the way `llmodel pretrain` builds it; keyword arguments override training settings."""
-
-    def make(**train: Any) -> dict[str, Any]:
-        settings: dict[str, Any] = {
-            "batch_size": 2, "seq_len": 16, "max_steps": 20, "warmup_steps": 2, "learning_rate": 3e-3,
-            "eval_interval": 10**6, "eval_batches": 1, "sample_interval": 10**6, "sample_tokens": 4,
-            "checkpoint_interval": 10**6, "attention_interval": 10**6, "log_interval": 10**6,
-            "device": "cpu", "num_threads": 1,
-        }  # fmt: skip
-        settings.update(train)
-        return {
-            "model_config": nano_config.to_dict(),
-            "train_config": TrainConfig(**settings).to_dict(),
-            "data_paths": [str(dataset_dir)],
-            "tokenizer_path": str(tokenizer_dir),
-            "cache_root": str(workspace / "datasets"),
-        }
-
-    return make
+def make_spec(dataset_dir: Path, tokenizer_dir: Path, workspace: Path) -> Callable[..., dict]:
+    return lambda **train: pretrain_spec(workspace, dataset_dir, tokenizer_dir, **train)
 
 
 @pytest.fixture(autouse=True)
 def _no_process_left_behind(tmp_path: Path) -> Iterator[None]:
-    """Engines and job processes of this test's workspace are gone when it ends, whatever it did."""
+    """Engines and job processes of the test's own workspace are gone when it ends, whatever it did."""
     yield
-    leftovers = _service_processes(tmp_path)
+    _stop_service_processes(tmp_path)
+
+
+def _stop_service_processes(root: Path) -> None:
+    leftovers = _service_processes(root)
     for pid, command in leftovers:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL if "job_runner" in command else signal.SIGTERM)
@@ -139,7 +191,11 @@ def file_events(run_dir: Path) -> list[Event]:
     path = run_dir / "events.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines(keepends=True) if line.endswith("\n")]
+    return [
+        json.loads(line)
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if line.endswith("\n")
+    ]
 
 
 def steps_in(events: list[Event]) -> list[int]:
@@ -160,7 +216,9 @@ def job_pid(client: EngineClient, run_id: str) -> int:
     return wait_for(pid, what=f"the job of {run_id} to start")
 
 
-def follow_until(client: EngineClient, run_id: str, predicate: Callable[[Event], bool], offset: int = 0) -> Event:
+def follow_until(
+    client: EngineClient, run_id: str, predicate: Callable[[Event], bool], offset: int = 0
+) -> Event:
     """Follow the run's events until one satisfies ``predicate``; return it and hang up."""
     with contextlib.closing(client.follow(run_id, offset)) as events:
         for event in events:
@@ -188,7 +246,9 @@ def test_engine_start_status_and_stop_from_the_command_line(capsys, workspace, m
     assert result.code == 0, result.err
     record = read_record(workspace)
     assert record is not None and pid_alive(record.pid)
-    assert stat.S_IMODE((workspace / RECORD_FILE).stat().st_mode) == 0o600, "the record holds the token: owner only"
+    assert stat.S_IMODE((workspace / RECORD_FILE).stat().st_mode) == 0o600, (
+        "the record holds the token: owner only"
+    )
 
     status = json.loads(run_cli(capsys, "engine", "status", "--json").out)
     assert status["running"] is True and status["pid"] == record.pid
@@ -210,22 +270,27 @@ def test_engine_start_status_and_stop_from_the_command_line(capsys, workspace, m
     assert json.loads(run_cli(capsys, "engine", "status", "--json").out)["running"] is False
 
 
-def test_a_second_engine_for_the_same_workspace_refuses_to_start_and_names_the_first(engine, workspace):
-    second = subprocess.run(
-        [sys.executable, "-m", "engine.service", "--workspace", str(workspace)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert second.returncode != 0
-    assert f"pid {engine.record.pid}" in second.stderr
-    assert read_record(workspace) == engine.record, "the refused engine leaves the first one's record alone"
-    assert engine.get("/api/workspace")["path"] == str(workspace)
+def test_a_second_engine_for_the_same_workspace_refuses_to_start_and_names_the_first(workspace):
+    with EngineClient.connect(workspace) as first:
+        second = subprocess.run(
+            [sys.executable, "-m", "engine.service", "--workspace", str(workspace)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert second.returncode != 0
+        assert f"pid {first.record.pid}" in second.stderr
+        assert read_record(workspace) == first.record, (
+            "the refused engine leaves the first one's record alone"
+        )
+        assert first.get("/api/workspace")["path"] == str(workspace)
 
 
 def test_a_stale_record_of_a_dead_engine_is_cleaned_up_and_a_new_engine_starts(capsys, workspace):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     workspace.mkdir(parents=True)
-    write_record(workspace, EngineRecord(dead.pid, "127.0.0.1", 9, "stale-token", str(workspace), time.time()))
+    write_record(
+        workspace, EngineRecord(dead.pid, "127.0.0.1", 9, "stale-token", str(workspace), time.time())
+    )
 
     result = run_cli(capsys, "engine", "start")
     assert result.code == 0, result.err
@@ -251,7 +316,9 @@ def test_every_route_but_health_needs_the_engines_token(engine):
         for headers in wrong:
             for method, path in requests:
                 response = http.request(method, path, headers=headers, json={"kind": "pretrain", "spec": {}})
-                assert response.status_code in (401, 404), f"{method} {path} with {headers} → {response.status_code}"
+                assert response.status_code in (401, 404), (
+                    f"{method} {path} with {headers} → {response.status_code}"
+                )
                 assert response.status_code == 401 or not path.startswith("/api/")
         health = http.get("/api/health")
         assert health.status_code == 200 and health.json()["status"] == "ok"
@@ -282,33 +349,57 @@ def _non_loopback_address() -> str | None:
 # -- 3. events on disk first: replay from any line, then live ---------------------------------------------------------
 
 
-def test_run_events_replay_from_any_line_then_follow_live_to_the_end(engine, make_spec, workspace):
-    run_id = engine.submit("pretrain", make_spec(max_steps=20, checkpoint_interval=10, attention_interval=10))
-    late: dict[str, list[Event]] = {}
+@dataclass
+class WatchedRun:
+    run_id: str
+    run_dir: Path
+    from_line_0: list[Event]  # followed from line 0 by a client that joined mid-run
+    from_line_7: list[Event]  # followed from line 7 by a client that joined before the job had written a line
 
-    def follow_from_line_7() -> None:  # joins before the job has written anything
-        with EngineClient(engine.record) as other:
-            late["events"] = follow_to_end(other, run_id, offset=7)
+
+@pytest.fixture(scope="module")
+def watched_run(shared: SharedEngine) -> WatchedRun:
+    """A 20-step run (a checkpoint and an attention snapshot every 10 steps), followed by two clients as it ran."""
+    run_id = shared.client.submit(
+        "pretrain", shared.spec(max_steps=20, checkpoint_interval=10, attention_interval=10)
+    )
+    early: dict[str, list[Event]] = {}
+
+    def follow_from_line_7() -> None:
+        with EngineClient(shared.client.record) as other:
+            early["events"] = follow_to_end(other, run_id, offset=7)
 
     joiner = threading.Thread(target=follow_from_line_7, daemon=True)
     joiner.start()
-    run_dir = workspace / "runs" / run_id
+    run_dir = shared.workspace / "runs" / run_id
     wait_for(lambda: len(file_events(run_dir)) >= 5, timeout=60, what="the job's first events")
-    live = follow_to_end(engine, run_id)  # from line 0, while the job runs
+    from_line_0 = follow_to_end(shared.client, run_id)
     joiner.join(timeout=30)
+    return WatchedRun(run_id, run_dir, from_line_0, early["events"])
 
-    lines = file_events(run_dir)
-    assert live[-1] == {"type": "end", "status": "completed"}
-    assert live[:-1] == lines, "following from 0 yields every line on disk, in order"
+
+def test_following_a_run_from_line_0_replays_its_history_then_follows_it_live_to_the_end(watched_run):
+    lines = file_events(watched_run.run_dir)
+    assert watched_run.from_line_0[-1] == {"type": "end", "status": "completed"}
+    assert watched_run.from_line_0[:-1] == lines, "every line on disk, in order, the early ones replayed"
     assert steps_in(lines) == list(range(1, 21))
-    assert late["events"][:-1] == lines[7:], "a follower that joined early at line 7 gets exactly lines 7.."
-    assert follow_to_end(engine, run_id, offset=12)[:-1] == lines[12:], "after the end too"
-    assert follow_to_end(engine, run_id, offset=len(lines)) == [{"type": "end", "status": "completed"}]
+    assert lines[-1]["type"] == "status" and lines[-1]["status"] == "completed" and lines[-1]["final"]
 
+
+def test_following_from_line_n_yields_exactly_the_events_from_line_n_on(engine, watched_run):
+    lines = file_events(watched_run.run_dir)
+    assert watched_run.from_line_7[:-1] == lines[7:], "joined live, before line 7 existed"
+    assert follow_to_end(engine, watched_run.run_id, offset=12)[:-1] == lines[12:], "joined after the end"
+    assert follow_to_end(engine, watched_run.run_id, offset=len(lines)) == [
+        {"type": "end", "status": "completed"}
+    ]
+
+
+def test_the_workspace_stream_carries_job_status_changes_and_the_runs_events(engine, watched_run):
     job_statuses, step_events = [], 0
     with contextlib.closing(engine.workspace_events(since=0)) as stream:
         for event in stream:
-            if event.get("run_id") != run_id:
+            if event.get("run_id") != watched_run.run_id:
                 continue
             step_events += event["type"] == "step"
             if event["type"] == "job":
@@ -316,33 +407,37 @@ def test_run_events_replay_from_any_line_then_follow_live_to_the_end(engine, mak
                 if event["status"] == "completed":
                     break
     assert job_statuses == ["queued", "running", "completed"]
-    assert step_events == 20, "the workspace stream carries the run's own events too"
+    assert step_events == 20
 
 
-def test_metrics_downsample_and_attention_snapshots_are_served(engine, make_spec):
-    run_id = engine.submit("pretrain", make_spec(max_steps=20, attention_interval=10))
-    assert follow_to_end(engine, run_id)[-1]["status"] == "completed"
-
-    full = engine.get(f"/api/runs/{run_id}/metrics", names="loss")["loss"]
+def test_metrics_are_served_whole_or_downsampled_to_max_points(engine, watched_run):
+    metrics = f"/api/runs/{watched_run.run_id}/metrics"
+    full = engine.get(metrics, names="loss")["loss"]
     assert [step for step, _ in full] == list(range(1, 21))
-    short = engine.get(f"/api/runs/{run_id}/metrics", names="loss", max_points=5)["loss"]
+    short = engine.get(metrics, names="loss", max_points=5)["loss"]
     assert 2 <= len(short) <= 5
     assert short[0] == full[0] and short[-1] == full[-1], "the first and last points are kept exactly"
     assert [step for step, _ in short] == sorted({step for step, _ in short})
-    assert set(engine.get(f"/api/runs/{run_id}/metrics", max_points=5)) >= {"loss", "lr", "val_loss"}
+    assert set(engine.get(metrics, max_points=5)) >= {"loss", "lr", "val_loss"}
 
-    snapshots = engine.get(f"/api/runs/{run_id}/attention")
+
+def test_attention_snapshots_are_listed_and_served_with_their_tokens(engine, watched_run):
+    snapshots = engine.get(f"/api/runs/{watched_run.run_id}/attention")
     assert [s["step"] for s in snapshots] == [10, 20]
     assert all(s["layers"] == 2 and s["heads"] == 4 and s["tokens"] for s in snapshots)
-    snapshot = engine.get(f"/api/runs/{run_id}/attention/10")
+    snapshot = engine.get(f"/api/runs/{watched_run.run_id}/attention/10")
     side = len(snapshot["tokens"])
     weights = snapshot["weights"]
     assert snapshot["step"] == 10 and side > 1
     assert len(weights) == 2 and all(len(layer) == 4 for layer in weights)
-    assert all(len(head) == side and all(len(row) == side for row in head) for layer in weights for head in layer)
-    assert all(abs(sum(row) - 1) < 0.02 for layer in weights for head in layer for row in head), "rows are distributions"
+    assert all(
+        len(head) == side and all(len(row) == side for row in head) for layer in weights for head in layer
+    )
+    assert all(abs(sum(row) - 1) < 0.02 for layer in weights for head in layer for row in head), (
+        "rows are distributions"
+    )
     with pytest.raises(LLModelError, match="no attention snapshot at step 15"):
-        engine.get(f"/api/runs/{run_id}/attention/15")
+        engine.get(f"/api/runs/{watched_run.run_id}/attention/15")
 
 
 def test_a_follower_only_counts_complete_lines_even_before_its_offset_exists(tmp_path):
@@ -361,8 +456,8 @@ def test_a_follower_only_counts_complete_lines_even_before_its_offset_exists(tmp
 # -- 4. cancel: checkpoint at the stop step, resume without a gap -------------------------------------------------------
 
 
-def test_cancelling_a_training_job_checkpoints_it_and_resume_continues_without_a_gap(capsys, engine, make_spec):
-    run_id = engine.submit("pretrain", make_spec(max_steps=150))
+def test_cancelling_a_training_job_checkpoints_it_and_resume_continues_without_a_gap(capsys, engine, shared):
+    run_id = engine.submit("pretrain", shared.spec(max_steps=100))
     follow_until(engine, run_id, is_step(5))
     asked = time.monotonic()
     assert engine.post(f"/api/runs/{run_id}/cancel")["status"] == "cancelling"
@@ -371,26 +466,28 @@ def test_cancelling_a_training_job_checkpoints_it_and_resume_continues_without_a
 
     run = engine.get(f"/api/runs/{run_id}")
     stopped_at = run["step"]
-    assert 5 <= stopped_at < 150
+    assert 5 <= stopped_at < 100
     run_dir = Path(run["run_dir"])
     checkpoint = ckpt.verify_checkpoint(run_dir / "checkpoints" / ckpt.step_dir_name(stopped_at))
     assert checkpoint.step == stopped_at
     assert ckpt.latest_checkpoint(run_dir / "checkpoints").step == stopped_at
     assert [c["step"] for c in engine.get(f"/api/runs/{run_id}/checkpoints")] == [stopped_at]
 
-    result = run_cli(capsys, "runs", "resume", run_id)
+    result = run_cli(capsys, "runs", "resume", run_id, "--workspace", str(shared.workspace))
     assert result.code == 0, result.err
     run = engine.get(f"/api/runs/{run_id}")
-    assert run["status"] == "completed" and run["step"] == 150
-    assert steps_in(file_events(run_dir)) == list(range(1, 151)), "the resumed job picks up at the next step"
-    assert catalog_loss_steps(engine, run_id) == list(range(1, 151))
+    assert run["status"] == "completed" and run["step"] == 100
+    assert steps_in(file_events(run_dir)) == list(range(1, 101)), "the resumed job picks up at the next step"
+    assert catalog_loss_steps(engine, run_id) == list(range(1, 101))
 
 
 # -- 5. kill -9 of a job ------------------------------------------------------------------------------------------------
 
 
-def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(engine, make_spec):
-    run_id = engine.submit("pretrain", make_spec(max_steps=100, checkpoint_interval=25, attention_interval=5))
+def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(engine, shared):
+    run_id = engine.submit(
+        "pretrain", shared.spec(max_steps=70, checkpoint_interval=25, attention_interval=5)
+    )
     follow_until(engine, run_id, lambda e: e["type"] == "attention" and e["step"] >= 35)
     pid = job_pid(engine, run_id)
     os.kill(pid, signal.SIGKILL)
@@ -408,11 +505,13 @@ def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(
     offset = engine.post(f"/api/runs/{run_id}/resume")["offset"]
     resumed = follow_to_end(engine, run_id, offset)
     assert resumed[-1]["status"] == "completed"
-    assert steps_in(resumed) == list(range(resume_at + 1, 101)), "the resumed job continues at the checkpoint"
-    assert catalog_loss_steps(engine, run_id) == list(range(1, 101)), "each step once: the dead job's tail replaced"
+    assert steps_in(resumed) == list(range(resume_at + 1, 71)), "the resumed job continues at the checkpoint"
+    assert catalog_loss_steps(engine, run_id) == list(range(1, 71)), (
+        "each step once: the dead job's tail replaced"
+    )
     snapshot_steps = [s["step"] for s in engine.get(f"/api/runs/{run_id}/attention")]
-    assert snapshot_steps == list(range(5, 101, 5)), "attention snapshots too"
-    assert engine.get(f"/api/runs/{run_id}")["step"] == 100
+    assert snapshot_steps == list(range(5, 71, 5)), "attention snapshots too"
+    assert engine.get(f"/api/runs/{run_id}")["step"] == 70
 
 
 # -- 6. kill -9 of the engine ---------------------------------------------------------------------------------------------
@@ -420,7 +519,7 @@ def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(
 
 def test_a_new_engine_reattaches_to_a_job_that_outlived_a_killed_engine(workspace, make_spec):
     first = EngineClient.connect(workspace)
-    run_id = first.submit("pretrain", make_spec(max_steps=200))
+    run_id = first.submit("pretrain", make_spec(max_steps=120))
     pid = job_pid(first, run_id)
     follow_until(first, run_id, is_step(5))
     first.close()
@@ -429,7 +528,9 @@ def test_a_new_engine_reattaches_to_a_job_that_outlived_a_killed_engine(workspac
 
     run_dir = workspace / "runs" / run_id
     seen = max(steps_in(file_events(run_dir)))
-    wait_for(lambda: max(steps_in(file_events(run_dir))) >= seen + 10, what="the orphaned job to go on training")
+    wait_for(
+        lambda: max(steps_in(file_events(run_dir))) >= seen + 10, what="the orphaned job to go on training"
+    )
     os.kill(pid, signal.SIGSTOP)  # hold it mid-run while the next engine comes up
     try:
         assert pid_alive(pid)
@@ -438,13 +539,15 @@ def test_a_new_engine_reattaches_to_a_job_that_outlived_a_killed_engine(workspac
             jobs = second.get("/api/workspace")["jobs"]
             assert {"run_id": run_id, "kind": "pretrain", "pid": pid, "status": "running"} in jobs
             written = len(file_events(run_dir))
-            wait_for(lambda: second.get(f"/api/runs/{run_id}")["event_offset"] == written, what="the catch-up")
+            wait_for(
+                lambda: second.get(f"/api/runs/{run_id}")["event_offset"] == written, what="the catch-up"
+            )
             assert status_of(second, run_id) == "running"
             os.kill(pid, signal.SIGCONT)
             offset = second.get(f"/api/runs/{run_id}")["event_offset"]
             assert follow_to_end(second, run_id, offset)[-1]["status"] == "completed"
-            assert catalog_loss_steps(second, run_id) == list(range(1, 201))
-            assert second.get(f"/api/runs/{run_id}")["step"] == 200
+            assert catalog_loss_steps(second, run_id) == list(range(1, 121))
+            assert second.get(f"/api/runs/{run_id}")["step"] == 120
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
@@ -457,20 +560,26 @@ class _Killed(BaseException):
     """Stands in for SIGKILL: nothing after the raise runs (save_checkpoint has no cleanup to run anyway)."""
 
 
-def test_a_checkpoint_interrupted_while_being_written_is_never_taken_for_a_complete_one(tmp_path, nano_config, monkeypatch):
+def test_a_checkpoint_interrupted_while_being_written_is_never_taken_for_a_complete_one(
+    tmp_path, nano_config, monkeypatch
+):
     torch.manual_seed(0)
     model = Transformer(nano_config)
     run_dir = tmp_path / "run"
     checkpoints = run_dir / "checkpoints"
-    good = ckpt.save_checkpoint(checkpoints, step=10, model=model, model_config=nano_config, training_state={"x": 1})
+    good = ckpt.save_checkpoint(
+        checkpoints, step=10, model=model, model_config=nano_config, training_state={"x": 1}
+    )
 
     def killed_after_the_weights(*args: Any, **kwargs: Any) -> None:
         raise _Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(ckpt.torch, "save", killed_after_the_weights)
+        patch.setattr(torch, "save", killed_after_the_weights)
         with pytest.raises(_Killed):
-            ckpt.save_checkpoint(checkpoints, step=20, model=model, model_config=nano_config, training_state={"x": 2})
+            ckpt.save_checkpoint(
+                checkpoints, step=20, model=model, model_config=nano_config, training_state={"x": 2}
+            )
     assert [p.name for p in checkpoints.glob(".tmp-step-*")] == [f".tmp-step-00000020-{os.getpid()}"]
     assert not (checkpoints / "step-00000020").exists()
 
@@ -479,7 +588,9 @@ def test_a_checkpoint_interrupted_while_being_written_is_never_taken_for_a_compl
     unmarked.mkdir()
     (unmarked / ckpt.WEIGHTS).write_bytes((good.path / ckpt.WEIGHTS).read_bytes())
     (unmarked / ckpt.META).write_text(json.dumps({**good.meta, "step": 30}))
-    corrupt = ckpt.save_checkpoint(checkpoints, step=40, model=model, model_config=nano_config, training_state={"x": 4})
+    corrupt = ckpt.save_checkpoint(
+        checkpoints, step=40, model=model, model_config=nano_config, training_state={"x": 4}
+    )
     with open(corrupt.path / ckpt.WEIGHTS, "r+b") as fh:
         fh.truncate(100)
 
@@ -511,7 +622,12 @@ def test_the_engine_starts_while_another_command_is_reading_the_catalog(workspac
 
     starter = threading.Thread(target=start, daemon=True)
     starter.start()
-    time.sleep(2.5)  # the engine is up and waiting for the file by now
+    wait_for(
+        lambda: _engine_holds_the_lock(workspace), timeout=30, what="the engine to take the workspace lock"
+    )
+    time.sleep(0.3)  # it is trying to open the catalog now
+    assert "error" not in started, started.get("error")
+    assert read_record(workspace) is None, "no engine answers before it has the catalog"
     reader.close()
     starter.join(timeout=30)
     assert "error" not in started, started.get("error")
@@ -520,9 +636,19 @@ def test_the_engine_starts_while_another_command_is_reading_the_catalog(workspac
         assert client.get("/api/runs") == []
 
 
+def _engine_holds_the_lock(workspace: Path) -> bool:
+    """The engine writes its pid into .engine.lock once it holds it, before it opens the catalog."""
+    try:
+        pid = int((workspace / ".engine.lock").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return False
+    return pid != os.getpid() and pid_alive(pid)
+
+
 _READER_LOOP = textwrap.dedent(
     """
     import sys
+    import time
     from pathlib import Path
     from llmodel_app.cli.main import main
 
@@ -535,6 +661,7 @@ _READER_LOOP = textwrap.dedent(
         except SystemExit as exit_:
             codes.append(exit_.code or 0)
         ready_file.touch()
+        time.sleep(0.1)  # a user's next command
     print("CODES", codes, file=sys.stderr)
     sys.exit(1 if any(codes) else 0)
     """
@@ -566,26 +693,31 @@ def test_cli_commands_at_the_same_time_never_trip_over_the_catalog_lock(capsys, 
 # -- 9. one job at a time, the others queued in order -------------------------------------------------------------------
 
 
-def test_queued_jobs_wait_for_the_running_one_and_start_in_submission_order(engine, make_spec, tmp_path):
-    first = engine.submit("pretrain", make_spec(max_steps=40))
+def test_queued_jobs_wait_for_the_running_one_and_start_in_submission_order(engine, shared, tmp_path):
+    first = engine.submit("pretrain", shared.spec(max_steps=40))
     job_pid(engine, first)
-    second = engine.submit("pretrain", make_spec(max_steps=3))
+    second = engine.submit("pretrain", shared.spec(max_steps=3))
     missing = str(tmp_path / "no-such-corpus.txt")
     quick = [
-        engine.submit("tokenizer", {"inputs": [missing], "output": str(tmp_path / f"tok{i}"), "vocab_size": 512})
+        engine.submit(
+            "tokenizer", {"inputs": [missing], "output": str(tmp_path / f"tok{i}"), "vocab_size": 512}
+        )
         for i in range(3)
     ]
     order = [first, second, *quick]
 
-    while status_of(engine, first) == "running":
-        assert all(status_of(engine, run_id) == "queued" for run_id in order[1:])
+    while True:
+        status = {run["id"]: run["status"] for run in engine.get("/api/runs")}  # one consistent snapshot
+        if status[first] != "running":
+            break
+        assert [status[run_id] for run_id in order[1:]] == ["queued"] * 4, "one job at a time"
         time.sleep(0.2)
     assert follow_to_end(engine, quick[-1])[-1]["status"] == "failed"
 
     started, finished = [], {}
     with contextlib.closing(engine.workspace_events(since=0)) as stream:
         for event in stream:
-            if event["type"] != "job":
+            if event["type"] != "job" or event["run_id"] not in order:
                 continue
             if event["status"] == "running":
                 started.append((event["run_id"], event["seq"]))

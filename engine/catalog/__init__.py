@@ -4,4 +4,12 @@ from engine.catalog.ingest import RUN_STATUSES
 from engine.catalog.schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from engine.catalog.store import CATALOG_FILE, Catalog, CatalogBusy
 
-__all__ = ["CATALOG_FILE", "MIGRATIONS", "RUN_STATUSES", "SCHEMA_VERSION", "Catalog", "CatalogBusy", "migrate"]
+__all__ = [
+    "CATALOG_FILE",
+    "MIGRATIONS",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "Catalog",
+    "CatalogBusy",
+    "migrate",
+]

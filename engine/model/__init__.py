@@ -1,7 +1,35 @@
-"""The Transformer, its config and presets."""
+"""The Transformer, its config and presets.
+
+The torch-backed names load on first use, so ``engine.model.config`` stays importable without torch (the
+workbench validates configs as you type and must never import torch).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from engine.model.config import PRESETS, ModelConfig
-from engine.model.kv_cache import KVCache
-from engine.model.transformer import IGNORE_INDEX, ModelOutput, Transformer
+
+if TYPE_CHECKING:
+    from engine.model.kv_cache import KVCache
+    from engine.model.transformer import IGNORE_INDEX, ModelOutput, Transformer
 
 __all__ = ["IGNORE_INDEX", "PRESETS", "KVCache", "ModelConfig", "ModelOutput", "Transformer"]
+
+_LAZY = {
+    "KVCache": "engine.model.kv_cache",
+    "IGNORE_INDEX": "engine.model.transformer",
+    "ModelOutput": "engine.model.transformer",
+    "Transformer": "engine.model.transformer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.model' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

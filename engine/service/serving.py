@@ -20,7 +20,6 @@ import httpx
 from engine.errors import LLModelError
 from engine.fileio import write_json_atomic
 from engine.service.record import pid_alive
-from engine.serving.run import API_KEY_ENV, resolve_api_key
 
 SERVE_FILE = ".serve.json"
 
@@ -54,6 +53,8 @@ class ServingManager:
         """Start serving ``model`` (a run or checkpoint directory); refuses while another server runs."""
         if self._record() is not None:
             raise LLModelError("a model server is already running for this workspace; stop it first")
+        from engine.serving.run import API_KEY_ENV, resolve_api_key  # loads torch: only when serving starts
+
         key = resolve_api_key(host, api_key)
         if not Path(model).exists():
             raise LLModelError(f"model path {model} does not exist; pass a run or checkpoint directory")

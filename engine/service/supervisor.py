@@ -105,7 +105,8 @@ class Supervisor:
         """Adopt the runs an earlier engine left running or queued."""
         with self.lock:
             # Oldest first, so the queue keeps its order (list_runs gives newest first).
-            for row in reversed(self.catalog.list_runs(status="running") + self.catalog.list_runs(status="queued")):
+            adopted = self.catalog.list_runs(status="running") + self.catalog.list_runs(status="queued")
+            for row in reversed(adopted):
                 run_dir = Path(row["run_dir"])
                 job = Job(row["id"], row["kind"], run_dir, Follower(run_dir / "events.jsonl", self.catalog.event_offset(row["id"])))
                 job.pid = row.get("pid")

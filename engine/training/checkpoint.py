@@ -2,6 +2,8 @@
 
 A checkpoint directory counts only once its ``COMPLETE`` marker exists and its file hashes match; the
 directory is written under a temporary name and renamed into place, so a kill never leaves one that looks whole.
+torch loads only when weights or training state are written or read: finding and verifying checkpoints (which the
+engine process does under its supervisor lock) stays light.
 """
 
 from __future__ import annotations
@@ -14,15 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_model, save_model
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import CheckpointError
 from engine.fileio import write_json_atomic
-from engine.model import ModelConfig
+from engine.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from torch import nn
 
 WEIGHTS = "model.safetensors"
 STATE = "training_state.pt"
@@ -81,6 +82,9 @@ def save_checkpoint(
     meta: dict[str, Any] | None = None,
 ) -> Checkpoint:
     """Write ``checkpoints_dir/step-N`` atomically and point ``latest`` at it."""
+    import torch
+    from safetensors.torch import save_model
+
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoints_dir / step_dir_name(step)
     tmp = checkpoints_dir / f".tmp-{final.name}-{os.getpid()}"
@@ -187,6 +191,8 @@ def check_compatible(checkpoint: Checkpoint, config: ModelConfig) -> None:
 
 def load_weights(checkpoint: Checkpoint, model: nn.Module) -> None:
     """Load safetensors weights into ``model`` (strict: every tensor must match)."""
+    from safetensors.torch import load_model
+
     missing, unexpected = load_model(model, str(checkpoint.path / WEIGHTS), strict=False)
     if missing or unexpected:
         names = ", ".join((missing or unexpected)[:3])
@@ -198,6 +204,8 @@ def load_training_state(checkpoint: Checkpoint) -> dict[str, Any]:
     path = checkpoint.path / STATE
     if not path.is_file():
         raise CheckpointError(f"checkpoint {checkpoint.path} has no training state; it can be used for inference only")
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
