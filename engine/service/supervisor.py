@@ -29,6 +29,7 @@ from engine.service.record import pid_alive
 from engine.workspace import new_run_id, runs_dir
 
 TICK = 0.05
+INGEST_INTERVAL = 0.5
 CANCEL_GRACE = 60.0
 ACTIVE = ("queued", "running")
 
@@ -74,7 +75,8 @@ class Job:
     pid: int | None = None
     cancel_requested_at: float | None = None
     final_status: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    pending: list[dict[str, Any]] = field(default_factory=list)  # published, not yet in the catalog
+    flushed_at: float = 0.0
 
 
 class Supervisor:
@@ -112,7 +114,7 @@ class Supervisor:
                 job.pid = row.get("pid")
                 self.jobs[job.run_id] = job
                 if row["status"] == "running" and not (job.pid and pid_alive(job.pid)):
-                    self._ingest(job)
+                    self._ingest(job, force=True)
                     self._finish(job, exit_code=None)
 
     # -- requests ---------------------------------------------------------------------------------
@@ -204,7 +206,7 @@ class Supervisor:
                 self._ingest(job)
                 exit_code = self._exit_code(job)
                 if exit_code is not False:
-                    self._ingest(job)
+                    self._ingest(job, force=True)
                     self._finish(job, exit_code)
                 elif job.cancel_requested_at and time.monotonic() - job.cancel_requested_at > CANCEL_GRACE:
                     _signal(job.pid, signal.SIGKILL)
@@ -236,18 +238,28 @@ class Supervisor:
             return False if code is None else code
         return False if job.pid and pid_alive(job.pid) else None
 
-    def _ingest(self, job: Job) -> None:
+    def _ingest(self, job: Job, *, force: bool = False) -> None:
+        """Publish a job's new events at once; write them to the catalog in batches (a commit costs ~40 ms).
+
+        Subscribers see each event within a tick; the catalog lags by at most INGEST_INTERVAL, and a crash
+        in between loses nothing: the catalog's offset still points before the unwritten lines.
+        """
         events = job.follower.read_new()
-        if not events:
-            return
-        self.catalog.ingest_events(job.run_id, events, job.follower.offset)
+        final = None
         for event in events:
             if event.get("type") == "status" and event.get("final"):
-                job.final_status = event["status"]
-                result = event.get("result") or {}
-                outputs = [Path(result[k]) for k in ("output",) if result.get(k)]
-                register_artifacts(self.catalog, self.workspace, outputs)
+                final = event
             self.broker.publish({**event, "run_id": job.run_id})
+        job.pending.extend(events)
+        due = time.monotonic() - job.flushed_at >= INGEST_INTERVAL
+        if job.pending and (force or final is not None or due):
+            self.catalog.ingest_events(job.run_id, job.pending, job.follower.offset)
+            job.pending, job.flushed_at = [], time.monotonic()
+        if final is not None:
+            job.final_status = final["status"]
+            result = final.get("result") or {}
+            outputs = [Path(result[k]) for k in ("output",) if result.get(k)]
+            register_artifacts(self.catalog, self.workspace, outputs)
 
     def _finish(self, job: Job, exit_code: int | None) -> None:
         """Record how a job ended: its own final status, else cancelled or failed(-resumable)."""
@@ -276,7 +288,7 @@ class Supervisor:
             if time.monotonic() > deadline:
                 return False
             time.sleep(TICK)
-        self._ingest(job)
+        self._ingest(job, force=True)
         self._finish(job, exit_code)
         return True
 
