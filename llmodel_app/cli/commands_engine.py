@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -13,7 +12,7 @@ import typer
 
 from engine.service.record import live_record, pid_alive
 from engine.workspace import workspace_root
-from llmodel_app.cli.console import info, out, success
+from llmodel_app.cli.console import info, out, print_json, success
 from llmodel_app.cli.jobs import WorkspaceOption
 
 engine_app = typer.Typer(help="Start, stop and inspect the workspace's engine process.", no_args_is_help=True)
@@ -81,7 +80,7 @@ def engine_status(
             jobs = client.get("/api/workspace")["jobs"]
         status = {"running": True, "workspace": str(root), "pid": record.pid, "url": record.url, "jobs": jobs}
     if as_json:
-        out.print_json(json.dumps(status))
+        print_json(status)
         return
     if not status["running"]:
         out.print(f"no engine is running for {root}")

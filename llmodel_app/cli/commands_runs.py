@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,7 @@ import typer
 from rich.table import Table
 
 from engine.workspace import workspace_root
-from llmodel_app.cli.console import out, success
+from llmodel_app.cli.console import out, print_json, success
 from llmodel_app.cli.jobs import WorkspaceOption, check_outcome, connect, follow
 from llmodel_app.cli.reading import query
 
@@ -29,10 +28,6 @@ def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
 
 
-def _print_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str))
-
-
 @runs_app.command("list")
 def runs_list(
     kind: Annotated[str | None, typer.Option(help="Only runs of this kind (pretrain, tokenizer, ...).")] = None,
@@ -44,7 +39,7 @@ def runs_list(
     """The workspace's runs, newest first, with their latest metrics."""
     rows = query(workspace_root(workspace), "list_runs", kind=kind, status=status, limit=limit)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("id", "kind", "status", "created", "step", "loss", "val loss", box=None, header_style="bold")
     for row in rows:
@@ -58,7 +53,7 @@ def runs_show(run_id: RunId, as_json: Json = False, workspace: Workspace = None)
     """Everything recorded about one run: status, config, metrics, checkpoints, samples."""
     run = query(workspace_root(workspace), "get_run", run_id)
     if as_json:
-        _print_json(run)
+        print_json(run)
         return
     out.print(f"[bold]{run['id']}[/bold]  {run['kind']}  {run['status']}  step {run.get('step') or 0}/{run.get('total_steps') or '-'}")
     out.print(f"folder   {run['run_dir']}")
@@ -83,7 +78,7 @@ def runs_compare(
     """Config differences and final metrics of several runs side by side."""
     result = query(workspace_root(workspace), "compare_runs", run_ids)
     if as_json:
-        _print_json(result)
+        print_json(result)
         return
     runs = list(result["runs"].values())
     table = Table(box=None, header_style="bold")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from typing import Annotated
 
@@ -13,7 +12,7 @@ from engine.errors import LLModelError
 from engine.fileio import write_text_atomic
 from engine.service.record import live_record
 from engine.workspace import CURRENT_FILE, create_layout, named_workspace, workspace_root, workspaces_dir
-from llmodel_app.cli.console import out, success
+from llmodel_app.cli.console import out, print_json, success
 from llmodel_app.cli.reading import query
 
 workspace_app = typer.Typer(help="Create, choose and inspect workspaces.", no_args_is_help=True)
@@ -39,7 +38,7 @@ def workspace_list(as_json: Annotated[bool, typer.Option("--json", help="Print J
     names = sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
     rows = [{"name": n, "path": str(base / n), "current": (base / n).resolve() == current} for n in names]
     if as_json:
-        out.print_json(json.dumps(rows))
+        print_json(rows)
         return
     for row in rows:
         out.print(f"{'*' if row['current'] else ' '} {row['name']}")
@@ -70,7 +69,7 @@ def workspace_show(
     record = live_record(root)
     info = {"path": str(root), "engine": record.url if record else None, **summary}
     if as_json:
-        out.print_json(json.dumps(info, default=str))
+        print_json(info)
         return
     out.print(f"[bold]{root}[/bold]  engine: {info['engine'] or 'not running'}")
     for key in ("configs", "tokenizers", "datasets"):

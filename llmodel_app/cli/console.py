@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from typing import Any
+
 from rich.console import Console
 
 out = Console()
@@ -18,3 +22,8 @@ def warn(message: str) -> None:
 
 def success(message: str) -> None:
     err.print(f"[green]✓[/green] {message}", highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, no colour, fast for thousands of rows."""
+    sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
