@@ -93,7 +93,9 @@ def test_malformed_jsonl_line_is_reported_with_file_and_line_number_and_skipped(
 
 def test_strict_mode_raises_on_the_first_malformed_line_with_file_and_line_number(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "d.jsonl", [{"text": "ok"}, {"text": 42}])
-    with pytest.raises(DataError, match=r"d\.jsonl:2: 'text' is int, not a string; fix the line, or run without --strict"):
+    with pytest.raises(
+        DataError, match=r"d\.jsonl:2: 'text' is int, not a string; fix the line, or run without --strict"
+    ):
         list(iter_documents([path], strict=True))
 
 
@@ -163,3 +165,24 @@ def test_plain_text_cannot_be_read_as_conversations(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("hello")
     with pytest.raises(DataError, match="plain text has no conversations"):
         iter_chat_conversations([tmp_path / "a.txt"])
+
+
+def test_a_saved_hugging_face_dataset_is_read_like_jsonl(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    plain = datasets.Dataset.from_dict({"text": ["first document", "second document"]})
+    plain.save_to_disk(str(tmp_path / "plain"))
+    chat = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {
+                    "conversation": [
+                        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+                    ]
+                }
+            )
+        }
+    )
+    chat.save_to_disk(str(tmp_path / "chat"))
+    assert list(iter_documents([tmp_path / "plain"])) == ["first document", "second document"]
+    (document,) = list(iter_documents([tmp_path / "chat"]))
+    assert "hi" in document and "hello" in document and "<|assistant|>" in document
