@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.hardware import machine_description, measure_peaks, use_all_threads
+from benchmarks.hardware import BackgroundLoad, load_note, machine_description, measure_peaks, use_all_threads
 from benchmarks.report import format_table, write_results
 from benchmarks.shapes import benchmark_shapes
 from engine.generation import SamplingParams, generate_ids
@@ -95,12 +95,13 @@ def main() -> None:
     args = parser.parse_args()
     use_all_threads()
     machine = machine_description()
-    peaks = measure_peaks(quick=args.quick)
     new_tokens, repeats = (8, 1) if args.quick else (NEW_TOKENS, args.repeats)
-    shapes = {
-        name: measure_shape(config, peaks["read_bandwidth_gbs"], new_tokens=new_tokens, repeats=repeats)
-        for name, config in benchmark_shapes().items()
-    }
+    with BackgroundLoad() as load:
+        peaks = measure_peaks(quick=args.quick)
+        shapes = {
+            name: measure_shape(config, peaks["read_bandwidth_gbs"], new_tokens=new_tokens, repeats=repeats)
+            for name, config in benchmark_shapes().items()
+        }
     print(
         f"{machine['cpu']}, {machine['torch_threads']} threads, torch {machine['torch']}, {machine['date']}"
     )
@@ -129,8 +130,15 @@ def main() -> None:
     )
     met = all(s["runs"]["batch_1"]["fraction_of_bound"] >= BOUND_TARGET for s in shapes.values())
     print(f"target: batch 1 ≥ {BOUND_TARGET:.0%} of the bound — {'met' if met else 'missed'}")
+    print(load_note(load.share))
     if not args.quick:
-        figures = {**peaks, "bound_target": BOUND_TARGET, "target_met": met, "shapes": shapes}
+        figures = {
+            **peaks,
+            "background_cpu_share": load.share,
+            "bound_target": BOUND_TARGET,
+            "target_met": met,
+            "shapes": shapes,
+        }
         print(f"wrote {write_results('generation_throughput', machine, figures)}")
 
 

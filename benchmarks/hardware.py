@@ -50,7 +50,51 @@ def machine_description() -> dict[str, Any]:
     }
 
 
-def matmul_peak_gflops(sizes: tuple[int, ...] = (2048, 4096), repeats: int = 3) -> float:
+class BackgroundLoad:
+    """Measures the share of all CPUs that other processes used while the ``with`` block ran (Linux only).
+
+    On a shared machine a busy neighbour distorts every figure; the benchmarks record this share beside them.
+    """
+
+    share: float | None = None
+
+    def __enter__(self) -> BackgroundLoad:
+        self._start = _cpu_jiffies(), _own_cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        (busy0, total0), own0 = self._start
+        (busy1, total1), own1 = _cpu_jiffies(), _own_cpu_seconds()
+        if total1 > total0:
+            own = (own1 - own0) * os.sysconf("SC_CLK_TCK")
+            self.share = max(0.0, (busy1 - busy0 - own) / (total1 - total0))
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine from /proc/stat, in clock ticks; (0, 0) elsewhere."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:8]]
+    except OSError:
+        return 0, 0
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def load_note(share: float | None) -> str:
+    """One line on how busy the rest of the machine was during the measurement."""
+    if share is None:
+        return "background CPU load: unknown"
+    warning = "  (WARNING: a busy machine; rerun when it is idle)" if share > 0.05 else ""
+    return f"background CPU load during the run: {share:.0%} of all cores{warning}"
+
+
+def matmul_peak_gflops(sizes: tuple[int, ...] = (2048, 4096), repeats: int = 5) -> float:
     """Best fp32 GFLOP/s over square matmuls of the given sizes (2·n³ FLOPs each)."""
     best = 0.0
     for n in sizes:
@@ -92,7 +136,9 @@ def main() -> None:
     args = parser.parse_args()
     use_all_threads()
     machine = machine_description()
-    peaks = measure_peaks(quick=args.quick)
+    with BackgroundLoad() as load:
+        peaks: dict[str, float | None] = dict(measure_peaks(quick=args.quick))
+    peaks["background_cpu_share"] = load.share
     print(
         f"{machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} ({machine['torch_threads']} threads)"
     )
@@ -105,6 +151,7 @@ def main() -> None:
             ],
         )
     )
+    print(load_note(load.share))
     if not args.quick:
         print(f"wrote {write_results('hardware', machine, peaks)}")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.hardware import machine_description, measure_peaks, use_all_threads
+from benchmarks.hardware import BackgroundLoad, load_note, machine_description, measure_peaks, use_all_threads
 from benchmarks.report import format_table, write_results
 from benchmarks.shapes import BATCH_SIZE, SEQ_LEN, benchmark_shapes
 from engine.data import BinaryDatasetWriter, DatasetMeta, SplitCounts, token_dtype
@@ -96,13 +96,16 @@ def main() -> None:
     args = parser.parse_args()
     use_all_threads()
     machine = machine_description()
-    peaks = measure_peaks(quick=args.quick)
     seq_len, steps, warmup = (32, 2, 1) if args.quick else (SEQ_LEN, args.steps, args.warmup)
     shapes: dict[str, Any] = {}
-    for name, config in benchmark_shapes().items():
-        result = measure_training(config, batch_size=BATCH_SIZE, seq_len=seq_len, steps=steps, warmup=warmup)
-        result["mfu"] = result["achieved_gflops"] / peaks["matmul_peak_gflops"]
-        shapes[name] = result
+    with BackgroundLoad() as load:
+        peaks = measure_peaks(quick=args.quick)
+        for name, config in benchmark_shapes().items():
+            result = measure_training(
+                config, batch_size=BATCH_SIZE, seq_len=seq_len, steps=steps, warmup=warmup
+            )
+            result["mfu"] = result["achieved_gflops"] / peaks["matmul_peak_gflops"]
+            shapes[name] = result
     print(
         f"{machine['cpu']}, {machine['torch_threads']} threads, torch {machine['torch']}, {machine['date']}"
     )
@@ -124,8 +127,15 @@ def main() -> None:
     print(format_table(["shape", "params", "MFLOP/token", "step ms", "tokens/s", "GFLOP/s", "MFU"], rows))
     met = shapes["reference"]["mfu"] >= MFU_TARGET
     print(f"target: reference MFU ≥ {MFU_TARGET:.0%} — {'met' if met else 'missed'}")
+    print(load_note(load.share))
     if not args.quick:
-        figures = {**peaks, "mfu_target": MFU_TARGET, "target_met": met, "shapes": shapes}
+        figures = {
+            **peaks,
+            "background_cpu_share": load.share,
+            "mfu_target": MFU_TARGET,
+            "target_met": met,
+            "shapes": shapes,
+        }
         print(f"wrote {write_results('train_throughput', machine, figures)}")
 
 

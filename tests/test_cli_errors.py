@@ -118,8 +118,9 @@ def test_subcommand_help(capsys, args):
     assert run_cli(capsys, *args).code == 0
 
 
-def test_no_arguments_says_plainly_what_exists(capsys):
+def test_no_arguments_opens_the_workbench_on_the_workspace(capsys, monkeypatch, tmp_path):
+    opened: list[object] = []
+    monkeypatch.setattr("llmodel_app.tui.app.run_workbench", opened.append)
     result = run_cli(capsys)
-    assert result.code == 0 and "quickstart" in result.err
-
-
+    assert result.code == 0, result.err
+    assert opened == [tmp_path / "workspace"]

@@ -78,26 +78,31 @@ def generate_ids(
         generator = torch.Generator(device=device).manual_seed(params.seed)
     cache = model.new_kv_cache(batch, longest + params.max_new_tokens)
     outputs: list[list[int]] = [[] for _ in range(batch)]
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    # Per-token bookkeeping uses Python lists (indexing a tensor row by row costs microseconds per call);
+    # ``seen`` is only kept up to date when the repetition penalty reads it.
+    done = [False] * batch
+    track_seen = params.repetition_penalty != 1.0
+    stop_id = eos_id if params.stop_at_eos else None
     step_ids, length = input_ids, longest
     for _ in range(params.max_new_tokens):
         attention_mask = mask[:, :length] if padded else None
         logits = model(step_ids, kv_cache=cache, attention_mask=attention_mask, logits_for="last").logits[:, -1]
         chosen = next_tokens(logits, params, seen, generator)
-        for row in range(batch):
+        for row, token in enumerate(chosen.tolist()):
             if done[row]:
                 continue
-            token = int(chosen[row])
-            if params.stop_at_eos and eos_id is not None and token == eos_id:
+            if token == stop_id:
                 done[row] = True
                 continue
             outputs[row].append(token)
-            seen[row, token] = True
+            if track_seen:
+                seen[row, token] = True
             if on_token is not None and on_token(row, token):
                 done[row] = True
-        if bool(done.all()):
+        if all(done):
             break
-        mask[:, length] = 1
+        if padded:
+            mask[:, length] = 1
         length += 1
         step_ids = chosen.unsqueeze(1)
     return outputs

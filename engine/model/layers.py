@@ -11,6 +11,28 @@ from torch import nn
 from engine.model.config import ModelConfig
 from engine.model.kv_cache import LayerKVCache
 
+# Products with at most this many rows (each decoding step) take Linear's split path on CPU.
+FEW_ROWS = 16
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` that spreads products of a few rows over the CPU threads.
+
+    BLAS runs a one- or few-row product (a decoding step) on one core at a fraction of the memory bandwidth.
+    Viewing the weight as one block of output rows per thread and multiplying with ``bmm`` gives each thread its
+    own block, which about doubles decoding speed on a 2-core CPU. Training-sized inputs keep ``F.linear``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // self.in_features
+        blocks = math.gcd(self.out_features, torch.get_num_threads())
+        if x.device.type != "cpu" or not 0 < rows <= FEW_ROWS or blocks == 1 or self.bias is not None:
+            return F.linear(x, self.weight, self.bias)
+        weight = self.weight.view(blocks, self.out_features // blocks, self.in_features)
+        columns = x.reshape(rows, self.in_features).t().expand(blocks, -1, -1)
+        out = torch.bmm(weight, columns).view(self.out_features, rows).t()
+        return out.reshape(*x.shape[:-1], self.out_features).contiguous()
+
 
 class RMSNorm(nn.Module):
     """Root-mean-square norm with a learned scale (no bias)."""
@@ -93,10 +115,10 @@ class Attention(nn.Module):
         self.dropout = config.dropout
         self.use_sdpa = config.attention_type == "flash"
         d, kv = config.d_model, config.n_kv_heads * config.head_dim
-        self.q_proj = nn.Linear(d, d, bias=False)
-        self.k_proj = nn.Linear(d, kv, bias=False)
-        self.v_proj = nn.Linear(d, kv, bias=False)
-        self.o_proj = nn.Linear(d, d, bias=False)
+        self.q_proj = Linear(d, d, bias=False)
+        self.k_proj = Linear(d, kv, bias=False)
+        self.v_proj = Linear(d, kv, bias=False)
+        self.o_proj = Linear(d, d, bias=False)
 
     def forward(
         self,
@@ -154,9 +176,9 @@ class FeedForward(nn.Module):
         super().__init__()
         self.swiglu = config.ffn_type == "swiglu"
         if self.swiglu:
-            self.gate_proj = nn.Linear(config.d_model, config.d_ff, bias=False)
-        self.up_proj = nn.Linear(config.d_model, config.d_ff, bias=False)
-        self.down_proj = nn.Linear(config.d_ff, config.d_model, bias=False)
+            self.gate_proj = Linear(config.d_model, config.d_ff, bias=False)
+        self.up_proj = Linear(config.d_model, config.d_ff, bias=False)
+        self.down_proj = Linear(config.d_ff, config.d_model, bias=False)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

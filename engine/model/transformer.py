@@ -15,6 +15,7 @@ from engine.model.config import ModelConfig
 from engine.model.kv_cache import KVCache
 from engine.model.layers import (
     Block,
+    Linear,
     RotaryEmbedding,
     alibi_slopes,
     build_norm,
@@ -52,7 +53,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.model = Backbone(config)
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         self.drop = nn.Dropout(config.dropout)
         self.rope = (
             RotaryEmbedding(config.head_dim, config.max_len, config.rope_theta)

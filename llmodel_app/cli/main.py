@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -41,14 +43,16 @@ app.add_typer(commands_engine.engine_app, name="engine")
 
 
 @app.callback(invoke_without_command=True)
-def root(ctx: typer.Context) -> None:
-    """Without a subcommand, open the workbench."""
+def root(
+    ctx: typer.Context,
+    workspace: Annotated[Path | None, typer.Option(help="Workspace the workbench opens (default: $LLMODEL_WORKSPACE, the one chosen by `workspace use`, or ./workspaces/default).")] = None,
+) -> None:
+    """Without a subcommand, open the workbench (the Textual TUI)."""
     if ctx.invoked_subcommand is None:
-        err.print(
-            "The Textual workbench is not built yet. Use the subcommands for now; start with "
-            "[bold]llmodel quickstart[/bold], or see [bold]llmodel --help[/bold]."
-        )
-        raise typer.Exit(0)
+        from engine.workspace import workspace_root
+        from llmodel_app.tui.app import run_workbench  # Textual loads only when the workbench opens
+
+        run_workbench(workspace_root(workspace))
 
 
 def main() -> None:

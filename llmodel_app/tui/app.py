@@ -1,0 +1,385 @@
+"""The LLModel workbench (Textual): ``llmodel`` with no subcommand opens it.
+
+The app composes the widgets and routes messages between them; every engine request runs in a worker thread
+through ``EngineClient``, and the endless event streams run in daemon feeds (``feed.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal
+from textual.lazy import Lazy
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
+from textual.worker import Worker
+
+from engine.errors import LLModelError
+from llmodel_app.tui import keymap
+from llmodel_app.tui.commands import WorkbenchCommands
+from llmodel_app.tui.components.attention_view import AttentionView
+from llmodel_app.tui.components.chat_pane import ChatPane
+from llmodel_app.tui.components.compare_view import CompareView
+from llmodel_app.tui.components.config_editor import ConfigEditor
+from llmodel_app.tui.components.help_screen import HelpScreen
+from llmodel_app.tui.components.job_launcher import JobLauncher
+from llmodel_app.tui.components.rest_panel import RestPanel
+from llmodel_app.tui.components.run_view import RunView
+from llmodel_app.tui.components.welcome_panel import WelcomePanel
+from llmodel_app.tui.components.workspace_tree import WorkspaceTree
+from llmodel_app.tui.errors import report_worker_error
+from llmodel_app.tui.feed import ClientFactory, EngineLink, connect_engine
+from llmodel_app.tui.messages import (
+    CheckpointSelected,
+    ConfigSelected,
+    JobSubmitted,
+    RunSelected,
+    ServingChanged,
+    WorkspaceLoaded,
+)
+
+PUMP_SECONDS = 0.25
+ViewT = TypeVar("ViewT", bound=Widget)
+TRAINING_KINDS = ("pretrain", "quickstart")
+
+
+class LLModelApp(App[None]):
+    """The workbench: a workspace tree on the left, a tab per task on the right."""
+
+    TITLE = "LLModel"
+    CSS_PATH = "app.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = keymap.APP
+    COMMANDS = App.COMMANDS | {WorkbenchCommands}
+
+    def __init__(
+        self, workspace: Path, *, connect: ClientFactory = connect_engine, start_engine: bool = True,
+        quickstart_options: dict[str, Any] | None = None, poll_serving: bool = True,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.workspace = Path(workspace).resolve()
+        self.connect = connect
+        self.start_engine = start_engine
+        self.quickstart_options = quickstart_options or {}
+        self.poll_serving = poll_serving
+        self.client: Any = None
+        self.connected = False
+        self.was_lost = False
+        self.workspace_data: dict[str, Any] = {}
+        self.saved_configs: dict[str, dict[str, Any]] = {}
+        self.serve_key: str | None = None
+        self._link: EngineLink | None = None
+        self.current_run: str | None = (
+            None  # the run open in the run view (a lazy attention view opens it too)
+        )
+        self.chosen_model: str | None = None  # the checkpoint chosen for chat and serving
+        self._refresh_pending = False
+        self.current_run: str | None = None
+        self.chosen_model: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="body"):
+            yield WorkspaceTree(id="sidebar")
+            with TabbedContent(id="tabs", initial="home"):
+                with TabPane("Home", id="home"):
+                    yield WelcomePanel(id="welcome")
+                with TabPane("Run", id="run"):
+                    yield Lazy(RunView(id="run-view"))
+                # The hidden tabs mount after the first frame (Lazy): start-up paints sooner. Until then they
+                # are missing from queries (``view`` returns None) and pull the app's state when they mount.
+                with TabPane("Attention", id="attention"):
+                    yield Lazy(AttentionView(id="attention-view"))
+                with TabPane("Chat", id="chat"):
+                    yield Lazy(ChatPane(id="chat-pane"))
+                with TabPane("Serve", id="serve"):
+                    yield Lazy(RestPanel(id="rest-panel"))
+                with TabPane("Config", id="config"):
+                    yield Lazy(ConfigEditor(id="config-editor"))
+                with TabPane("Launch", id="launch"):
+                    yield Lazy(JobLauncher(id="job-launcher"))
+                with TabPane("Compare", id="compare"):
+                    yield Lazy(CompareView(id="compare-view"))
+        yield Footer()
+
+    def view(self, kind: type[ViewT]) -> ViewT | None:
+        """The app's one widget of ``kind``, or None while it is not mounted (a lazy tab, or shutting down)."""
+        found = self.main.query(kind)
+        return found.first() if found else None
+
+    @property
+    def main(self) -> Screen[Any]:
+        """The workbench's own screen (queries must not land on a modal pushed above it)."""
+        return self.screen_stack[0] if self.screen_stack else self.screen
+
+    def on_mount(self) -> None:
+        self.sub_title = f"{self.workspace} · engine ◌ connecting…"
+        self._link = EngineLink(self.workspace, self.connect, start=self.start_engine).start()
+        self.set_interval(PUMP_SECONDS, self._pump)
+
+    def on_unmount(self) -> None:
+        if self._link is not None:
+            self._link.stop()
+
+    # -- the engine link -------------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Apply what the engine link has read since the last tick: connection changes and workspace events."""
+        if self._link is None or not self.main.query(WorkspaceTree):
+            return  # not composed yet, or already closing
+        live: dict[str, dict[str, Any]] = {}
+        for kind, payload in self._link.drain():
+            if kind == "connected":
+                self._connected(payload)
+            elif kind in ("lost", "error"):
+                self._lost(str(payload))
+            elif kind == "event":
+                self._workspace_event(payload, live)
+        tree = self.main.query_one(WorkspaceTree)
+        for run_id, fields in live.items():
+            if not tree.update_run(run_id, **fields):
+                self._refresh_pending = True
+        if self._refresh_pending and self.client is not None:
+            self._refresh_pending = False
+            self.refresh_workspace()
+
+    def _connected(self, client: Any) -> None:
+        self.client, self.connected = client, True
+        record = getattr(client, "record", None)
+        where = f" pid {record.pid} at {record.url}" if record is not None else ""
+        self.sub_title = f"{self.workspace} · engine ● connected{where}"
+        if self.was_lost:
+            self.notify("Reconnected to the engine.", title="Engine")
+            self.was_lost = False
+            run_view = self.view(RunView)
+            if run_view is not None and run_view.run_id:
+                run_view.open_run(run_view.run_id, client)
+        self._refresh_pending = True
+
+    def _lost(self, reason: str) -> None:
+        if not self.connected and self.was_lost:
+            return
+        first_attempt = not self.connected and not self.was_lost
+        self.client, self.connected, self.was_lost = None, False, True
+        self.sub_title = f"{self.workspace} · engine ✗ not connected — retrying"
+        hint = (
+            ""
+            if self.start_engine and first_attempt
+            else " It reconnects when the engine is back; ctrl+e starts it."
+        )
+        self.notify(f"{reason}.{hint}", title="Engine unavailable", severity="error", timeout=8)
+
+    def _workspace_event(self, event: dict[str, Any], live: dict[str, dict[str, Any]]) -> None:
+        """Fold one workspace event into the tree (coalesced per run) and the quickstart's progress."""
+        run_id, kind = event.get("run_id"), event.get("type")
+        if not run_id:
+            return
+        fields = live.setdefault(run_id, {})
+        if kind == "job":
+            fields["status"] = event.get("status")
+            self._refresh_pending = True
+        elif kind == "status":
+            fields.update(
+                {k: event[k] for k in ("status", "step", "total_steps") if event.get(k) is not None}
+            )
+        elif kind == "step":
+            fields["step"] = event.get("step")
+            if isinstance(event.get("loss"), (int, float)):
+                fields["metrics"] = {"loss": event["loss"]}
+        elif kind == "checkpoint":
+            self._refresh_pending = True
+        elif kind == "attention":
+            attention = self.view(AttentionView)
+            if attention is not None and attention.run_id == run_id and self.client is not None:
+                attention.open_run(run_id, self.client, force=True)
+        welcome = self.main.query_one(WelcomePanel)
+        if welcome.quickstart_run == run_id:
+            welcome.quickstart_event(event)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="workspace")
+    def refresh_workspace(self) -> None:
+        """Fetch every listing of the workspace (in a worker) and post them as one message."""
+        client = self.client
+        if client is None:
+            return
+        data = client.get("/api/workspace")
+        runs = client.get("/api/runs", limit=200)
+        for run in runs:
+            if run.get("kind") in TRAINING_KINDS and run.get("step"):
+                run["checkpoints"] = client.get(f"/api/runs/{run['id']}/checkpoints")
+                for checkpoint in run["checkpoints"]:
+                    # The catalog hears of saves, not of pruning (keep_last): a run folder without the
+                    # checkpoint's own folder means it was pruned and can no longer serve.
+                    path = Path(checkpoint.get("path") or "")
+                    checkpoint["pruned"] = path.parent.parent.is_dir() and not path.exists()
+        data.update(runs=runs, configs=client.get("/api/configs"), tokenizers=client.get("/api/tokenizers"),
+                    datasets=client.get("/api/datasets"))  # fmt: skip
+        self.post_message(WorkspaceLoaded(data))
+
+    def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
+        data = self.workspace_data = message.data
+        self.main.query_one(WorkspaceTree).show_workspace(data)
+        welcome = self.main.query_one(WelcomePanel)
+        for job in data.get("jobs", []):
+            if job.get("kind") == "quickstart" and welcome.quickstart_run is None:
+                welcome.follow_quickstart(job["run_id"])  # reopened while the quickstart runs
+        welcome.show_summary(data)
+        for view in (
+            self.view(ChatPane),
+            self.view(RestPanel),
+            self.view(JobLauncher),
+            self.view(CompareView),
+        ):
+            if view is not None:
+                view.show_workspace(data)
+
+    # -- routing -------------------------------------------------------------------------------------------
+
+    def on_run_selected(self, message: RunSelected) -> None:
+        self.open_run(message.run_id)
+
+    def on_checkpoint_selected(self, message: CheckpointSelected) -> None:
+        self.choose_checkpoint(message.run_id, message.path)
+
+    def on_config_selected(self, message: ConfigSelected) -> None:
+        if message.data:
+            editor = self.view(ConfigEditor)
+            if editor is not None:
+                editor.load(message.data, name=message.name)
+                self.action_show_tab("config")
+
+    def on_job_submitted(self, message: JobSubmitted) -> None:
+        self.notify(f"queued {message.kind} job {message.run_id}", title="Job submitted")
+        self._refresh_pending = True
+        if message.kind == "quickstart":
+            self.main.query_one(WelcomePanel).follow_quickstart(message.run_id)
+        elif message.kind == "pretrain":
+            self.open_run(message.run_id)
+
+    def on_serving_changed(self, message: ServingChanged) -> None:
+        chat = self.view(ChatPane)
+        if chat is not None:
+            chat.serving_changed(message.status)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """Keys go where the eye goes: the run view's and the heatmap's keys work as soon as their tab shows."""
+        targets = {"run": "#run-view", "attention": "#heatmap", "compare": "#compare-runs"}
+        target = targets.get(event.pane.id or "")
+        if target and self.main.query(target):
+            self.main.query_one(target).focus()
+        else:
+            self.main.query_one(Tabs).focus()  # not an input: the digit keys keep switching tabs
+
+    def on_button_pressed(self, event: Any) -> None:
+        if event.button.id == "quickstart":
+            self.action_quickstart()
+
+    def open_run(self, run_id: str) -> None:
+        if self.client is None:
+            self.notify("not connected to the engine", severity="warning")
+            return
+        self.current_run = run_id
+        for view in (self.view(RunView), self.view(AttentionView)):
+            if view is not None:
+                view.open_run(run_id, self.client)
+        self.action_show_tab("run")
+        run_view = self.view(RunView)
+        if run_view is not None:
+            run_view.focus()
+
+    def open_attention(self, run_id: str) -> None:
+        if self.client is not None:
+            self.current_run = run_id
+            attention = self.view(AttentionView)
+            if attention is not None:
+                attention.open_run(run_id, self.client)
+            self.action_show_tab("attention")
+
+    def choose_checkpoint(self, run_id: str, path: str) -> None:
+        self.chosen_model = path
+        for view in (self.view(ChatPane), self.view(RestPanel)):
+            if view is not None:
+                view.choose_model(path)
+        self.action_show_tab("chat")
+
+    def run_view_action(self, action: str, *args: Any) -> None:
+        self.action_show_tab("run")
+        run_view = self.view(RunView)
+        if run_view is not None:
+            getattr(run_view, f"action_{action}")(*args)
+
+    def chat_action(self, action: str) -> None:
+        self.action_show_tab("chat")
+        chat = self.view(ChatPane)
+        if chat is not None:
+            getattr(chat, f"action_{action}")()
+
+    # -- actions ---------------------------------------------------------------------------------------------
+
+    def action_show_tab(self, tab: str) -> None:
+        self.main.query_one(TabbedContent).active = tab
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def action_toggle_sidebar(self) -> None:
+        sidebar = self.main.query_one(WorkspaceTree)
+        sidebar.display = not sidebar.display
+
+    def action_refresh(self) -> None:
+        self._refresh_pending = True
+
+    def action_start_engine(self) -> None:
+        if self._link is not None and not self.connected:
+            self.notify("starting the engine…", title="Engine")
+            self._link.start_engine()
+
+    def action_quickstart(self) -> None:
+        self._submit_quickstart()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="quickstart")
+    def _submit_quickstart(self) -> None:
+        client = self._require_client()
+        spec = {"workspace": str(self.workspace), "options": self.quickstart_options}
+        self.post_message(JobSubmitted(client.submit("quickstart", spec), "quickstart"))
+
+    def action_start_chat_server(self) -> None:
+        self.action_show_tab("chat")
+        if self.main.query("#chat-serve"):
+            self.main.query_one("#chat-serve").press()  # type: ignore[attr-defined]
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="rest")
+    def action_stop_serving(self) -> None:
+        self._require_client().delete("/api/serve")
+        self.call_from_thread(self.notify, "model server stopped")
+
+    def action_compare_all(self) -> None:
+        compare = self.view(CompareView)
+        if compare is None:
+            return
+        compare.select(compare.run_ids)
+        self.action_show_tab("compare")
+
+    def _require_client(self) -> Any:
+        if self.client is None:
+            raise LLModelError(
+                "not connected to the engine; it reconnects when the engine is back (ctrl+e starts it)"
+            )
+        return self.client
+
+    # -- errors --------------------------------------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_worker_error(self, event)
+
+
+def run_workbench(workspace: Path) -> None:
+    """Open the workbench on ``workspace`` (the engine starts on demand)."""
+    LLModelApp(workspace).run()

@@ -1,0 +1,147 @@
+"""Attention snapshots of a run, stepped through in training order; layer and head chosen with keys."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Vertical
+from textual.widgets import Label, TabbedContent
+from textual.worker import Worker
+
+from llmodel_app.tui import keymap
+from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
+from llmodel_app.tui.errors import report_worker_error
+from llmodel_app.tui.messages import AttentionCursor
+
+
+class AttentionView(Vertical):
+    """Loads the run's snapshot list, then one map at a time (``/attention/{step}``)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = keymap.ATTENTION
+    DEFAULT_CSS = """
+    AttentionView #attention-title { height: 1; padding: 0 1; background: $boost; }
+    AttentionView #attention-help { height: 1; padding: 0 1; color: $text-muted; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_id: str | None = None
+        self.snapshots: list[dict[str, Any]] = []
+        self.index = 0
+        self.layer_index = 0
+        self.head_index = 0
+        self.mean = False
+        self.data: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Label("no run open", id="attention-title")
+        yield AttentionHeatmap(id="heatmap")
+        yield Label(
+            "[ ] layer   , . head   m mean of heads   n p snapshot   arrows: a cell's weight",
+            id="attention-help",
+        )
+
+    def on_mount(self) -> None:
+        run_id, client = getattr(self.app, "current_run", None), getattr(self.app, "client", None)
+        if run_id and client is not None:  # mounted lazily after a run was opened
+            self.open_run(run_id, client)
+        tabs = self.screen.query(TabbedContent)
+        if tabs and tabs.first().active == "attention":
+            self.query_one(AttentionHeatmap).focus()  # its tab was shown before it had mounted
+
+    def open_run(self, run_id: str, client: Any, *, force: bool = False) -> None:
+        """Show ``run_id``'s newest snapshot; ``force`` re-reads the list (a new snapshot was saved)."""
+        if run_id == self.run_id and self.snapshots and not force:
+            return
+        if run_id != self.run_id:
+            self.run_id, self.snapshots, self.data, self.index = run_id, [], None, 0
+            self.query_one("#attention-title", Label).update(f"{run_id}: loading attention snapshots…")
+        self._load_list(run_id, client)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="attention-list")
+    def _load_list(self, run_id: str, client: Any) -> None:
+        snapshots = client.get(f"/api/runs/{run_id}/attention")
+        self.app.call_from_thread(self._listed, run_id, snapshots, client)
+
+    def _listed(self, run_id: str, snapshots: list[dict[str, Any]], client: Any) -> None:
+        if run_id != self.run_id:
+            return
+        self.snapshots = sorted(snapshots, key=lambda s: s["step"])
+        if not self.snapshots:
+            self.query_one("#attention-title", Label).update(f"{run_id}: no attention snapshots yet")
+            self.query_one(AttentionHeatmap).show([], [])
+            return
+        self.index = len(self.snapshots) - 1
+        self._load_map(run_id, self.snapshots[self.index]["step"], client)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="attention-map")
+    def _load_map(self, run_id: str, step: int, client: Any) -> None:
+        data = client.get(f"/api/runs/{run_id}/attention/{step}")
+        self.app.call_from_thread(self._loaded, run_id, data)
+
+    def _loaded(self, run_id: str, data: dict[str, Any]) -> None:
+        if run_id != self.run_id:
+            return
+        weights = data.get("weights") or []
+        if not weights or not weights[0]:
+            self.query_one("#attention-title", Label).update(
+                f"{run_id}: the snapshot at step {data.get('step')} is empty"
+            )
+            return
+        self.data = data
+        self.layer_index = min(self.layer_index, len(weights) - 1)
+        self.head_index = min(self.head_index, len(weights[self.layer_index]) - 1)
+        self._draw()
+
+    def _draw(self) -> None:
+        if self.data is None:
+            return
+        weights = self.data["weights"]
+        layers, heads = len(weights), len(weights[self.layer_index])
+        if self.mean:
+            maps = weights[self.layer_index]
+            matrix = [
+                [sum(m[i][j] for m in maps) / heads for j in range(len(maps[0][i]))]
+                for i in range(len(maps[0]))
+            ]
+            head = "mean"
+        else:
+            matrix = weights[self.layer_index][self.head_index]
+            head = f"{self.head_index + 1}/{heads}"
+        self.query_one(AttentionHeatmap).show(self.data["tokens"], matrix)
+        self.query_one("#attention-title", Label).update(
+            f"{self.run_id}  step {self.data['step']} (snapshot {self.index + 1}/{len(self.snapshots)})  "
+            f"layer {self.layer_index + 1}/{layers}  head {head}"
+        )
+
+    def on_attention_cursor(self, message: AttentionCursor) -> None:
+        self.query_one("#attention-help", Label).update(
+            f"query {message.query!r} → key {message.key!r}: weight {message.weight:.3f}"
+        )
+
+    def action_layer(self, delta: int) -> None:
+        if self.data:
+            self.layer_index = (self.layer_index + delta) % len(self.data["weights"])
+            self._draw()
+
+    def action_head(self, delta: int) -> None:
+        if self.data:
+            self.mean = False
+            self.head_index = (self.head_index + delta) % len(self.data["weights"][self.layer_index])
+            self._draw()
+
+    def action_toggle_mean(self) -> None:
+        self.mean = not self.mean
+        self._draw()
+
+    def action_snapshot(self, delta: int) -> None:
+        if not self.snapshots or self.run_id is None:
+            return
+        self.index = max(0, min(len(self.snapshots) - 1, self.index + delta))
+        self._load_map(self.run_id, self.snapshots[self.index]["step"], self.app.client)  # type: ignore[attr-defined]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_worker_error(self, event)

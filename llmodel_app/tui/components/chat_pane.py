@@ -1,0 +1,269 @@
+"""Chat with a checkpoint: served through the engine's /api/serve, replies streamed from /v1/chat/completions."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Input, Label
+from textual.worker import Worker, get_current_worker
+
+from engine.errors import LLModelError
+from llmodel_app.tui import keymap
+from llmodel_app.tui.components.chat_message import ChatMessage
+from llmodel_app.tui.components.chat_settings import ChatSettings
+from llmodel_app.tui.components.model_picker import ModelPicker
+from llmodel_app.tui.errors import report_worker_error
+from llmodel_app.tui.messages import ChatDelta
+from llmodel_app.tui.serving import ensure_serving, local_url
+
+STREAM_INTERVAL = 0.05  # at most twenty repaints of the growing reply a second
+
+
+def stream_chat(url: str, body: dict[str, Any], key: str | None, stop: threading.Event):  # type: ignore[no-untyped-def]
+    """Yield the reply's text pieces as the server streams them (OpenAI SSE chunks, then ``[DONE]``)."""
+    import httpx  # loaded with the first message, off the start-up path
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {**body, "stream": True}
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0, read=120.0)) as http,
+        http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response,
+    ):
+        if response.status_code >= 400:
+            response.read()
+            try:
+                message = response.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text
+            raise LLModelError(f"the model server answered {response.status_code}: {message}")
+        for line in response.iter_lines():
+            if stop.is_set():
+                return
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            for choice in json.loads(data).get("choices", []):
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    yield piece
+
+
+def fit_context(
+    url: str, messages: list[dict[str, str]], max_tokens: int, key: str | None
+) -> tuple[list[dict[str, str]], int]:
+    """Drop the oldest turns until the prompt leaves room in the model's context; returns them and max_tokens."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    system = [m for m in messages[:1] if m["role"] == "system"]
+    turns = messages[len(system) :]
+    with httpx.Client(timeout=30.0, headers=headers) as http:
+        while True:
+            reply = http.post(f"{url}/tokenize", json={"messages": system + turns})
+            reply.raise_for_status()
+            count, limit = reply.json()["count"], reply.json()["max_model_len"]
+            room = limit - count
+            if room >= min(max_tokens, 16) or len(turns) <= 1:
+                break
+            turns = turns[2:] if len(turns) > 2 else turns[-1:]  # the oldest exchange goes first
+    if room < 1:
+        raise LLModelError(f"the message is longer than the model's {limit}-token context; shorten it")
+    return system + turns, min(max_tokens, room)
+
+
+class ChatPane(Horizontal):
+    """The conversation on the left; the model, its server and the sampling settings on the right."""
+
+    BINDINGS: ClassVar[list[BindingType]] = keymap.CHAT
+    DEFAULT_CSS = """
+    ChatPane #chat-main { width: 1fr; }
+    ChatPane #transcript { height: 1fr; border: round $primary-darken-2; }
+    ChatPane #chat-input { height: auto; }
+    ChatPane #prompt { width: 1fr; }
+    ChatPane #chat-side { width: 34; padding: 0 1; }
+    ChatPane #chat-input Button { min-width: 8; }
+    ChatPane #chat-server { height: auto; color: $text-muted; margin-bottom: 1; }
+    ChatPane #chat-buttons { height: auto; margin-top: 1; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.history: list[dict[str, str]] = []
+        self.streaming = False
+        self.server: dict[str, Any] = {"running": False}
+        self.turn = 0  # bumped by clear, so a late reply to the old conversation is dropped
+        self._stop = threading.Event()
+        self._reply: ChatMessage | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="chat-main"):
+            yield VerticalScroll(id="transcript")
+            with Horizontal(id="chat-input"):
+                yield Input(placeholder="Say something and press enter", id="prompt")
+                yield Button("Send", id="send", variant="primary")
+                yield Button("Stop", id="stop", variant="warning", disabled=True)
+        with VerticalScroll(id="chat-side"):
+            yield Label("model")
+            yield ModelPicker(id="chat-model")
+            yield Label("no model server running", id="chat-server")
+            yield Button("Start serving", id="chat-serve")
+            yield ChatSettings(id="chat-settings")
+            with Horizontal(id="chat-buttons"):
+                yield Button("Clear", id="chat-clear")
+                yield Button("Copy", id="chat-copy")
+
+    def on_mount(self) -> None:
+        # Mounted lazily: take the workspace and the chosen checkpoint the app already has.
+        self.call_after_refresh(self._catch_up)
+
+    def _catch_up(self) -> None:
+        """Mounted lazily (once the Selects inside have mounted too): take what the app already knows."""
+        self.show_workspace(getattr(self.app, "workspace_data", {}))
+        if getattr(self.app, "chosen_model", None):
+            self.choose_model(self.app.chosen_model)  # type: ignore[attr-defined]
+
+    def show_workspace(self, data: dict[str, Any]) -> None:
+        self.query_one("#chat-model", ModelPicker).set_runs(data.get("runs", []))
+
+    # -- the server ---------------------------------------------------------------------------------
+
+    def serving_changed(self, status: dict[str, Any]) -> None:
+        self.server = status
+        label = self.query_one("#chat-server", Label)
+        if status.get("running"):
+            label.update(
+                f"server {status.get('health', '?')} at {status.get('url')}\n{status.get('model', '')}"
+            )
+        else:
+            label.update("no model server running; sending starts one")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
+    def _start_serving(self, model: str | None) -> None:
+        client = self.app.client  # type: ignore[attr-defined]
+        worker = get_current_worker()
+        status = ensure_serving(client, model, lambda: worker.is_cancelled, restart=True)
+        self.app.call_from_thread(self.serving_changed, status)
+        self.app.call_from_thread(self.notify, f"model server ready at {status.get('url')}")
+
+    # -- sending and streaming ------------------------------------------------------------------------
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "prompt":
+            self.send()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {
+            "send": self.send, "stop": self.action_stop, "chat-clear": self.action_clear, "chat-copy": self.action_copy,
+            "chat-serve": lambda: self._start_serving(self.query_one("#chat-model", ModelPicker).path),
+        }  # fmt: skip
+        if event.button.id in actions:
+            actions[event.button.id]()
+
+    def on_unmount(self) -> None:
+        self._stop.set()  # quitting must not wait for a reply or a loading server
+
+    def send(self, text: str | None = None) -> None:
+        prompt = self.query_one("#prompt", Input)
+        text = (text if text is not None else prompt.value).strip()
+        if not text or self.streaming:
+            return
+        try:
+            settings = self.query_one(ChatSettings).values()
+        except LLModelError as error:
+            self.notify(str(error), severity="error", title="Chat settings")
+            return
+        prompt.value = ""
+        self.history.append({"role": "user", "content": text})
+        transcript = self.query_one("#transcript", VerticalScroll)
+        transcript.mount(ChatMessage("user", text))
+        self._reply = ChatMessage("assistant")
+        transcript.mount(self._reply)
+        transcript.scroll_end(animate=False)
+        messages = list(self.history)
+        system = self.query_one(ChatSettings).system_prompt
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
+        self._set_streaming(True)
+        self._stop.clear()
+        self._stream(messages, settings, self.query_one("#chat-model", ModelPicker).path, self.turn)
+
+    def _set_streaming(self, streaming: bool) -> None:
+        self.streaming = streaming
+        self.query_one("#stop", Button).disabled = not streaming
+        self.query_one("#send", Button).disabled = streaming
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chat")
+    def _stream(
+        self, messages: list[dict[str, str]], settings: dict[str, Any], model: str | None, turn: int
+    ) -> None:
+        text = ""
+        try:
+            status = ensure_serving(self.app.client, model, self._stop.is_set)  # type: ignore[attr-defined]
+            self.app.call_from_thread(self.serving_changed, status)
+            key = self.app.serve_key if status.get("auth") else None  # type: ignore[attr-defined]
+            url = local_url(status)
+            messages, settings["max_tokens"] = fit_context(url, messages, settings["max_tokens"], key)
+            last = 0.0
+            for piece in stream_chat(url, {"messages": messages, **settings}, key, self._stop):
+                text += piece
+                now = time.monotonic()
+                if now - last >= STREAM_INTERVAL:
+                    last = now
+                    self.post_message(ChatDelta(text, turn=turn))
+        except Exception as error:  # shown in the conversation, never raised
+            message = str(error) if isinstance(error, LLModelError) else f"{type(error).__name__}: {error}"
+            self.post_message(ChatDelta(text, turn=turn, done=True, error=message))
+            return
+        self.post_message(ChatDelta(text, turn=turn, done=True))
+
+    def on_chat_delta(self, message: ChatDelta) -> None:
+        if message.turn != self.turn:  # a reply to a conversation cleared since
+            return
+        if self._reply is not None:
+            shown = message.text + ("" if message.done else " ▌")
+            if message.error:
+                shown = (message.text + "\n" if message.text else "") + f"[{message.error}]"
+            self._reply.set_content(shown)
+            self.query_one("#transcript", VerticalScroll).scroll_end(animate=False)
+        if message.done:
+            if message.text:
+                self.history.append({"role": "assistant", "content": message.text})
+            elif self.history and self.history[-1]["role"] == "user":
+                self.history.pop()  # nothing came back: let the user send it again
+            if message.error:
+                self.notify(message.error, severity="error", title="Chat")
+            self._reply = None
+            self._set_streaming(False)
+
+    # -- actions -------------------------------------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        self._stop.set()
+
+    def action_clear(self) -> None:
+        self._stop.set()
+        self.turn += 1
+        self._reply = None
+        self._set_streaming(False)
+        self.history = []
+        self.query_one("#transcript", VerticalScroll).remove_children()
+
+    def action_copy(self) -> None:
+        transcript = "\n\n".join(f"{turn['role']}: {turn['content']}" for turn in self.history)
+        self.app.copy_to_clipboard(transcript)
+        self.notify(f"copied {len(self.history)} messages to the clipboard")
+
+    def choose_model(self, path: str) -> None:
+        self.query_one("#chat-model", ModelPicker).choose(path)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_worker_error(self, event)

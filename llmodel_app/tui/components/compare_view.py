@@ -1,0 +1,125 @@
+"""Two or more runs side by side: their loss curves overlaid and the config keys that differ."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Label, SelectionList
+from textual.worker import Worker
+
+from llmodel_app.tui import keymap
+from llmodel_app.tui.components.metric_chart import MetricChart
+from llmodel_app.tui.errors import report_worker_error
+
+
+class CompareView(Horizontal):
+    BINDINGS: ClassVar[list[BindingType]] = keymap.COMPARE
+    DEFAULT_CSS = """
+    CompareView #compare-runs { width: 36; border: round $primary-darken-2; }
+    CompareView #compare-main { width: 1fr; }
+    CompareView #compare-charts { height: 2fr; }
+    CompareView #compare-table { height: 1fr; border: round $primary-darken-2; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.run_ids: list[str] = []
+        self.log_scale = False
+        self.curves: dict[str, dict[str, list[list[float]]]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield SelectionList[str](id="compare-runs")
+        with Vertical(id="compare-main"):
+            yield Label("Tick two or more runs to compare them.", id="compare-title")
+            with Horizontal(id="compare-charts"):
+                yield MetricChart("loss", "train loss", id="compare-loss")
+                yield MetricChart("val_loss", "val loss", id="compare-val_loss")
+            yield DataTable(id="compare-table", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#compare-runs").border_title = "runs"
+        self.query_one("#compare-table").border_title = "settings that differ"
+        self.call_after_refresh(self._catch_up)
+
+    def _catch_up(self) -> None:
+        """Mounted lazily (once the widgets inside have mounted too): take what the app already knows."""
+        self.show_workspace(getattr(self.app, "workspace_data", {}))
+
+    def show_workspace(self, data: dict[str, Any]) -> None:
+        self.set_runs(data.get("runs", []))
+
+    def set_runs(self, runs: list[dict[str, Any]]) -> None:
+        ids = [r["id"] for r in runs if r.get("kind") in ("pretrain", "quickstart")]
+        if ids == self.run_ids:
+            return
+        self.run_ids = ids
+        selection = self.query_one("#compare-runs", SelectionList)
+        chosen = set(selection.selected)
+        selection.clear_options()
+        selection.add_options([(run_id, run_id, run_id in chosen) for run_id in ids])
+
+    def select(self, run_ids: list[str]) -> None:
+        selection = self.query_one("#compare-runs", SelectionList)
+        for run_id in run_ids:
+            selection.select(run_id)
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged) -> None:
+        chosen = list(event.selection_list.selected)
+        if len(chosen) >= 2:
+            self.query_one("#compare-title", Label).update(f"comparing {len(chosen)} runs")
+            self._load(chosen)
+        else:
+            self.query_one("#compare-title", Label).update("Tick two or more runs to compare them.")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
+    def _load(self, run_ids: list[str]) -> None:
+        client = self.app.client  # type: ignore[attr-defined]
+        if client is None:
+            return
+        compared = client.get("/api/runs/compare", ids=",".join(run_ids))
+        curves = {
+            run_id: client.get(f"/api/runs/{run_id}/metrics", names="loss,val_loss", max_points=500)
+            for run_id in run_ids
+        }
+        self.app.call_from_thread(self.show, compared, curves)
+
+    def show(self, compared: dict[str, Any], curves: dict[str, dict[str, list[list[float]]]]) -> None:
+        self.curves = curves
+        self._charts()
+        table = self.query_one("#compare-table", DataTable)
+        table.clear(columns=True)
+        runs = compared.get("runs", {})
+        table.add_columns("setting", *runs)
+        for key in compared.get("differing", []):
+            table.add_row(key, *(str(run["config"].get(key, "—")) for run in runs.values()))
+        for metric in ("loss", "val_loss"):
+            table.add_row(
+                f"final {metric}", *(_fmt((run.get("metrics") or {}).get(metric)) for run in runs.values())
+            )
+
+    def _charts(self) -> None:
+        for metric in ("loss", "val_loss"):
+            series = [
+                (
+                    run_id,
+                    [float(p[0]) for p in data.get(metric, [])],
+                    [float(p[1]) for p in data.get(metric, [])],
+                )
+                for run_id, data in self.curves.items()
+            ]
+            self.query_one(f"#compare-{metric}", MetricChart).show_many(series, log_scale=self.log_scale)
+
+    def action_toggle_log(self) -> None:
+        self.log_scale = not self.log_scale
+        self._charts()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_worker_error(self, event)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "—"

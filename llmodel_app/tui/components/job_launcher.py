@@ -1,0 +1,194 @@
+"""Launch a tokenizer, dataset or pretraining job: a form per kind, checked, then submitted to the engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Grid, Vertical, VerticalScroll
+from textual.widgets import Button, ContentSwitcher, Input, Label, Select, Static
+from textual.worker import Worker
+
+from engine.errors import LLModelError
+from engine.training.config import TrainConfig
+from llmodel_app.tui.errors import report_worker_error
+from llmodel_app.tui.messages import JobSubmitted
+
+KINDS = (
+    ("Pretrain a model", "pretrain"),
+    ("Train a tokenizer", "tokenizer"),
+    ("Prepare a dataset", "dataset"),
+)
+
+
+def split_paths(text: str) -> list[str]:
+    """Comma-separated paths, made absolute; each must exist."""
+    paths = [Path(p.strip()).expanduser() for p in text.split(",") if p.strip()]
+    if not paths:
+        raise LLModelError("enter at least one input file or directory")
+    for path in paths:
+        if not path.exists():
+            raise LLModelError(f"{path} does not exist")
+    return [str(p.resolve()) for p in paths]
+
+
+def number(text: str, kind: type, label: str, *, optional: bool = False) -> Any:
+    text = text.strip()
+    if not text and optional:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise LLModelError(f"{label} must be a number, got {text!r}") from None
+
+
+class JobLauncher(VerticalScroll):
+    DEFAULT_CSS = """
+    JobLauncher { padding: 1 2; }
+    JobLauncher Grid { grid-size: 2; grid-columns: 24 1fr; height: auto; grid-rows: 1; grid-gutter: 0 1; }
+    JobLauncher Grid Label { padding: 0; }
+    JobLauncher ContentSwitcher { height: auto; }
+    JobLauncher ContentSwitcher > Vertical { height: auto; }
+    JobLauncher #launch-error { color: $error; height: auto; margin: 1 0; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.configs: dict[str, dict[str, Any]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Select(KINDS, value="pretrain", allow_blank=False, id="launch-kind", compact=True)
+        with ContentSwitcher(initial="form-pretrain"):
+            with Vertical(id="form-pretrain"), Grid():
+                yield Label("model config")
+                yield Select([], prompt="a saved config", id="pretrain-config", compact=True)
+                yield Label("dataset")
+                yield Select([], prompt="a prepared dataset", id="pretrain-dataset", compact=True)
+                for name, default in (("max_steps", "200"), ("batch_size", "8"), ("seq_len", ""),
+                                      ("learning_rate", "3e-4"), ("warmup_steps", "20"), ("eval_interval", "50"),
+                                      ("checkpoint_interval", "100"), ("device", "auto")):  # fmt: skip
+                    yield Label(name + (" (blank: max_len)" if name == "seq_len" else ""))
+                    yield Input(default, id=f"pretrain-{name}", compact=True)
+            with Vertical(id="form-tokenizer"), Grid():
+                yield Label("input files")
+                yield Input(placeholder="corpus.txt, more.jsonl", id="tokenizer-inputs", compact=True)
+                yield Label("name")
+                yield Input("my-tokenizer", id="tokenizer-name", compact=True)
+                yield Label("vocab size")
+                yield Input("8000", id="tokenizer-vocab_size", compact=True)
+            with Vertical(id="form-dataset"), Grid():
+                yield Label("input files")
+                yield Input(placeholder="corpus.txt, more.jsonl", id="dataset-inputs", compact=True)
+                yield Label("tokenizer")
+                yield Select([], prompt="a tokenizer", id="dataset-tokenizer", compact=True)
+                yield Label("name")
+                yield Input("my-dataset", id="dataset-name", compact=True)
+                yield Label("validation fraction")
+                yield Input("0.005", id="dataset-val_fraction", compact=True)
+        yield Static("", id="launch-error")
+        yield Button("Submit the job", id="launch-submit", variant="primary")
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._catch_up)
+
+    def _catch_up(self) -> None:
+        """Mounted lazily (once the widgets inside have mounted too): take what the app already knows."""
+        self.show_workspace(getattr(self.app, "workspace_data", {}))
+
+    def show_workspace(self, data: dict[str, Any]) -> None:
+        """Fill the choices from the workspace listings (and configs saved by the editor this session)."""
+        self.set_artifacts(data, getattr(self.app, "saved_configs", {}))
+
+    def set_artifacts(self, data: dict[str, Any], saved_configs: dict[str, dict[str, Any]]) -> None:
+        self.configs = {
+            c["name"]: c.get("data") or {}
+            for c in data.get("configs", [])
+            if c.get("kind", "model") == "model"
+        }
+        self.configs.update(saved_configs)
+        _refill(self.query_one("#pretrain-config", Select), [(n, n) for n in self.configs])
+        _refill(
+            self.query_one("#pretrain-dataset", Select),
+            [(d["name"], d["path"]) for d in data.get("datasets", [])],
+        )
+        _refill(
+            self.query_one("#dataset-tokenizer", Select),
+            [(t["name"], t["path"]) for t in data.get("tokenizers", [])],
+        )
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "launch-kind" and isinstance(event.value, str):
+            self.query_one(ContentSwitcher).current = f"form-{event.value}"
+            self.query_one("#launch-error", Static).update("")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "launch-submit":
+            return
+        kind = self.query_one("#launch-kind", Select).value
+        error = self.query_one("#launch-error", Static)
+        try:
+            spec = self.spec(str(kind))
+        except LLModelError as problem:
+            error.update(str(problem))
+            return
+        error.update("")
+        self._submit(str(kind), spec)
+
+    def spec(self, kind: str) -> dict[str, Any]:
+        """The job spec, as the matching CLI command builds it; raises a one-line error for a bad field."""
+        workspace: Path = self.app.workspace  # type: ignore[attr-defined]
+        value = lambda name: self.query_one(f"#{kind}-{name}", Input).value  # noqa: E731
+        if kind == "tokenizer":
+            return {"inputs": split_paths(value("inputs")), "output": str(workspace / "tokenizers" / value("name").strip()),
+                    "vocab_size": number(value("vocab_size"), int, "vocab size")}  # fmt: skip
+        if kind == "dataset":
+            tokenizer = self.query_one("#dataset-tokenizer", Select).value
+            if not isinstance(tokenizer, str):
+                raise LLModelError("choose a tokenizer")
+            return {"inputs": split_paths(value("inputs")), "tokenizer_path": tokenizer,
+                    "output": str(workspace / "datasets" / value("name").strip()),
+                    "val_fraction": number(value("val_fraction"), float, "validation fraction")}  # fmt: skip
+        config = self.query_one("#pretrain-config", Select).value
+        dataset = self.query_one("#pretrain-dataset", Select).value
+        if not isinstance(config, str) or config not in self.configs:
+            raise LLModelError("choose a model config (save one in the Config tab)")
+        if not isinstance(dataset, str):
+            raise LLModelError("choose a dataset (prepare one first)")
+        settings = {
+            "max_steps": number(value("max_steps"), int, "max_steps"),
+            "batch_size": number(value("batch_size"), int, "batch_size"),
+            "seq_len": number(value("seq_len"), int, "seq_len", optional=True),
+            "learning_rate": number(value("learning_rate"), float, "learning_rate"),
+            "warmup_steps": number(value("warmup_steps"), int, "warmup_steps"),
+            "eval_interval": number(value("eval_interval"), int, "eval_interval"),
+            "checkpoint_interval": number(value("checkpoint_interval"), int, "checkpoint_interval"),
+            "device": value("device").strip() or "auto",
+        }
+        train = TrainConfig.from_dict(settings, source="training settings")
+        return {"model_config": {k: v for k, v in self.configs[config].items()}, "train_config": train.to_dict(),
+                "data_paths": [dataset], "tokenizer_path": None, "cache_root": str(workspace / "datasets")}  # fmt: skip
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
+    def _submit(self, kind: str, spec: dict[str, Any]) -> None:
+        client = self.app.client  # type: ignore[attr-defined]
+        if client is None:
+            raise LLModelError("not connected to the engine")
+        run_id = client.submit(kind, spec)
+        self.post_message(JobSubmitted(run_id, kind))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_worker_error(self, event)
+
+
+def _refill(select: Select[str], options: list[tuple[str, str]]) -> None:
+    if not select.query("SelectOverlay"):  # the Select's own parts are not mounted yet
+        select.call_after_refresh(_refill, select, options)
+        return
+    current = select.value
+    select.set_options(options)
+    if isinstance(current, str) and current in {v for _, v in options}:
+        select.value = current
+    elif options:
+        select.value = options[0][1]

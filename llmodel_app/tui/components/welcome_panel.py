@@ -1,0 +1,91 @@
+"""The home tab: on an empty workspace, the quickstart as one action and its progress; else a summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Button, Label, ProgressBar, Static
+
+FINISHED = ("completed", "failed", "cancelled", "failed_resumable")
+
+WELCOME = """\
+[b]Welcome to LLModel.[/b] This workspace is empty.
+
+The quickstart builds everything from Python's own standard library, with nothing to download: a corpus → a SentencePiece tokenizer → a binary dataset → a small transformer trained from scratch → evaluation → a first reply. It takes a few minutes on a CPU, and it keeps running if you quit.
+"""
+
+
+class WelcomePanel(VerticalScroll):
+    """Offers the quickstart on an empty workspace and follows its progress; otherwise shows the summary."""
+
+    DEFAULT_CSS = """
+    WelcomePanel { padding: 1 2; }
+    WelcomePanel #welcome-intro { margin-bottom: 1; }
+    WelcomePanel #quickstart-progress { height: auto; margin-top: 1; }
+    WelcomePanel ProgressBar { margin-top: 1; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.quickstart_run: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(WELCOME, id="welcome-intro")
+        yield Button("Run the quickstart", id="quickstart", variant="primary")
+        with Vertical(id="quickstart-progress"):
+            yield Label("", id="quickstart-stage")
+            yield ProgressBar(id="quickstart-bar", show_eta=False)
+        yield Static("", id="workspace-summary")
+
+    def on_mount(self) -> None:
+        self.query_one("#quickstart-progress").display = False
+        self.show_summary(None)
+
+    def show_summary(self, data: dict[str, Any] | None) -> None:
+        """Welcome (and the quickstart button) when the workspace holds nothing; a summary otherwise."""
+        summary = (data or {}).get("summary") or {}
+        empty = data is not None and not summary.get("runs_total") and not summary.get("configs")
+        self.query_one("#welcome-intro").display = empty or data is None
+        self.query_one("#quickstart", Button).display = empty and self.quickstart_run is None
+        if data is None:
+            self.query_one("#workspace-summary", Static).update("[dim]connecting to the engine…[/dim]")
+            return
+        runs = summary.get("runs") or {}
+        by_status = ", ".join(f"{n} {status}" for status, n in runs.items() if n) or "none yet"
+        text = (
+            f"[b]Workspace[/b] {data.get('path', '')}\n\n"
+            f"configs {summary.get('configs', 0)} · tokenizers {summary.get('tokenizers', 0)} · "
+            f"datasets {summary.get('datasets', 0)}\nruns {summary.get('runs_total', 0)}: {by_status}\n\n"
+            "Select a run in the sidebar to watch it; ctrl+p lists every action; F1 for help."
+        )
+        self.query_one("#workspace-summary", Static).update("" if empty else text)
+
+    def follow_quickstart(self, run_id: str) -> None:
+        self.quickstart_run = run_id
+        self.query_one("#quickstart", Button).display = False
+        self.query_one("#quickstart-progress").display = True
+        self.query_one("#quickstart-stage", Label).update(f"quickstart {run_id}: queued")
+
+    def quickstart_event(self, event: dict[str, Any]) -> None:
+        """Progress of the quickstart job: its stage, a bar, then the outcome."""
+        kind = event.get("type")
+        stage = self.query_one("#quickstart-stage", Label)
+        bar = self.query_one("#quickstart-bar", ProgressBar)
+        if kind == "progress":
+            done, total = event.get("done", 0), event.get("total", 0)
+            stage.update(f"quickstart: {event.get('stage', '')}")
+            bar.update(total=total or None, progress=done)
+        elif kind == "step":
+            total = event.get("total_steps") or bar.total
+            stage.update(f"quickstart: training, step {event.get('step')}  loss {event.get('loss', 0):.3f}")
+            bar.update(total=total, progress=event.get("step", 0))
+        elif (kind == "job" or event.get("final")) and event.get("status") in FINISHED:
+            outcome = event["status"]
+            note = f" — {event['error']}" if event.get("error") else ""
+            stage.update(f"quickstart {outcome}{note}. Open its run in the sidebar.")
+            if outcome == "completed":
+                bar.update(total=1, progress=1)
+        elif kind == "status" and event.get("total_steps"):
+            bar.update(total=event["total_steps"])

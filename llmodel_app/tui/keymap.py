@@ -1,0 +1,99 @@
+"""Every key binding of the workbench, in one place (shown in the footer and the help screen)."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+# Tabs of the main area, in order; the digit keys jump to them.
+TABS = (
+    ("home", "Home"),
+    ("run", "Run"),
+    ("attention", "Attention"),
+    ("chat", "Chat"),
+    ("serve", "Serve"),
+    ("config", "Config"),
+    ("launch", "Launch"),
+    ("compare", "Compare"),
+)
+
+APP = [
+    Binding("ctrl+q", "quit", "Quit", priority=True),
+    Binding("f1", "help", "Help"),
+    Binding("question_mark", "help", "Help", show=False),
+    Binding("ctrl+t", "toggle_theme", "Theme"),
+    Binding("ctrl+r", "refresh", "Refresh"),
+    Binding("ctrl+e", "start_engine", "Start engine", show=False),
+    Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
+    *[
+        Binding(str(n), f"show_tab('{tab}')", title, show=False)
+        for n, (tab, title) in enumerate(TABS, start=1)
+    ],
+]
+
+RUN_VIEW = [
+    Binding("s", "smoothing(1)", "Smooth+"),
+    Binding("S", "smoothing(-1)", "Smooth-"),
+    Binding("g", "toggle_log", "Log scale"),
+    Binding("x", "toggle_axis", "Step/time"),
+    Binding("c", "cancel_run", "Cancel run"),
+    Binding("r", "resume_run", "Resume run"),
+]
+
+ATTENTION = [
+    Binding("right_square_bracket", "layer(1)", "Layer+"),
+    Binding("left_square_bracket", "layer(-1)", "Layer-"),
+    Binding("full_stop", "head(1)", "Head+"),
+    Binding("comma", "head(-1)", "Head-"),
+    Binding("n", "snapshot(1)", "Next step"),
+    Binding("p", "snapshot(-1)", "Prev step"),
+    Binding("m", "toggle_mean", "Mean of heads"),
+]
+
+HEATMAP = [
+    Binding("up", "cursor(-1, 0)", "Query up", show=False),
+    Binding("down", "cursor(1, 0)", "Query down", show=False),
+    Binding("left", "cursor(0, -1)", "Key left", show=False),
+    Binding("right", "cursor(0, 1)", "Key right", show=False),
+]
+
+CHAT = [
+    Binding("ctrl+s", "stop", "Stop"),
+    Binding("ctrl+l", "clear", "Clear"),
+    Binding("ctrl+y", "copy", "Copy"),
+]
+
+COMPARE = [
+    Binding("g", "toggle_log", "Log scale"),
+]
+
+HELP_TEXT = """\
+# LLModel workbench
+
+The sidebar lists the workspace: configs, tokenizers, datasets and runs (with their checkpoints).
+Select a run to open it, a checkpoint to chat with it, a config to edit it.
+
+| key | action |
+| --- | --- |
+| ctrl+p | command palette: every action |
+| 1 … 8 | Home · Run · Attention · Chat · Serve · Config · Launch · Compare |
+| F1, ? | this help |
+| ctrl+t | dark / light theme |
+| ctrl+r | refresh the workspace |
+| ctrl+e | start the engine when it is not running |
+| ctrl+b | show / hide the sidebar |
+| ctrl+q | quit (runs go on in the engine) |
+
+**Run view**: `s`/`S` more/less EMA smoothing, `g` log scale, `x` step or training-time axis,
+`c` cancel the run (it checkpoints first), `r` resume a cancelled or failed run.
+
+**Attention**: `[` `]` layer, `,` `.` head, `m` mean over heads, `n` `p` next/previous snapshot
+(in training order); the arrow keys move a cursor over the map and show that query/key pair's weight.
+
+**Chat**: enter sends; `ctrl+s` stops the reply, `ctrl+l` clears, `ctrl+y` copies the conversation.
+
+**Serve**: the switch starts or stops the REST server; a host other than 127.0.0.1 needs an API key.
+"""
+
+CONFIRM = [Binding("escape", "dismiss(False)", "No"), Binding("y", "dismiss(True)", "Yes")]
+
+CLOSE = [Binding("escape", "dismiss", "Close")]

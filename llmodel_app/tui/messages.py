@@ -1,0 +1,87 @@
+"""Messages of the workbench: widgets post them up, the app routes them ("attributes down, messages up")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class EngineConnected(Message):
+    """A client of the workspace's engine is ready."""
+
+    def __init__(self, client: Any) -> None:
+        super().__init__()
+        self.client = client
+
+
+class EngineLost(Message):
+    """The engine stopped answering; the app keeps trying to reconnect."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+class WorkspaceLoaded(Message):
+    """Fresh listings of the workspace: runs (with checkpoints), configs, tokenizers, datasets, summary."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__()
+        self.data = data
+
+
+class RunSelected(Message):
+    """Open a run in the run view."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+
+
+class CheckpointSelected(Message):
+    """A checkpoint (or a run's latest one) chosen for chat and serving."""
+
+    def __init__(self, run_id: str, path: str) -> None:
+        super().__init__()
+        self.run_id, self.path = run_id, path
+
+
+class ConfigSelected(Message):
+    """Open a saved model config in the config editor."""
+
+    def __init__(self, name: str, data: dict[str, Any]) -> None:
+        super().__init__()
+        self.name, self.data = name, data
+
+
+class JobSubmitted(Message):
+    """A job was queued; the tree refreshes and the welcome panel may follow it."""
+
+    def __init__(self, run_id: str, kind: str) -> None:
+        super().__init__()
+        self.run_id, self.kind = run_id, kind
+
+
+class ServingChanged(Message):
+    """The model server's status as last polled (``/api/serve``)."""
+
+    def __init__(self, status: dict[str, Any]) -> None:
+        super().__init__()
+        self.status = status
+
+
+class ChatDelta(Message):
+    """The reply so far (streamed tokens), or its end with ``done``."""
+
+    def __init__(self, text: str, *, turn: int, done: bool = False, error: str | None = None) -> None:
+        super().__init__()
+        self.text, self.turn, self.done, self.error = text, turn, done, error
+
+
+class AttentionCursor(Message):
+    """The heatmap's cursor moved: the query and key tokens under it and their weight."""
+
+    def __init__(self, query: str, key: str, weight: float) -> None:
+        super().__init__()
+        self.query, self.key, self.weight = query, key, weight

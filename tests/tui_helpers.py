@@ -1,0 +1,53 @@
+"""Helpers of the workbench tests: waiting on the app, and a trained run in the test's workspace."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+
+from engine.client import EngineClient
+
+
+async def wait_for(
+    pilot: Pilot, condition: Callable[[], Any], timeout: float = 60.0, what: str = "condition"
+) -> Any:
+    """Let the app run until ``condition()`` is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def train_run(
+    workspace: Path, dataset_dir: Path, tokenizer_dir: Path, model_config: dict[str, Any], steps: int = 8
+) -> str:
+    """Submit a nano pretraining job to the workspace's engine, wait for it to finish, return its run id."""
+    train = {
+        "batch_size": 2, "seq_len": 16, "max_steps": steps, "warmup_steps": 1, "learning_rate": 3e-3,
+        "eval_interval": 4, "eval_batches": 1, "sample_interval": 4, "sample_tokens": 8, "checkpoint_interval": 4,
+        "attention_interval": 4, "log_interval": 2, "device": "cpu",
+    }  # fmt: skip
+    spec = {
+        "model_config": model_config, "train_config": train, "data_paths": [str(dataset_dir)],
+        "tokenizer_path": str(tokenizer_dir), "cache_root": str(workspace / "datasets"),
+    }  # fmt: skip
+    with EngineClient.connect(workspace) as client:
+        run_id = client.submit("pretrain", spec)
+        final = [event for event in client.follow(run_id) if event.get("type") in ("status", "end")][-1]
+        assert final.get("status") == "completed", final
+    return run_id
+
+
+async def mounted(pilot: Pilot, selector: str, timeout: float = 30.0) -> Any:
+    """The widget matching ``selector`` on the workbench's screen, once its (lazy) tab has mounted it."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.screen_stack[0].query(selector), timeout, what=f"{selector} to mount")
+    await pilot.pause()
+    return app.screen_stack[0].query_one(selector)
