@@ -126,11 +126,11 @@ def test_the_run_view_continues_the_recorded_curve_with_live_events_each_step_on
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             app.open_run(RUN_A)
+            view = await mounted(pilot, "#run-view")
             chart = app.query_one("#chart-loss", MetricChart)
             await wait_for(pilot, lambda: len(chart.points) == 42, what="history plus live steps")
             assert [x for x, _ in chart.points] == [float(s) for s in range(1, 43)]
             assert chart.points[38][1] != 9.0, "a replayed step does not overwrite the history"
-            view = app.query_one("#run-view")
             assert view.checkpoints[42]["best"] and not view.checkpoints[40]["best"]
             await pilot.press("x")
             await pilot.pause(0.1)
@@ -227,7 +227,8 @@ def test_help_theme_and_cancel_confirmation():
             await pilot.press("ctrl+t")
             assert app.current_theme.dark != dark
             app.open_run(RUN_A)
-            await wait_for(pilot, lambda: app.query_one("#run-view").loaded, what="the run")
+            view = await mounted(pilot, "#run-view")
+            await wait_for(pilot, lambda: view.loaded, what="the run")
             await pilot.press("c")
             await pilot.pause(0.1)
             await pilot.press("y")

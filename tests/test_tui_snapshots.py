@@ -38,7 +38,7 @@ async def loaded(pilot: Pilot) -> None:
 async def open_run(pilot: Pilot, run_id: str = RUN_A) -> Any:
     await loaded(pilot)
     pilot.app.open_run(run_id)  # type: ignore[attr-defined]
-    run_view = pilot.app.query_one("#run-view")
+    run_view = await mounted(pilot, "#run-view")
     await wait_for(pilot, lambda: run_view.loaded, what="the run view")  # type: ignore[attr-defined]
     return run_view
 

@@ -47,7 +47,12 @@ def train_run(
 
 async def mounted(pilot: Pilot, selector: str, timeout: float = 30.0) -> Any:
     """The widget matching ``selector`` on the workbench's screen, once its (lazy) tab has mounted it."""
-    app = pilot.app
-    await wait_for(pilot, lambda: app.screen_stack[0].query(selector), timeout, what=f"{selector} to mount")
+    screen = pilot.app.screen_stack[0]
+    await wait_for(
+        pilot,
+        lambda: screen.query(selector) and screen.query_one(selector).is_mounted,
+        timeout,
+        what=f"{selector} to mount",
+    )
     await pilot.pause()
-    return app.screen_stack[0].query_one(selector)
+    return screen.query_one(selector)

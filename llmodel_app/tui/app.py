@@ -107,9 +107,12 @@ class LLModelApp(App[None]):
         yield Footer()
 
     def view(self, kind: type[ViewT]) -> ViewT | None:
-        """The app's one widget of ``kind``, or None while it is not mounted (a lazy tab, or shutting down)."""
+        """The app's one widget of ``kind``, or None until it has mounted (a lazy tab) or while shutting down.
+
+        A view that mounts later reads what it needs from the app in its ``on_mount``.
+        """
         found = self.main.query(kind)
-        return found.first() if found else None
+        return found.first() if found and found.first().is_mounted else None
 
     @property
     def main(self) -> Screen[Any]:

@@ -54,6 +54,8 @@ class AttentionView(Vertical):
 
     def open_run(self, run_id: str, client: Any, *, force: bool = False) -> None:
         """Show ``run_id``'s newest snapshot; ``force`` re-reads the list (a new snapshot was saved)."""
+        if not self.query(AttentionHeatmap):
+            return  # still mounting: on_mount opens the app's current run
         if run_id == self.run_id and self.snapshots and not force:
             return
         if run_id != self.run_id:

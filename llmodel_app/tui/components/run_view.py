@@ -116,6 +116,8 @@ class RunView(Vertical, can_focus=True):
 
     def open_run(self, run_id: str, client: Any) -> None:
         """Show ``run_id``: its recorded history first, then its live events from the catalog's offset."""
+        if not self.query("#run-log"):
+            return  # still mounting: on_mount opens the app's current run
         if self._feed is not None:
             self._feed.stop()
         self.run_id, self.run, self.loaded = run_id, {"id": run_id}, False

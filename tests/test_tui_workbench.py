@@ -1,0 +1,93 @@
+"""The workbench against a real engine: tree → run view → attention → chat → REST toggle, with a nano model."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmodel_app.tui.app import LLModelApp
+from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
+from llmodel_app.tui.components.metric_chart import MetricChart
+from llmodel_app.tui.components.workspace_tree import WorkspaceTree
+from llmodel_app.tui.serving import free_port
+from tests.tui_helpers import mounted, train_run, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_trained_run_opens_charts_attention_chat_and_rest(
+    tmp_path: Path, dataset_dir, tokenizer_dir, nano_config
+):
+    workspace = tmp_path / "workspace"
+    run_id = train_run(workspace, dataset_dir, tokenizer_dir, nano_config.to_dict(), steps=8)
+    asyncio.run(_tree_run_attention_chat_rest(workspace, run_id))
+
+
+async def _tree_run_attention_chat_rest(workspace: Path, run_id: str) -> None:
+    app = LLModelApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tree = app.query_one(WorkspaceTree)
+        await wait_for(pilot, lambda: run_id in tree.runs, what="the run in the tree")
+        assert "engine ● connected" in app.sub_title
+
+        # The run view: the chart holds every recorded step of the run.
+        assert tree.select_run(run_id)
+        run_view = await mounted(pilot, "#run-view")
+        await wait_for(pilot, lambda: run_view.loaded and run_view.run_id == run_id, what="the run view")
+        await pilot.pause(0.5)
+        chart = app.query_one("#chart-loss", MetricChart)
+        assert [x for x, _ in chart.points] == [float(step) for step in range(1, 9)]
+        assert app.query_one("#chart-val_loss", MetricChart).points, "eval points"
+        await pilot.press("s", "g", "x")
+        assert run_view.smoothing_index == 1 and run_view.log_scale and run_view.axis == "time"
+        assert sorted(run_view.checkpoints) == [4, 8]
+
+        # The attention view: the newest snapshot, then the previous one in training order.
+        await pilot.press("3")
+        attention = await mounted(pilot, "#attention-view")
+        await wait_for(pilot, lambda: attention.data is not None, what="an attention snapshot")
+        assert attention.data["step"] == 8 and app.query_one(AttentionHeatmap).tokens
+        attention.action_snapshot(-1)
+        await wait_for(pilot, lambda: attention.data["step"] == 4, what="the earlier snapshot")
+        attention.action_layer(1)
+        assert attention.layer_index == 1
+
+        # Chat: choosing a checkpoint, sending a message, a streamed reply.
+        checkpoint = tree.runs[run_id]["checkpoints"][-1]["path"]
+        app.choose_checkpoint(run_id, checkpoint)
+        chat = await mounted(pilot, "#chat-pane")
+        chat.send("def hello():")
+        await wait_for(
+            pilot, lambda: not chat.streaming and len(chat.history) == 2, timeout=90, what="a chat reply"
+        )
+        assert chat.history[1]["role"] == "assistant" and chat.history[1]["content"]
+
+        # REST: off (the chat's server), then on at a chosen port, queried from outside, then off again.
+        await pilot.press("5")
+        rest = await mounted(pilot, "#rest-panel")
+        await wait_for(pilot, lambda: rest.status.get("running"), what="the chat's server in the REST panel")
+        switch = app.query_one("#rest-switch")
+        switch.value = False
+        await wait_for(
+            pilot, lambda: not rest.status.get("running") and not rest.busy, what="the server stopping"
+        )
+        port = free_port()
+        app.query_one("#rest-port").value = str(port)
+        switch.value = True
+        await wait_for(pilot, lambda: rest.status.get("port") == port and rest.status.get("health") == "ok",
+                       timeout=90, what="the REST server")  # fmt: skip
+        assert str(port) in rest.curl
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "def", "max_tokens": 3}, timeout=30
+        )
+        assert reply.status_code == 200
+        await wait_for(pilot, lambda: (rest.status.get("requests") or 0) >= 1, what="a live request count")
+        switch.value = False
+        await wait_for(
+            pilot, lambda: not rest.status.get("running") and not rest.busy, what="the server stopping"
+        )
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
