@@ -10,6 +10,7 @@ import torch
 
 from engine.errors import LLModelError
 from engine.model import ModelConfig, Transformer
+from engine.model.decode_layout import prepare_for_decoding
 from engine.tokenizer import Tokenizer
 from engine.training import checkpoint as ckpt
 from engine.training.device import resolve_device
@@ -49,4 +50,6 @@ def load_for_inference(
     model = Transformer(config)
     ckpt.load_weights(checkpoint, model)
     model.to(target).eval()
+    if target.type == "cpu":
+        prepare_for_decoding(model)
     return LoadedModel(model, tokenizer, checkpoint, target)

@@ -333,11 +333,11 @@ def test_block_applies_its_norms_before_or_after_each_residual_sublayer(norm_fir
         for norm in (block.input_layernorm, block.post_attention_layernorm):
             norm.weight.uniform_(0.5, 1.5)
     x = torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(3))
-    positions = torch.arange(7).expand(2, 7)
-    out, _ = block(x, positions, model.rope, None)
+    rope = model.rope(torch.arange(7).expand(2, 7))
+    out, _ = block(x, rope, None)
 
     def attn(h):
-        return block.self_attn(h, positions, model.rope, None)[0]
+        return block.self_attn(h, rope, None)[0]
 
     ln1, ln2, mlp = block.input_layernorm, block.post_attention_layernorm, block.mlp
     if norm_first:

@@ -11,27 +11,60 @@ from torch import nn
 from engine.model.config import ModelConfig
 from engine.model.kv_cache import LayerKVCache
 
-# Products with at most this many rows (each decoding step) take Linear's split path on CPU.
+# Products with at most this many rows (decoding steps) take the few-row path once weights are laid out for it.
 FEW_ROWS = 16
 
 
-class Linear(nn.Linear):
-    """``nn.Linear`` that spreads products of a few rows over the CPU threads.
+def few_row_product(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+    """``x (..., in) @ weight_t (in, out)`` for a few rows, with the input dimension split over the CPU threads.
 
-    BLAS runs a one- or few-row product (a decoding step) on one core at a fraction of the memory bandwidth.
-    Viewing the weight as one block of output rows per thread and multiplying with ``bmm`` gives each thread its
-    own block, which about doubles decoding speed on a 2-core CPU. Training-sized inputs keep ``F.linear``.
+    BLAS runs a one-row product on one core, and reads an (out, in) weight far slower than an (in, out) one.
+    One ``bmm`` over per-thread blocks of input rows of the (in, out) layout, each a contiguous stretch of
+    memory, then a sum of the partial products, streams the weight at close to the memory bandwidth
+    (benchmarks/RESULTS.md, "Generation").
     """
+    rows, (n_in, n_out) = x.numel() // x.shape[-1], weight_t.shape
+    blocks = math.gcd(n_in, torch.get_num_threads())
+    if blocks == 1:
+        out = x.reshape(rows, n_in) @ weight_t
+    else:
+        parts = x.reshape(rows, blocks, n_in // blocks).transpose(0, 1)
+        out = torch.bmm(parts, weight_t.view(blocks, n_in // blocks, n_out)).sum(0)
+    return out.view(*x.shape[:-1], n_out)
+
+
+def _uses_few_row_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True for a CPU product of a few rows, without autograd, on a weight stored transposed (decode layout)."""
+    return (
+        weight.stride(1) != 1
+        and x.device.type == "cpu"
+        and x.numel() <= FEW_ROWS * x.shape[-1]
+        and not torch.is_grad_enabled()
+    )
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` that takes :func:`few_row_product` once :mod:`engine.model.decode_layout` re-laid its weight."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // self.in_features
-        blocks = math.gcd(self.out_features, torch.get_num_threads())
-        if x.device.type != "cpu" or not 0 < rows <= FEW_ROWS or blocks == 1 or self.bias is not None:
-            return F.linear(x, self.weight, self.bias)
-        weight = self.weight.view(blocks, self.out_features // blocks, self.in_features)
-        columns = x.reshape(rows, self.in_features).t().expand(blocks, -1, -1)
-        out = torch.bmm(weight, columns).view(self.out_features, rows).t()
-        return out.reshape(*x.shape[:-1], self.out_features).contiguous()
+        if self.bias is None and _uses_few_row_path(x, self.weight):
+            return few_row_product(x, self.weight.t())
+        return F.linear(x, self.weight, self.bias)
+
+
+def fused_product(x: torch.Tensor, fused_t: torch.Tensor | None, first: Linear) -> torch.Tensor | None:
+    """``x`` times several projections at once through their shared transposed storage, when it is current.
+
+    ``fused_t`` is the (in, sum of outs) tensor :mod:`engine.model.decode_layout` made; it is current while
+    ``first``'s weight still views it (moving or reloading the model makes new tensors).
+    """
+    if (
+        fused_t is None
+        or first.weight.data_ptr() != fused_t.data_ptr()
+        or not _uses_few_row_path(x, first.weight)
+    ):
+        return None
+    return few_row_product(x, fused_t)
 
 
 class RMSNorm(nn.Module):
@@ -43,10 +76,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype == torch.float32:
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         # Normalise in fp32 for stability under bf16 autocast.
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (h * self.weight.float()).to(x.dtype)
+        return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
 
 
 def build_norm(config: ModelConfig) -> nn.Module:
@@ -62,22 +95,24 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         freqs = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
-        emb = torch.cat([freqs, freqs], dim=-1)
-        self.register_buffer("cos", emb.cos(), persistent=False)
-        self.register_buffer("sin", emb.sin(), persistent=False)
+        self.register_buffer("cos", torch.cat([freqs.cos(), freqs.cos()], dim=-1), persistent=False)
+        # sin with the sign of rotate_half folded in: rotate_half(x) * sin == x.roll(half) * signed_sin.
+        self.register_buffer("signed_sin", torch.cat([-freqs.sin(), freqs.sin()], dim=-1), persistent=False)
 
-    def forward(
-        self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotate q and k (B, H, T, hd) by the angles of ``positions`` (B, T)."""
-        cos = self.cos[positions].unsqueeze(1).to(q.dtype)
-        sin = self.sin[positions].unsqueeze(1).to(q.dtype)
-        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+    def forward(self, positions: torch.Tensor) -> RopeTables:
+        """The (B, 1, T, hd) cos and signed-sin tables of ``positions`` (B, T), computed once per forward pass."""
+        return self.cos[positions].unsqueeze(1), self.signed_sin[positions].unsqueeze(1)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([-x2, x1], dim=-1)
+RopeTables = tuple[torch.Tensor, torch.Tensor]
+
+
+def apply_rotary(x: torch.Tensor, tables: RopeTables) -> torch.Tensor:
+    """Rotate ``x`` (B, H, T, hd) by the angles the tables hold."""
+    cos, signed_sin = tables
+    if cos.dtype != x.dtype:  # bf16 activations under autocast
+        cos, signed_sin = cos.to(x.dtype), signed_sin.to(x.dtype)
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * signed_sin
 
 
 def sinusoidal_table(max_len: int, dim: int) -> torch.Tensor:
@@ -119,23 +154,31 @@ class Attention(nn.Module):
         self.k_proj = Linear(d, kv, bias=False)
         self.v_proj = Linear(d, kv, bias=False)
         self.o_proj = Linear(d, d, bias=False)
+        self.qkv_t: torch.Tensor | None = None  # q|k|v weights stored together, transposed (decode layout)
 
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
-        rope: RotaryEmbedding | None,
+        rope: RopeTables | None,
         bias: torch.Tensor | None,
         cache: LayerKVCache | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend causally; ``bias`` is an additive (B|1, H|1, Tq, Tk) mask/bias or None for plain causal."""
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        if rope is not None:
-            q, k = rope(q, k, positions)
+        qkv = fused_product(x, self.qkv_t, self.q_proj)
+        if qkv is None:
+            q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+            k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+            if rope is not None:
+                q, k = apply_rotary(q, rope), apply_rotary(k, rope)
+        else:  # decoding: one product, one transpose, one rotation of q|k together
+            heads = qkv.view(B, T, self.n_heads + 2 * self.n_kv_heads, self.head_dim).transpose(1, 2)
+            qk, v = heads.split([self.n_heads + self.n_kv_heads, self.n_kv_heads], dim=1)
+            if rope is not None:
+                qk = apply_rotary(qk, rope)
+            q, k = qk.split([self.n_heads, self.n_kv_heads], dim=1)
         if cache is not None:
             k, v = cache.append(k, v)
         if self.n_kv_heads != self.n_heads:
@@ -180,13 +223,20 @@ class FeedForward(nn.Module):
         self.up_proj = Linear(config.d_model, config.d_ff, bias=False)
         self.down_proj = Linear(config.d_ff, config.d_model, bias=False)
         self.dropout = nn.Dropout(config.dropout)
+        self.gate_up_t: torch.Tensor | None = None  # gate|up weights stored together, transposed (decode layout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.swiglu:
-            h = F.silu(self.gate_proj(x)) * self.up_proj(x)
+            gate_up = fused_product(x, self.gate_up_t, self.gate_proj)
+            if gate_up is None:
+                h = F.silu(self.gate_proj(x)) * self.up_proj(x)
+            else:
+                gate, up = gate_up.chunk(2, dim=-1)
+                h = F.silu(gate) * up
         else:
             h = F.gelu(self.up_proj(x))
-        return self.dropout(self.down_proj(h))
+        out = self.down_proj(h)
+        return self.dropout(out) if self.training else out  # no module call per decoding step
 
 
 class Block(nn.Module):
@@ -204,18 +254,17 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
-        rope: RotaryEmbedding | None,
+        rope: RopeTables | None,
         bias: torch.Tensor | None,
         cache: LayerKVCache | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.norm_first:
-            h, weights = self.self_attn(self.input_layernorm(x), positions, rope, bias, cache, need_weights)
-            x = x + self.resid_dropout(h)
+            h, weights = self.self_attn(self.input_layernorm(x), rope, bias, cache, need_weights)
+            x = x + (self.resid_dropout(h) if self.training else h)
             x = x + self.mlp(self.post_attention_layernorm(x))
         else:
-            h, weights = self.self_attn(x, positions, rope, bias, cache, need_weights)
-            x = self.input_layernorm(x + self.resid_dropout(h))
+            h, weights = self.self_attn(x, rope, bias, cache, need_weights)
+            x = self.input_layernorm(x + (self.resid_dropout(h) if self.training else h))
             x = self.post_attention_layernorm(x + self.mlp(x))
         return x, weights

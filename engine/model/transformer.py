@@ -136,15 +136,17 @@ class Transformer(nn.Module):
             x = x + self.model.embed_positions(positions)
         elif self.config.pos_type == "sinusoidal":
             x = x + self.sinusoidal[positions].to(x.dtype)
-        x = self.drop(x)
+        if self.training:
+            x = self.drop(x)
         bias = self._attention_bias(T, past, attention_mask, input_ids.device)
+        rope = self.rope(positions) if self.rope is not None else None
         attentions: list[torch.Tensor] | None = [] if return_attention else None
         for i, layer in enumerate(self.model.layers):
             cache = kv_cache.layers[i] if kv_cache is not None else None
             if self.gradient_checkpointing and self.training and cache is None and not return_attention:
-                x, weights = checkpoint(layer, x, positions, self.rope, bias, use_reentrant=False)
+                x, weights = checkpoint(layer, x, rope, bias, use_reentrant=False)
             else:
-                x, weights = layer(x, positions, self.rope, bias, cache, return_attention)
+                x, weights = layer(x, rope, bias, cache, return_attention)
             if attentions is not None:
                 attentions.append(weights)
         hidden = self.model.norm(x)
