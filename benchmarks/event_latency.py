@@ -25,7 +25,8 @@ from engine.client import EngineClient
 TARGET_MS = 250.0
 
 
-def _writer(path: Path, rate: float, count: int, started: threading.Event) -> None:
+def write_step_events(path: Path, rate: float, count: int, started: threading.Event) -> None:
+    """Play a running job: append ``count`` step events to ``path`` at ``rate`` per second, then a final status."""
     started.wait()
     interval = 1.0 / rate
     next_time = time.perf_counter()
@@ -73,7 +74,7 @@ def run(rate: float, seconds: float) -> dict[str, float]:
             ready_a.wait(10)
             ready_b.wait(10)
             time.sleep(0.5)  # let both subscriptions reach the engine
-            writer = threading.Thread(target=_writer, args=(run_dir / "events.jsonl", rate, count, go))
+            writer = threading.Thread(target=write_step_events, args=(run_dir / "events.jsonl", rate, count, go))
             writer.start()
             go.set()
             writer.join()

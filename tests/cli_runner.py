@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from llmodel_app.cli.main import main
+from llmodel_app.cli.entry import main  # the console script's entry, fast paths included
 
 
 @dataclass

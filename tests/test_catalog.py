@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +341,7 @@ def test_a_read_only_catalog_reads_what_the_writer_wrote_and_refuses_writes(tmp_
 # -- speed -------------------------------------------------------------------------------------------
 
 
-def test_listing_a_thousand_runs_is_fast(tmp_path: Path) -> None:
+def test_listing_a_thousand_runs_gives_each_its_latest_metrics(tmp_path: Path) -> None:
     Catalog.open(tmp_path).close()
     with duckdb.connect(str(tmp_path / CATALOG_FILE)) as conn:  # seed in bulk: 1,000 runs × 100 metric rows
         conn.execute(
@@ -357,9 +356,6 @@ def test_listing_a_thousand_runs_is_fast(tmp_path: Path) -> None:
             "INSERT INTO metrics SELECT 'run-' || i, s, NULL, 'loss', 1.0 / (s + 1) "
             "FROM range(1000) AS t(i), range(1, 101) AS u(s)"
         )
-    with Catalog.open(tmp_path) as cat:
-        started = time.perf_counter()
+    with Catalog.open(tmp_path) as cat:  # timings: benchmarks/runs_list.py
         runs = cat.list_runs()
-        elapsed = time.perf_counter() - started
     assert len(runs) == 1000 and runs[0]["id"] == "run-999" and runs[0]["val_loss"] == 2.7
-    assert elapsed < 0.3, f"list_runs of 1,000 runs took {elapsed:.3f} s"

@@ -86,6 +86,20 @@ def test_embed_gives_token_vectors_and_a_pooled_vector(server):
     assert mean == pytest.approx(body["embeddings"][0], abs=1e-5)
 
 
+def test_attention_gives_every_layer_and_heads_map_of_a_typed_text(server):
+    with server.client() as http:
+        body = http.post("/attention", json={"text": "def add(a, b):"}).json()
+        empty = http.post("/attention", json={"text": ""})
+    config = server.service.loaded.model.config
+    tokens, weights = body["tokens"], body["weights"]
+    assert "".join(tokens).startswith("def") and len(weights) == config.n_layers
+    assert all(len(layer) == config.n_heads for layer in weights)
+    for row_index, row in enumerate(weights[0][0]):  # causal rows, each a distribution over the keys
+        assert len(row) == len(tokens) and sum(row) == pytest.approx(1.0, abs=1e-3)
+        assert all(value == 0 for value in row[row_index + 1 :])
+    assert empty.status_code == 400 and "no tokens" in empty.json()["error"]["message"]
+
+
 # -- OpenAI, through the official client ----------------------------------------------------------------
 
 

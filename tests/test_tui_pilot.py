@@ -249,6 +249,9 @@ def test_llmodel_without_a_subcommand_opens_the_workbench(capsys, monkeypatch, t
     monkeypatch.setattr("llmodel_app.tui.app.run_workbench", opened.append)
     assert run_cli(capsys, "--workspace", str(tmp_path / "lab")).code == 0
     assert opened == [(tmp_path / "lab").resolve()]
+    monkeypatch.setenv("LLMODEL_WORKSPACE", str(tmp_path / "default"))
+    assert run_cli(capsys).code == 0  # no arguments at all: the entry opens it without loading the CLI
+    assert opened[-1] == (tmp_path / "default").resolve()
 
 
 def test_the_attention_view_steps_through_snapshots_layers_heads_and_cells():

@@ -65,6 +65,15 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str) -> None:
         )
         assert chat.history[1]["role"] == "assistant" and chat.history[1]["content"]
 
+        # The attention view on a typed text: the chosen checkpoint's maps, computed by the model server.
+        await pilot.press("3")
+        prompt = app.query_one("#attention-prompt")
+        prompt.value = "def add(a, b):"
+        await prompt.action_submit()
+        await wait_for(pilot, lambda: attention.prompt_model == checkpoint, timeout=60, what="a typed text's maps")
+        assert "".join(attention.data["tokens"]).startswith("def") and len(attention.data["weights"]) == 2
+        assert "typed text" in str(app.query_one("#attention-title").render())
+
         # REST: off (the chat's server), then on at a chosen port, queried from outside, then off again.
         await pilot.press("5")
         rest = await mounted(pilot, "#rest-panel")

@@ -19,10 +19,10 @@ from typing import Any
 import duckdb
 
 from engine.catalog.ingest import FINISHED_STATUSES, RUN_STATUSES, EventBatch, events_to_batch
+from engine.catalog.runs_index import CATALOG_FILE, RunsIndexWriter
 from engine.catalog.schema import SCHEMA_VERSION, TIMESTAMP_PARAM, check_not_newer, migrate, schema_version
 from engine.errors import LLModelError
 
-CATALOG_FILE = "workspace.duckdb"
 CONFIG_KINDS = ("model", "train")
 # Tables whose rows belong to one run, keyed by run_id.
 RUN_TABLES = ("metrics", "samples", "checkpoints", "evaluations", "attention_snapshots", "event_offsets")
@@ -70,6 +70,7 @@ class Catalog:
         self.path = path
         self.read_only = read_only
         self._lock = threading.RLock()
+        self._index: RunsIndexWriter | None = None  # the runs list as JSON, kept by the writer (runs_index.py)
 
     # -- opening ----------------------------------------------------------------------------------
 
@@ -108,11 +109,16 @@ class Catalog:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path, read_only=read_only)
+        catalog = cls(conn, path, read_only=read_only)
+        if not read_only:
+            catalog._index = RunsIndexWriter(path.parent, catalog.list_runs())
+        return catalog
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._index is not None:  # closing checkpoints the file: the index must stay the newer one
+                self._index.write()
 
     def __enter__(self) -> Catalog:
         return self
@@ -123,7 +129,8 @@ class Catalog:
     # -- plumbing ---------------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _transaction(self, runs: tuple[str, ...] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction; ``runs`` names the runs it changes, whose rows the runs index then refreshes."""
         if self.read_only:
             raise LLModelError(f"catalog {self.path} is open read-only; changes go through the engine")
         with self._lock:
@@ -134,6 +141,9 @@ class Catalog:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+            if runs and self._index is not None:
+                placeholders = ", ".join("?" * len(runs))
+                self._index.update(list(runs), self._run_rows(f"WHERE id IN ({placeholders})", list(runs)))
 
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         with self._lock:
@@ -245,7 +255,7 @@ class Catalog:
         if status not in RUN_STATUSES:
             raise ValueError(f"run status must be one of {RUN_STATUSES}, not {status!r}")
         now = time.time()
-        with self._transaction() as conn:
+        with self._transaction(runs=(run_id,)) as conn:
             if conn.execute("SELECT count(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0]:  # type: ignore[index]
                 raise LLModelError(f"a run named {run_id} already exists; pick another id")
             conn.execute(
@@ -296,7 +306,7 @@ class Catalog:
             params.append(now)
         if not sets:
             return
-        with self._transaction() as conn:
+        with self._transaction(runs=(run_id,)) as conn:
             if not conn.execute("SELECT count(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0]:  # type: ignore[index]
                 raise LLModelError(f"no run named {run_id}; see `llmodel runs list`")
             conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*params, run_id])
@@ -313,7 +323,7 @@ class Catalog:
 
         A "running" status event at step S marks a (re)start from S: metrics, evaluations, samples and attention
         snapshots recorded after S belong to an abandoned timeline and are dropped, so a resumed run has one curve."""
-        with self._transaction() as conn:
+        with self._transaction(runs=(run_id,)) as conn:
             row = conn.execute(
                 'SELECT r.metrics, r.info, o."offset" FROM runs r LEFT JOIN event_offsets o ON o.run_id = r.id '
                 "WHERE r.id = ?",
@@ -420,15 +430,17 @@ class Catalog:
         if status is not None:
             where.append("status = ?")
             params.append(status)
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql = ("WHERE " + " AND ".join(where)) if where else ""
         sql += " ORDER BY created DESC, id DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
+        return self._run_rows(sql, params)
+
+    def _run_rows(self, clauses: str, params: list[Any]) -> list[dict[str, Any]]:
+        """Rows as ``list_runs`` gives them, for ``SELECT ... FROM runs <clauses>``."""
         runs = []
-        for row in self._rows(sql, params):
+        for row in self._rows(f"SELECT {_RUN_COLUMNS} FROM runs {clauses}", params):
             self._decode(row, "metrics", "info")
             row["loss"] = row["metrics"].get("loss")
             row["val_loss"] = row["metrics"].get("val_loss")
@@ -458,7 +470,7 @@ class Catalog:
 
     def remove_run(self, run_id: str) -> None:
         """Forget a run and every row that belongs to it (its folder on disk is the caller's business)."""
-        with self._transaction() as conn:
+        with self._transaction(runs=(run_id,)) as conn:
             if not conn.execute("SELECT count(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0]:  # type: ignore[index]
                 raise LLModelError(f"no run named {run_id}; see `llmodel runs list`")
             for table in RUN_TABLES:

@@ -6,8 +6,9 @@ workbench validates configs as you type and must never import torch).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from engine.lazy import lazy_attributes
 from engine.model.config import PRESETS, ModelConfig
 
 if TYPE_CHECKING:
@@ -16,20 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["IGNORE_INDEX", "PRESETS", "KVCache", "ModelConfig", "ModelOutput", "Transformer"]
 
-_LAZY = {
+__getattr__ = lazy_attributes(__name__, {
     "KVCache": "engine.model.kv_cache",
     "IGNORE_INDEX": "engine.model.transformer",
     "ModelOutput": "engine.model.transformer",
     "Transformer": "engine.model.transformer",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.model' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+})

@@ -41,6 +41,12 @@ class EmbedRequest(_Body):
     input: str | list[str] | None = None
 
 
+class AttentionRequest(_Body):
+    """``POST /attention``: the text whose attention maps to compute."""
+
+    text: str
+
+
 class StreamOptions(_Body):
     include_usage: bool = False
 

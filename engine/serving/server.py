@@ -22,6 +22,7 @@ from engine.serving.errors import APIError, error_response
 from engine.serving.guards import GuardMiddleware, RateLimiter
 from engine.serving.metrics import ServerMetrics
 from engine.serving.protocol import (
+    AttentionRequest,
     ChatCompletionRequest,
     CompletionRequest,
     DetokenizeRequest,
@@ -126,6 +127,15 @@ def create_server(
             "model": svc.name, "dimension": svc.loaded.model.config.d_model,
             "embeddings": [pooled for _, pooled in results], "token_embeddings": [tokens for tokens, _ in results],
         }  # fmt: skip
+
+    @app.post("/attention")
+    async def attention(body: AttentionRequest) -> dict[str, Any]:
+        svc = ready()
+        try:
+            maps = await asyncio.to_thread(svc.attention, body.text)
+        except LLModelError as error:
+            raise APIError(400, str(error), param="text") from None
+        return {"model": svc.name, **maps}
 
     # -- OpenAI ------------------------------------------------------------------------------------
 

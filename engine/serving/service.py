@@ -103,6 +103,14 @@ class ModelService:
         return chosen, best
 
     @torch.inference_mode()
+    def attention(self, text: str) -> dict[str, Any]:
+        """Every layer's and head's attention on ``text`` (at most 64x64) with the token labels of both axes."""
+        from engine.training.attention import attention_on_text
+
+        assert self.loaded is not None
+        weights, tokens = attention_on_text(self.loaded.model, self.loaded.tokenizer, text)
+        return {"tokens": tokens, "weights": weights.round(decimals=4).tolist()}
+
     def embed(self, text: str) -> tuple[list[list[float]], list[float]]:
         """Final hidden state of every token, and their mean as the pooled vector."""
         assert self.loaded is not None

@@ -1,4 +1,5 @@
-"""Attention snapshots: every layer's and head's attention on a fixed probe text, saved for the workbench."""
+"""Attention maps: every layer's and head's attention on a text — the fixed probe saved during training, or any
+text a user types — at most 64x64, for the workbench."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from engine.errors import LLModelError
 from engine.fileio import atomic_path
 from engine.model import Transformer
+from engine.tokenizer import Tokenizer
 
 MAX_SIDE = 64
 PROBE_TEXT = 'def greet(name):\n    """Say hello to someone."""\n    return "Hello, " + name + "!"\n'
@@ -27,6 +30,14 @@ def capture_attention(model: Transformer, ids: list[int]) -> torch.Tensor:
     model.train(was_training)
     weights = torch.stack([a[0] for a in out.attentions]).float().cpu()  # (L, H, T, T)
     return downsample(weights, MAX_SIDE)
+
+
+def attention_on_text(model: Transformer, tokenizer: Tokenizer, text: str) -> tuple[torch.Tensor, list[str]]:
+    """Attention weights (layers, heads, T, T), at most 64x64, and the token labels of both axes, for ``text``."""
+    ids = tokenizer.encode(text)[: model.config.max_len]
+    if not ids:
+        raise LLModelError("the text has no tokens; type something to look at")
+    return capture_attention(model, ids), token_labels([tokenizer.decode([i]) for i in ids])
 
 
 def downsample(weights: torch.Tensor, side: int) -> torch.Tensor:

@@ -240,14 +240,10 @@ class Trainer:
 
     def _attention_snapshot(self, step: int) -> None:
         if self.tokenizer is not None:
-            ids = self.tokenizer.encode(PROBE_TEXT)
-            pieces = [self.tokenizer.decode([i]) for i in ids]
+            weights, labels = attention.attention_on_text(self.model, self.tokenizer, PROBE_TEXT)
         else:
-            ids = [int(t) for t in self.val_tokens[: attention.MAX_SIDE]]
-            pieces = [str(i) for i in ids]
-        ids, pieces = ids[: self.model_config.max_len], pieces[: self.model_config.max_len]
-        weights = attention.capture_attention(self.model, ids)
-        labels = attention.token_labels(pieces)
+            ids = [int(t) for t in self.val_tokens[: min(attention.MAX_SIDE, self.model_config.max_len)]]
+            weights, labels = attention.capture_attention(self.model, ids), [str(i) for i in ids]
         path = self.run_dir / "attention" / f"step-{step:08d}.safetensors"
         attention.save_snapshot(path, weights, labels, step)
         layers, heads = weights.shape[:2]

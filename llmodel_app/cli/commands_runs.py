@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -13,19 +12,12 @@ from engine.workspace import workspace_root
 from llmodel_app.cli.console import out, print_json, success
 from llmodel_app.cli.jobs import WorkspaceOption, check_outcome, connect, follow
 from llmodel_app.cli.reading import query
+from llmodel_app.cli.runs_table import num, runs_table, when
 
 runs_app = typer.Typer(help="List, compare, follow, cancel, resume and remove runs.", no_args_is_help=True)
 RunId = Annotated[str, typer.Argument(help="Run id (see `llmodel runs list`).")]
 Json = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 Workspace = Annotated[Path | None, WorkspaceOption]
-
-
-def _when(epoch: Any) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(epoch))) if epoch else "-"
-
-
-def _num(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
 
 
 @runs_app.command("list")
@@ -41,11 +33,7 @@ def runs_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "kind", "status", "created", "step", "loss", "val loss", box=None, header_style="bold")
-    for row in rows:
-        steps = f"{row.get('step') or 0}/{row['total_steps']}" if row.get("total_steps") else str(row.get("step") or "-")
-        table.add_row(row["id"], row["kind"], row["status"], _when(row.get("created")), steps, _num(row.get("loss")), _num(row.get("val_loss")))
-    out.print(table if rows else "no runs yet")
+    out.print(runs_table(rows))
 
 
 @runs_app.command("show")
@@ -57,12 +45,12 @@ def runs_show(run_id: RunId, as_json: Json = False, workspace: Workspace = None)
         return
     out.print(f"[bold]{run['id']}[/bold]  {run['kind']}  {run['status']}  step {run.get('step') or 0}/{run.get('total_steps') or '-'}")
     out.print(f"folder   {run['run_dir']}")
-    out.print(f"created  {_when(run.get('created'))}   finished {_when(run.get('finished'))}")
+    out.print(f"created  {when(run.get('created'))}   finished {when(run.get('finished'))}")
     if run.get("error"):
         out.print(f"[red]error[/red]    {run['error']}")
     metrics = run.get("metrics") or {}
     if metrics:
-        out.print("metrics  " + "  ".join(f"{k} {_num(v)}" for k, v in metrics.items()))
+        out.print("metrics  " + "  ".join(f"{k} {num(v)}" for k, v in metrics.items()))
     for checkpoint in run.get("checkpoints", []):
         out.print(f"checkpoint step {checkpoint['step']}{' (best)' if checkpoint.get('best') else ''}  {checkpoint['path']}")
     for sample in run.get("samples", [])[-3:]:
@@ -89,7 +77,7 @@ def runs_compare(
         table.add_row(key, *[str(r["config"].get(key, "-")) for r in runs])
     names = sorted({k for r in runs for k in (r.get("metrics") or {})})
     for name in names:
-        table.add_row(f"[bold]{name}[/bold]", *[_num((r.get("metrics") or {}).get(name)) for r in runs])
+        table.add_row(f"[bold]{name}[/bold]", *[num((r.get("metrics") or {}).get(name)) for r in runs])
     out.print(table)
 
 

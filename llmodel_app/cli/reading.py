@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import CATALOG_FILE, Catalog, CatalogBusy
+from engine.catalog.runs_index import CATALOG_FILE, read_index, select_runs
 from engine.errors import LLModelError
 from engine.service.record import live_record
 
@@ -18,8 +18,15 @@ def query(workspace: Path, method: str, *args: Any, **kwargs: Any) -> Any:
 
     DuckDB admits one writer process, the engine: while it runs we ask it; otherwise we open the file
     read-only. An engine that is starting or stopping holds the file without answering yet (or any more), so
-    we look again until one of the two ways works.
+    we look again until one of the two ways works. ``list_runs`` first tries the runs index the writer keeps
+    beside the catalog, which needs neither.
     """
+    if method == "list_runs" and not args:
+        runs = read_index(workspace)
+        if runs is not None:
+            return select_runs(runs, **kwargs)
+    from engine.catalog import Catalog, CatalogBusy  # DuckDB loads only when the catalog itself is read
+
     deadline = time.monotonic() + BUSY_WAIT
     while True:
         record = live_record(workspace)

@@ -73,3 +73,23 @@ def ensure_serving(
             raise LLModelError("choose a checkpoint to chat with first (the sidebar or the model list)")
         client.post("/api/serve", {"model": model, "host": "127.0.0.1", "port": free_port()})
     return wait_ready(client, cancelled)
+
+
+def server_error(response: Any) -> LLModelError:
+    """The model server's error answer (OpenAI-shaped) as one readable line."""
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text
+    return LLModelError(f"the model server answered {response.status_code}: {message}")
+
+
+def post_to_server(status: dict[str, Any], path: str, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+    """POST ``body`` to the running model server's ``path`` and return its JSON answer."""
+    import httpx  # off the start-up path
+
+    headers = {"Authorization": f"Bearer {key}"} if key and status.get("auth") else {}
+    response = httpx.post(f"{local_url(status)}{path}", json=body, headers=headers, timeout=60.0)
+    if response.status_code >= 400:
+        raise server_error(response)
+    return response.json()

@@ -1,4 +1,5 @@
-"""Attention snapshots of a run, stepped through in training order; layer and head chosen with keys."""
+"""Attention maps: a run's snapshots stepped through in training order, or any typed text on the chosen
+checkpoint (computed by the model server); layer and head chosen with keys."""
 
 from __future__ import annotations
 
@@ -8,22 +9,25 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Vertical
-from textual.widgets import Label, TabbedContent
+from textual.widgets import Input, Label, TabbedContent
 from textual.worker import Worker
 
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
 from llmodel_app.tui.errors import report_worker_error
-from llmodel_app.tui.messages import AttentionCursor
+from llmodel_app.tui.messages import AttentionCursor, ServingChanged
+from llmodel_app.tui.serving import ensure_serving, post_to_server
 
 
 class AttentionView(Vertical):
-    """Loads the run's snapshot list, then one map at a time (``/attention/{step}``)."""
+    """Loads the run's snapshot list, then one map at a time (``/attention/{step}``); a typed text is sent to
+    the model server's ``POST /attention`` for the checkpoint chosen for chat."""
 
     BINDINGS: ClassVar[list[BindingType]] = keymap.ATTENTION
     DEFAULT_CSS = """
     AttentionView #attention-title { height: 1; padding: 0 1; background: $boost; }
     AttentionView #attention-help { height: 1; padding: 0 1; color: $text-muted; }
+    AttentionView #attention-prompt { height: 3; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -35,9 +39,14 @@ class AttentionView(Vertical):
         self.head_index = 0
         self.mean = False
         self.data: dict[str, Any] | None = None
+        self.prompt_model: str | None = None  # set while the map shows a typed text on this checkpoint
 
     def compose(self) -> ComposeResult:
         yield Label("no run open", id="attention-title")
+        yield Input(
+            placeholder="type a text + Enter: its attention on the checkpoint chosen for chat",
+            id="attention-prompt",
+        )
         yield AttentionHeatmap(id="heatmap")
         yield Label(
             "[ ] layer   , . head   m mean of heads   n p snapshot   arrows: a cell's weight",
@@ -60,6 +69,7 @@ class AttentionView(Vertical):
             return
         if run_id != self.run_id:
             self.run_id, self.snapshots, self.data, self.index = run_id, [], None, 0
+            self.prompt_model = None
             self.query_one("#attention-title", Label).update(f"{run_id}: loading attention snapshots…")
         self._load_list(run_id, client)
 
@@ -84,9 +94,35 @@ class AttentionView(Vertical):
         data = client.get(f"/api/runs/{run_id}/attention/{step}")
         self.app.call_from_thread(self._loaded, run_id, data)
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "attention-prompt" or not event.value.strip():
+            return
+        model = getattr(self.app, "chosen_model", None)
+        if model is None:
+            self.notify("choose a checkpoint first (the sidebar or the chat's model list)", severity="warning", title="Attention")
+            return
+        self.query_one("#attention-title", Label).update(f"computing the attention on {model}…")
+        self._load_prompt(event.value, model, self.app.client)  # type: ignore[attr-defined]
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="attention-map")
+    def _load_prompt(self, text: str, model: str, client: Any) -> None:
+        status = ensure_serving(client, model, lambda: False)
+        self.post_message(ServingChanged(status))
+        data = post_to_server(status, "/attention", {"text": text}, getattr(self.app, "serve_key", None))
+        self.app.call_from_thread(self._prompt_loaded, model, data)
+
+    def _prompt_loaded(self, model: str, data: dict[str, Any]) -> None:
+        self.prompt_model = model
+        self.data = {**data, "step": None}
+        self.layer_index = min(self.layer_index, len(data["weights"]) - 1)
+        self.head_index = min(self.head_index, len(data["weights"][self.layer_index]) - 1)
+        self._draw()
+        self.query_one(AttentionHeatmap).focus()
+
     def _loaded(self, run_id: str, data: dict[str, Any]) -> None:
         if run_id != self.run_id:
             return
+        self.prompt_model = None
         weights = data.get("weights") or []
         if not weights or not weights[0]:
             self.query_one("#attention-title", Label).update(
@@ -114,10 +150,12 @@ class AttentionView(Vertical):
             matrix = weights[self.layer_index][self.head_index]
             head = f"{self.head_index + 1}/{heads}"
         self.query_one(AttentionHeatmap).show(self.data["tokens"], matrix)
-        self.query_one("#attention-title", Label).update(
-            f"{self.run_id}  step {self.data['step']} (snapshot {self.index + 1}/{len(self.snapshots)})  "
-            f"layer {self.layer_index + 1}/{layers}  head {head}"
+        where = (
+            f"typed text on {self.prompt_model}"
+            if self.prompt_model
+            else f"{self.run_id}  step {self.data['step']} (snapshot {self.index + 1}/{len(self.snapshots)})"
         )
+        self.query_one("#attention-title", Label).update(f"{where}  layer {self.layer_index + 1}/{layers}  head {head}")
 
     def on_attention_cursor(self, message: AttentionCursor) -> None:
         self.query_one("#attention-help", Label).update(

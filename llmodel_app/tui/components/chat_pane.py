@@ -21,7 +21,7 @@ from llmodel_app.tui.components.chat_settings import ChatSettings
 from llmodel_app.tui.components.model_picker import ModelPicker
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import ChatDelta
-from llmodel_app.tui.serving import ensure_serving, local_url
+from llmodel_app.tui.serving import ensure_serving, local_url, server_error
 
 STREAM_INTERVAL = 0.05  # at most twenty repaints of the growing reply a second
 
@@ -38,11 +38,7 @@ def stream_chat(url: str, body: dict[str, Any], key: str | None, stop: threading
     ):
         if response.status_code >= 400:
             response.read()
-            try:
-                message = response.json()["error"]["message"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text
-            raise LLModelError(f"the model server answered {response.status_code}: {message}")
+            raise server_error(response)
         for line in response.iter_lines():
             if stop.is_set():
                 return

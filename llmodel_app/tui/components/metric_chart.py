@@ -28,7 +28,7 @@ def plot(
     figure.plot_size(max(width, 20), max(height, 6))
     figure.title(title)
     raw_colour = 245 if dark else 250
-    limit = max(width, 20) * 2  # braille: two dots per column; more points only cost time
+    limit = max(width, 20)  # a point per column: lines join them, and each further point costs draw time
     for index, (label, xs, ys) in enumerate(series):
         points = [
             (x, y) for x, y in zip(xs, ys, strict=False) if math.isfinite(y) and (y > 0 or not log_scale)
