@@ -174,6 +174,9 @@ def test_the_pretrain_launcher_submits_the_job_the_cli_would():
             config = app.query_one("#pretrain-config")
             await wait_for(pilot, lambda: config.value == "nano", what="the configs to choose from")
             app.query_one("#pretrain-max_steps").value = "30"
+            await pilot.pause(0.1)
+            cost = str(app.query_one("#launch-cost").content)
+            assert "1,024 tokens/step (8 × 128) · 30,720 tokens in all" in cost, cost
             app.query_one("#launch-submit").press()
             await wait_for(pilot, lambda: client.posts, what="the submitted job")
             body = client.posts[0][1]

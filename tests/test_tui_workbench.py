@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.client import EngineClient
 from llmodel_app.tui.app import LLModelApp
 from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
 from llmodel_app.tui.components.metric_chart import MetricChart
@@ -100,3 +101,76 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str) -> None:
         )
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+
+        # The engine goes away: the workbench says so, and reconnects once an engine is back.
+        first_pid = app.client.record.pid
+        app.client.post("/api/shutdown")
+        await wait_for(pilot, lambda: "not connected" in app.sub_title, timeout=30, what="the loss to be announced")
+        await asyncio.to_thread(lambda: EngineClient.connect(workspace).close())  # e.g. `llmodel engine start`
+        await wait_for(pilot, lambda: app.connected, timeout=60, what="the reconnection")
+        assert app.client.record.pid != first_pid and "engine ● connected" in app.sub_title
+        await wait_for(pilot, lambda: run_id in tree.runs, what="the run in the tree again")
+
+
+def test_a_config_tokenizer_dataset_and_run_made_in_the_workbench_train_with_a_live_curve(
+    tmp_path: Path, corpus_file: Path
+):
+    asyncio.run(_config_tokenizer_dataset_run(tmp_path / "workspace", corpus_file))
+
+
+async def _launch(app: LLModelApp, pilot, kind: str, fields: dict[str, str], selects: dict[str, str]) -> None:
+    """Fill the launcher's form for ``kind`` and submit it."""
+    app.query_one("#launch-kind").value = kind
+    await pilot.pause(0.1)
+    for name, value in selects.items():
+        app.query_one(f"#{kind}-{name}").value = value
+    for name, value in fields.items():
+        app.query_one(f"#{kind}-{name}").value = value
+    await pilot.pause(0.1)
+    app.query_one("#launch-submit").press()
+
+
+async def _config_tokenizer_dataset_run(workspace: Path, corpus_file: Path) -> None:
+    app = LLModelApp(workspace)
+    async with app.run_test(size=(140, 44)) as pilot:
+        await wait_for(pilot, lambda: app.connected, timeout=60, what="the engine")
+        listed = lambda kind, name: any(a["name"] == name for a in app.workspace_data.get(kind, []))  # noqa: E731
+
+        # A config from the nano preset, saved into the workspace.
+        await pilot.press("6")
+        await mounted(pilot, "#config-editor")
+        app.query_one("#config-preset").value = "nano"
+        await pilot.pause(0.2)  # choosing a preset names the config after it: rename it after that
+        app.query_one("#config-name").value = "nano-lab"
+        await pilot.pause(0.2)
+        app.query_one("#config-save").press()
+        await wait_for(pilot, lambda: (workspace / "configs" / "nano-lab.json").is_file(), what="the saved config")
+
+        # A tokenizer, then a dataset with it, each a job launched from the Launch tab.
+        await pilot.press("7")
+        await mounted(pilot, "#job-launcher")
+        await _launch(app, pilot, "tokenizer", {"inputs": str(corpus_file), "name": "tok", "vocab_size": "512"}, {})
+        await wait_for(pilot, lambda: listed("tokenizers", "tok"), timeout=120, what="the tokenizer job")
+        tokenizer = str(workspace / "tokenizers" / "tok")
+        await _launch(app, pilot, "dataset", {"inputs": str(corpus_file), "name": "corpus", "val_fraction": "0.05"},
+                      {"tokenizer": tokenizer})  # fmt: skip
+        await wait_for(pilot, lambda: listed("datasets", "corpus"), timeout=120, what="the dataset job")
+
+        # The run: its cost is shown before submitting, then the run view follows the curve as it trains.
+        await _launch(app, pilot, "pretrain", {"max_steps": "400", "batch_size": "2", "seq_len": "16",
+                      "warmup_steps": "5", "eval_interval": "100", "checkpoint_interval": "200", "device": "cpu"},
+                      {"config": "nano-lab", "dataset": str(workspace / "datasets" / "corpus")})  # fmt: skip
+        assert "32 tokens/step (2 × 16) · 12,800 tokens in all" in str(app.query_one("#launch-cost").content)
+        run_view = await mounted(pilot, "#run-view")
+        await wait_for(pilot, lambda: run_view.run_id and run_view.loaded, timeout=60, what="the new run's view")
+        chart = app.query_one("#chart-loss", MetricChart)
+        seen_while_running: set[int] = set()
+
+        def finished() -> bool:
+            if run_view.run.get("status") == "running" and chart.points:
+                seen_while_running.add(len(chart.points))
+            return run_view.run.get("status") == "completed" and len(chart.points) == 400
+
+        await wait_for(pilot, finished, timeout=180, what="the run to train to the end")
+        assert len(seen_while_running) >= 2, f"the curve did not grow live: {sorted(seen_while_running)}"
+        assert [x for x, _ in chart.points] == [float(step) for step in range(1, 401)]

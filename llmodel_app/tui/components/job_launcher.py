@@ -12,6 +12,7 @@ from textual.widgets import Button, ContentSwitcher, Input, Label, Select, Stati
 from textual.worker import Worker
 
 from engine.errors import LLModelError
+from engine.model.config import ModelConfig
 from engine.training.config import TrainConfig
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import JobSubmitted
@@ -44,6 +45,38 @@ def number(text: str, kind: type, label: str, *, optional: bool = False) -> Any:
         raise LLModelError(f"{label} must be a number, got {text!r}") from None
 
 
+def measured_flops(runs: list[dict[str, Any]]) -> tuple[float, str] | None:
+    """The training FLOP/s this machine reached in the newest run that recorded it, and that run's id."""
+    for run in runs:  # newest first
+        info, metrics = run.get("info") or {}, run.get("metrics") or {}
+        if info.get("flops_per_token") and metrics.get("tokens_per_s"):
+            return float(info["flops_per_token"]) * float(metrics["tokens_per_s"]), run["id"]
+    return None
+
+
+def run_cost(config: dict[str, Any], settings: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """What a pretraining run will cost: tokens per step, in all, and the time at this machine's measured speed."""
+    model = ModelConfig.from_dict(config, source="the chosen config")
+    seq_len = settings.get("seq_len") or model.max_len
+    per_step = settings["batch_size"] * seq_len * settings.get("gradient_accumulation_steps", 1)
+    total = per_step * settings["max_steps"]
+    cost = f"{per_step:,} tokens/step ({settings['batch_size']} × {seq_len}) · {total:,} tokens in all"
+    measured = measured_flops(runs)
+    if measured is None:
+        return cost + " · time: known once a first run has measured this machine's speed"
+    flops, source = measured
+    seconds = total * model.flops_per_token(seq_len) / flops
+    return cost + f" · about {_duration(seconds)} at {flops / 1e9:.0f} GFLOP/s (measured by {source})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class JobLauncher(VerticalScroll):
     DEFAULT_CSS = """
     JobLauncher { padding: 1 2; }
@@ -52,25 +85,29 @@ class JobLauncher(VerticalScroll):
     JobLauncher ContentSwitcher { height: auto; }
     JobLauncher ContentSwitcher > Vertical { height: auto; }
     JobLauncher #launch-error { color: $error; height: auto; margin: 1 0; }
+    JobLauncher #launch-cost { height: auto; margin: 1 0 0 0; color: $text-muted; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.configs: dict[str, dict[str, Any]] = {}
+        self.runs: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         yield Select(KINDS, value="pretrain", allow_blank=False, id="launch-kind", compact=True)
         with ContentSwitcher(initial="form-pretrain"):
-            with Vertical(id="form-pretrain"), Grid():
-                yield Label("model config")
-                yield Select([], prompt="a saved config", id="pretrain-config", compact=True)
-                yield Label("dataset")
-                yield Select([], prompt="a prepared dataset", id="pretrain-dataset", compact=True)
-                for name, default in (("max_steps", "200"), ("batch_size", "8"), ("seq_len", ""),
-                                      ("learning_rate", "3e-4"), ("warmup_steps", "20"), ("eval_interval", "50"),
-                                      ("checkpoint_interval", "100"), ("device", "auto")):  # fmt: skip
-                    yield Label(name + (" (blank: max_len)" if name == "seq_len" else ""))
-                    yield Input(default, id=f"pretrain-{name}", compact=True)
+            with Vertical(id="form-pretrain"):
+                with Grid():
+                    yield Label("model config")
+                    yield Select([], prompt="a saved config", id="pretrain-config", compact=True)
+                    yield Label("dataset")
+                    yield Select([], prompt="a prepared dataset", id="pretrain-dataset", compact=True)
+                    for name, default in (("max_steps", "200"), ("batch_size", "8"), ("seq_len", ""),
+                                          ("learning_rate", "3e-4"), ("warmup_steps", "20"), ("eval_interval", "50"),
+                                          ("checkpoint_interval", "100"), ("device", "auto")):  # fmt: skip
+                        yield Label(name + (" (blank: max_len)" if name == "seq_len" else ""))
+                        yield Input(default, id=f"pretrain-{name}", compact=True)
+                yield Static("", id="launch-cost")
             with Vertical(id="form-tokenizer"), Grid():
                 yield Label("input files")
                 yield Input(placeholder="corpus.txt, more.jsonl", id="tokenizer-inputs", compact=True)
@@ -108,6 +145,7 @@ class JobLauncher(VerticalScroll):
             if c.get("kind", "model") == "model"
         }
         self.configs.update(saved_configs)
+        self.runs = data.get("runs", [])
         _refill(self.query_one("#pretrain-config", Select), [(n, n) for n in self.configs])
         _refill(
             self.query_one("#pretrain-dataset", Select),
@@ -122,6 +160,21 @@ class JobLauncher(VerticalScroll):
         if event.select.id == "launch-kind" and isinstance(event.value, str):
             self.query_one(ContentSwitcher).current = f"form-{event.value}"
             self.query_one("#launch-error", Static).update("")
+        self._show_cost()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if (event.input.id or "").startswith("pretrain-"):
+            self._show_cost()
+
+    def _show_cost(self) -> None:
+        """The run's cost under the pretrain form, or what is missing to tell it."""
+        cost = self.query_one("#launch-cost", Static)
+        try:
+            spec = self.spec("pretrain")
+        except LLModelError as problem:
+            cost.update(f"cost: {problem}")
+            return
+        cost.update(run_cost(spec["model_config"], spec["train_config"], self.runs))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id != "launch-submit":
