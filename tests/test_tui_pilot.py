@@ -16,7 +16,7 @@ from llmodel_app.tui.commands import workbench_commands
 from llmodel_app.tui.components.help_screen import HelpScreen
 from llmodel_app.tui.components.metric_chart import MetricChart
 from tests.cli_runner import run_cli
-from tests.tui_fakes import RUN_A, WORKSPACE, FakeClient, factory
+from tests.tui_fakes import RUN_A, WORKSPACE, FakeClient, factory, make_run
 from tests.tui_helpers import mounted, wait_for
 
 SIZE = (120, 40)
@@ -59,8 +59,19 @@ def test_an_empty_workspace_offers_the_quickstart_and_shows_its_progress():
             await wait_for(pilot, lambda: "step 10" in str(stage.content), what="the training progress")
             bar = app.query_one("#quickstart-bar")
             assert bar.total == 40 and bar.progress == 10
+            client.runs[run_id] = {**make_run(RUN_A, 3e-4, 1.0), "id": run_id, "kind": "quickstart"}
             client.events.put({"type": "job", "run_id": run_id, "status": "completed"})
             await wait_for(pilot, lambda: "completed" in str(stage.content), what="the outcome")
+            # Its curves, then a chat with its newest checkpoint: one key each.
+            await pilot.press("r")
+            await wait_for(pilot, lambda: app.current_run == run_id, what="its run view")
+            assert app.main.query_one("TabbedContent").active == "run"
+            await pilot.press("1")
+            await pilot.pause(0.1)
+            app.query_one("#quickstart-curves").focus()  # where the finished quickstart leaves the focus
+            await pilot.press("c")
+            await wait_for(pilot, lambda: app.main.query_one("TabbedContent").active == "chat", what="the chat tab")
+            assert app.chosen_model.endswith("step-00000040")
 
     run(scenario)
 

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Label, ProgressBar, Static
+from textual.worker import Worker
+
+from engine.errors import LLModelError
+from llmodel_app.tui.errors import report_worker_error
 
 FINISHED = ("completed", "failed", "cancelled", "failed_resumable")
 
@@ -18,13 +24,20 @@ The quickstart builds everything from Python's own standard library, with nothin
 
 
 class WelcomePanel(VerticalScroll):
-    """Offers the quickstart on an empty workspace and follows its progress; otherwise shows the summary."""
+    """Offers the quickstart on an empty workspace and follows its progress; otherwise shows the summary.
+    Once the quickstart has trained its model, its curves (``r``) and a chat with it (``c``) are one key away."""
 
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "open_curves", "Its curves"),
+        Binding("c", "chat", "Chat with it"),
+    ]
     DEFAULT_CSS = """
     WelcomePanel { padding: 1 2; }
     WelcomePanel #welcome-intro { margin-bottom: 1; }
     WelcomePanel #quickstart-progress { height: auto; margin-top: 1; }
     WelcomePanel ProgressBar { margin-top: 1; }
+    WelcomePanel #quickstart-done { height: auto; margin-top: 1; }
+    WelcomePanel #quickstart-done Button { margin-right: 2; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -37,10 +50,14 @@ class WelcomePanel(VerticalScroll):
         with Vertical(id="quickstart-progress"):
             yield Label("", id="quickstart-stage")
             yield ProgressBar(id="quickstart-bar", show_eta=False)
+            with Horizontal(id="quickstart-done"):
+                yield Button("Its curves  [r]", id="quickstart-curves", variant="primary")
+                yield Button("Chat with it  [c]", id="quickstart-chat")
         yield Static("", id="workspace-summary")
 
     def on_mount(self) -> None:
         self.query_one("#quickstart-progress").display = False
+        self.query_one("#quickstart-done").display = False
         self.show_summary(None)
 
     def show_summary(self, data: dict[str, Any] | None) -> None:
@@ -84,8 +101,48 @@ class WelcomePanel(VerticalScroll):
         elif (kind == "job" or event.get("final")) and event.get("status") in FINISHED:
             outcome = event["status"]
             note = f" — {event['error']}" if event.get("error") else ""
-            stage.update(f"quickstart {outcome}{note}. Open its run in the sidebar.")
             if outcome == "completed":
                 bar.update(total=1, progress=1)
+                stage.update(f"quickstart completed: a model trained from scratch, in {self.quickstart_run}.")
+                self.query_one("#quickstart-done").display = True
+                self.query_one("#quickstart-curves", Button).focus()
+            else:
+                stage.update(f"quickstart {outcome}{note}. Open its run in the sidebar for the log.")
         elif kind == "status" and event.get("total_steps"):
             bar.update(total=event["total_steps"])
+
+    # -- after the quickstart ---------------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "quickstart-curves":
+            event.stop()
+            self.action_open_curves()
+        elif event.button.id == "quickstart-chat":
+            event.stop()
+            self.action_chat()
+
+    def action_open_curves(self) -> None:
+        if self.quickstart_run is not None:
+            self.app.open_run(self.quickstart_run)  # type: ignore[attr-defined]
+
+    def action_chat(self) -> None:
+        if self.quickstart_run is not None:
+            self._chat_with(self.quickstart_run, self.app.client)  # type: ignore[attr-defined]
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="quickstart-chat")
+    def _chat_with(self, run_id: str, client: Any) -> None:
+        if client is None:
+            raise LLModelError("not connected to the engine")
+        checkpoints = client.get(f"/api/runs/{run_id}/checkpoints")
+        if not checkpoints:
+            raise LLModelError(f"{run_id} saved no checkpoint to chat with")
+        latest = max(checkpoints, key=lambda c: c["step"])
+        self.app.call_from_thread(self._open_chat, run_id, latest["path"])
+
+    def _open_chat(self, run_id: str, path: str) -> None:
+        self.screen.set_focus(None)  # a focused button here would pull its tab back to the front
+        self.app.choose_checkpoint(run_id, path)  # type: ignore[attr-defined]
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_worker_error(self, event)
+
