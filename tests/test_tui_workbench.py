@@ -151,6 +151,9 @@ async def _config_tokenizer_dataset_run(workspace: Path, corpus_file: Path) -> N
         await mounted(pilot, "#job-launcher")
         await _launch(app, pilot, "tokenizer", {"inputs": str(corpus_file), "name": "tok", "vocab_size": "512"}, {})
         await wait_for(pilot, lambda: listed("tokenizers", "tok"), timeout=120, what="the tokenizer job")
+        stage = app.query_one("#launch-stage")
+        await wait_for(pilot, lambda: "tokenizer" in str(stage.content) and "completed" in str(stage.content),
+                       what="the tokenizer job's progress")  # fmt: skip
         tokenizer = str(workspace / "tokenizers" / "tok")
         await _launch(app, pilot, "dataset", {"inputs": str(corpus_file), "name": "corpus", "val_fraction": "0.05"},
                       {"tokenizer": tokenizer})  # fmt: skip

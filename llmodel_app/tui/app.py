@@ -202,6 +202,9 @@ class LLModelApp(App[None]):
         welcome = self.main.query_one(WelcomePanel)
         if welcome.quickstart_run == run_id:
             welcome.quickstart_event(event)
+        launcher = self.view(JobLauncher)
+        if launcher is not None and launcher.following == run_id:
+            launcher.job_event(event)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="workspace")
     def refresh_workspace(self) -> None:

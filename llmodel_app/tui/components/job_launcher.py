@@ -14,6 +14,7 @@ from textual.worker import Worker
 from engine.errors import LLModelError
 from engine.model.config import ModelConfig
 from engine.training.config import TrainConfig
+from llmodel_app.tui.components.job_progress import JobProgress
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import JobSubmitted
 
@@ -126,9 +127,20 @@ class JobLauncher(VerticalScroll):
                 yield Input("0.005", id="dataset-val_fraction", compact=True)
         yield Static("", id="launch-error")
         yield Button("Submit the job", id="launch-submit", variant="primary")
+        yield JobProgress(stage_id="launch-stage", bar_id="launch-bar", id="launch-progress")
 
     def on_mount(self) -> None:
+        self.query_one(JobProgress).display = False
         self.call_after_refresh(self._catch_up)
+
+    @property
+    def following(self) -> str | None:
+        """The run id of the job submitted last from here, whose progress shows under the form."""
+        return self.query_one(JobProgress).run_id
+
+    def job_event(self, event: dict[str, Any]) -> None:
+        """An event of the followed job (routed here by the app)."""
+        self.query_one(JobProgress).event(event)
 
     def _catch_up(self) -> None:
         """Mounted lazily (once the widgets inside have mounted too): take what the app already knows."""
@@ -229,6 +241,7 @@ class JobLauncher(VerticalScroll):
         if client is None:
             raise LLModelError("not connected to the engine")
         run_id = client.submit(kind, spec)
+        self.app.call_from_thread(self.query_one(JobProgress).follow, run_id, kind)
         self.post_message(JobSubmitted(run_id, kind))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

@@ -7,14 +7,13 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Label, ProgressBar, Static
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Static
 from textual.worker import Worker
 
 from engine.errors import LLModelError
+from llmodel_app.tui.components.job_progress import JobProgress
 from llmodel_app.tui.errors import report_worker_error
-
-FINISHED = ("completed", "failed", "cancelled", "failed_resumable")
 
 WELCOME = """\
 [b]Welcome to LLModel.[/b] This workspace is empty.
@@ -34,8 +33,6 @@ class WelcomePanel(VerticalScroll):
     DEFAULT_CSS = """
     WelcomePanel { padding: 1 2; }
     WelcomePanel #welcome-intro { margin-bottom: 1; }
-    WelcomePanel #quickstart-progress { height: auto; margin-top: 1; }
-    WelcomePanel ProgressBar { margin-top: 1; }
     WelcomePanel #quickstart-done { height: auto; margin-top: 1; }
     WelcomePanel #quickstart-done Button { margin-right: 2; }
     """
@@ -47,12 +44,10 @@ class WelcomePanel(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(WELCOME, id="welcome-intro")
         yield Button("Run the quickstart", id="quickstart", variant="primary")
-        with Vertical(id="quickstart-progress"):
-            yield Label("", id="quickstart-stage")
-            yield ProgressBar(id="quickstart-bar", show_eta=False)
-            with Horizontal(id="quickstart-done"):
-                yield Button("Its curves  [r]", id="quickstart-curves", variant="primary")
-                yield Button("Chat with it  [c]", id="quickstart-chat")
+        yield JobProgress(stage_id="quickstart-stage", bar_id="quickstart-bar", id="quickstart-progress")
+        with Horizontal(id="quickstart-done"):
+            yield Button("Its curves  [r]", id="quickstart-curves", variant="primary")
+            yield Button("Chat with it  [c]", id="quickstart-chat")
         yield Static("", id="workspace-summary")
 
     def on_mount(self) -> None:
@@ -82,34 +77,16 @@ class WelcomePanel(VerticalScroll):
     def follow_quickstart(self, run_id: str) -> None:
         self.quickstart_run = run_id
         self.query_one("#quickstart", Button).display = False
-        self.query_one("#quickstart-progress").display = True
-        self.query_one("#quickstart-stage", Label).update(f"quickstart {run_id}: queued")
+        self.query_one(JobProgress).follow(run_id, "quickstart")
 
     def quickstart_event(self, event: dict[str, Any]) -> None:
-        """Progress of the quickstart job: its stage, a bar, then the outcome."""
-        kind = event.get("type")
-        stage = self.query_one("#quickstart-stage", Label)
-        bar = self.query_one("#quickstart-bar", ProgressBar)
-        if kind == "progress":
-            done, total = event.get("done", 0), event.get("total", 0)
-            stage.update(f"quickstart: {event.get('stage', '')}")
-            bar.update(total=total or None, progress=done)
-        elif kind == "step":
-            total = event.get("total_steps") or bar.total
-            stage.update(f"quickstart: training, step {event.get('step')}  loss {event.get('loss', 0):.3f}")
-            bar.update(total=total, progress=event.get("step", 0))
-        elif (kind == "job" or event.get("final")) and event.get("status") in FINISHED:
-            outcome = event["status"]
-            note = f" — {event['error']}" if event.get("error") else ""
-            if outcome == "completed":
-                bar.update(total=1, progress=1)
-                stage.update(f"quickstart completed: a model trained from scratch, in {self.quickstart_run}.")
-                self.query_one("#quickstart-done").display = True
-                self.query_one("#quickstart-curves", Button).focus()
-            else:
-                stage.update(f"quickstart {outcome}{note}. Open its run in the sidebar for the log.")
-        elif kind == "status" and event.get("total_steps"):
-            bar.update(total=event["total_steps"])
+        """Progress of the quickstart job; once it has trained its model, the buttons to use it."""
+        if self.query_one(JobProgress).event(event) == "completed":
+            self.query_one("#quickstart-stage", Static).update(
+                f"quickstart completed: a model trained from scratch, in {self.quickstart_run}."
+            )
+            self.query_one("#quickstart-done").display = True
+            self.query_one("#quickstart-curves", Button).focus()
 
     # -- after the quickstart ---------------------------------------------------------------------------
 
