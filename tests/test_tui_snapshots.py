@@ -122,6 +122,21 @@ def test_config_editor_shows_a_validation_error(snap_compare):
     assert snap_compare(workbench(FakeClient()), terminal_size=SIZE, run_before=run_before)
 
 
+def test_run_launcher_with_the_runs_cost(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("7")
+        await mounted(pilot, "#job-launcher")
+        config = pilot.app.query_one("#pretrain-config")
+        await wait_for(pilot, lambda: config.value == "nano", what="the configs to choose from")  # type: ignore[attr-defined]
+        pilot.app.query_one("#pretrain-max_steps").value = "500"  # type: ignore[attr-defined]
+        cost = pilot.app.query_one("#launch-cost")
+        await wait_for(pilot, lambda: "500" in str(cost.content) or "512,000" in str(cost.content), what="the cost")  # type: ignore[attr-defined]
+        await settle(pilot)
+
+    assert snap_compare(workbench(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+
 def test_compare_view_of_two_runs(snap_compare):
     async def run_before(pilot: Pilot) -> None:
         await loaded(pilot)

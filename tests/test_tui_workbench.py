@@ -14,7 +14,7 @@ from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
 from llmodel_app.tui.components.metric_chart import MetricChart
 from llmodel_app.tui.components.workspace_tree import WorkspaceTree
 from llmodel_app.tui.serving import free_port
-from tests.tui_helpers import mounted, train_run, wait_for
+from tests.tui_helpers import mounted, submit_run, train_run, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -177,3 +177,34 @@ async def _config_tokenizer_dataset_run(workspace: Path, corpus_file: Path) -> N
         await wait_for(pilot, finished, timeout=180, what="the run to train to the end")
         assert len(seen_while_running) >= 2, f"the curve did not grow live: {sorted(seen_while_running)}"
         assert [x for x, _ in chart.points] == [float(step) for step in range(1, 401)]
+
+
+def test_quitting_mid_run_and_reopening_shows_the_whole_curve_as_it_goes_on(
+    tmp_path: Path, dataset_dir, tokenizer_dir, nano_config
+):
+    workspace = tmp_path / "workspace"
+    steps = 1200
+    run_id = submit_run(workspace, dataset_dir, tokenizer_dir, nano_config.to_dict(), steps=steps, interval=600)
+    first = asyncio.run(_watch(workspace, run_id, until=lambda chart, view: len(chart.points) >= 100))
+    assert first["status"] == "running", "quit while the run was still training"
+    last = asyncio.run(_watch(workspace, run_id, until=lambda chart, view: view.run.get("status") == "completed"))
+    assert last["reopened_with"] >= first["points"], "the reopened chart starts from the recorded history"
+    assert last["reopened_with"] < steps, "the run was still training when the workbench came back"
+    assert last["xs"] == [float(step) for step in range(1, steps + 1)], "every step once, no gap"
+
+
+async def _watch(workspace: Path, run_id: str, until) -> dict:  # type: ignore[no-untyped-def]
+    """Open the workbench on ``run_id``'s run view until ``until(chart, view)``; what the chart held."""
+    app = LLModelApp(workspace)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tree = app.query_one(WorkspaceTree)
+        await wait_for(pilot, lambda: run_id in tree.runs, what="the run in the tree")
+        tree.select_run(run_id)
+        view = await mounted(pilot, "#run-view")
+        await wait_for(pilot, lambda: view.loaded and view.run_id == run_id, what="the run view")
+        chart = app.query_one("#chart-loss", MetricChart)
+        await wait_for(pilot, lambda: chart.points, what="the recorded curve")
+        reopened_with = len(chart.points)
+        await wait_for(pilot, lambda: until(chart, view), timeout=180, what="the run to go on")
+        return {"points": len(chart.points), "reopened_with": reopened_with, "status": view.run.get("status"),
+                "xs": [x for x, _ in chart.points]}  # fmt: skip

@@ -25,21 +25,31 @@ async def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def train_run(
-    workspace: Path, dataset_dir: Path, tokenizer_dir: Path, model_config: dict[str, Any], steps: int = 8
-) -> str:
-    """Submit a nano pretraining job to the workspace's engine, wait for it to finish, return its run id."""
+def submit_run(
+    workspace: Path, dataset_dir: Path, tokenizer_dir: Path, model_config: dict[str, Any], steps: int = 8,
+    interval: int = 4,
+) -> str:  # fmt: skip
+    """Submit a nano pretraining job to the workspace's engine; evals, samples, checkpoints and attention
+    snapshots every ``interval`` steps. Returns its run id at once."""
     train = {
         "batch_size": 2, "seq_len": 16, "max_steps": steps, "warmup_steps": 1, "learning_rate": 3e-3,
-        "eval_interval": 4, "eval_batches": 1, "sample_interval": 4, "sample_tokens": 8, "checkpoint_interval": 4,
-        "attention_interval": 4, "log_interval": 2, "device": "cpu",
+        "eval_interval": interval, "eval_batches": 1, "sample_interval": interval, "sample_tokens": 8,
+        "checkpoint_interval": interval, "attention_interval": interval, "log_interval": 2, "device": "cpu",
     }  # fmt: skip
     spec = {
         "model_config": model_config, "train_config": train, "data_paths": [str(dataset_dir)],
         "tokenizer_path": str(tokenizer_dir), "cache_root": str(workspace / "datasets"),
     }  # fmt: skip
     with EngineClient.connect(workspace) as client:
-        run_id = client.submit("pretrain", spec)
+        return client.submit("pretrain", spec)
+
+
+def train_run(
+    workspace: Path, dataset_dir: Path, tokenizer_dir: Path, model_config: dict[str, Any], steps: int = 8
+) -> str:
+    """Submit a nano pretraining job to the workspace's engine, wait for it to finish, return its run id."""
+    run_id = submit_run(workspace, dataset_dir, tokenizer_dir, model_config, steps)
+    with EngineClient.connect(workspace) as client:
         final = [event for event in client.follow(run_id) if event.get("type") in ("status", "end")][-1]
         assert final.get("status") == "completed", final
     return run_id

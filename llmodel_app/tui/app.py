@@ -228,6 +228,8 @@ class LLModelApp(App[None]):
 
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
         data = self.workspace_data = message.data
+        if not self.main.query(WorkspaceTree):
+            return  # the listing came back while the app was closing
         self.main.query_one(WorkspaceTree).show_workspace(data)
         welcome = self.main.query_one(WelcomePanel)
         for job in data.get("jobs", []):
