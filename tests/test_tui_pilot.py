@@ -13,6 +13,7 @@ from textual.command import CommandList, CommandPalette
 from engine.model.config import ModelConfig
 from llmodel_app.tui.app import LLModelApp
 from llmodel_app.tui.commands import workbench_commands
+from llmodel_app.tui.components.file_picker import FilePicker
 from llmodel_app.tui.components.help_screen import HelpScreen
 from llmodel_app.tui.components.metric_chart import MetricChart
 from tests.cli_runner import run_cli
@@ -199,6 +200,33 @@ def test_the_pretrain_launcher_submits_the_job_the_cli_would():
             app.query_one("#launch-submit").press()
             await pilot.pause(0.1)
             assert "batch_size must be a number" in str(app.query_one("#launch-error").content)
+
+    run(scenario)
+
+
+def test_input_files_are_picked_from_a_directory_tree(monkeypatch, tmp_path):
+    (tmp_path / "corpus.txt").write_text("hello\n")
+    (tmp_path / "more.jsonl").write_text('{"text": "hi"}\n')
+    monkeypatch.chdir(tmp_path)
+    client = FakeClient()
+
+    async def scenario() -> None:
+        app = LLModelApp(WORKSPACE, connect=factory(client), poll_serving=False)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("7")
+            await mounted(pilot, "#job-launcher")
+            app.query_one("#launch-kind").value = "tokenizer"
+            await pilot.pause(0.1)
+            app.query_one("#tokenizer-browse").press()
+            await wait_for(pilot, lambda: isinstance(app.screen, FilePicker), what="the file picker")
+            tree = app.screen.query_one("#picker-tree")
+            await wait_for(pilot, lambda: len(tree.root.children) == 2, what="the folder's files")
+            await pilot.press("down", "enter", "down", "enter")  # corpus.txt, then more.jsonl
+            app.screen.query_one("#picker-done").press()
+            inputs = app.query_one("#tokenizer-inputs")
+            await wait_for(pilot, lambda: inputs.value, what="the chosen files in the form")
+            assert inputs.value == f"{tmp_path / 'corpus.txt'}, {tmp_path / 'more.jsonl'}"
 
     run(scenario)
 

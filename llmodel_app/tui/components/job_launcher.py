@@ -14,6 +14,7 @@ from textual.worker import Worker
 from engine.errors import LLModelError
 from engine.model.config import ModelConfig
 from engine.training.config import TrainConfig
+from llmodel_app.tui.components.file_picker import FilePicker
 from llmodel_app.tui.components.job_progress import JobProgress
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import JobSubmitted
@@ -110,14 +111,14 @@ class JobLauncher(VerticalScroll):
                         yield Input(default, id=f"pretrain-{name}", compact=True)
                 yield Static("", id="launch-cost")
             with Vertical(id="form-tokenizer"), Grid():
-                yield Label("input files")
+                yield Button("input files…", id="tokenizer-browse", compact=True)
                 yield Input(placeholder="corpus.txt, more.jsonl", id="tokenizer-inputs", compact=True)
                 yield Label("name")
                 yield Input("my-tokenizer", id="tokenizer-name", compact=True)
                 yield Label("vocab size")
                 yield Input("8000", id="tokenizer-vocab_size", compact=True)
             with Vertical(id="form-dataset"), Grid():
-                yield Label("input files")
+                yield Button("input files…", id="dataset-browse", compact=True)
                 yield Input(placeholder="corpus.txt, more.jsonl", id="dataset-inputs", compact=True)
                 yield Label("tokenizer")
                 yield Select([], prompt="a tokenizer", id="dataset-tokenizer", compact=True)
@@ -189,6 +190,9 @@ class JobLauncher(VerticalScroll):
         cost.update(run_cost(spec["model_config"], spec["train_config"], self.runs))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id in ("tokenizer-browse", "dataset-browse"):
+            self._browse(self.query_one(f"#{event.button.id.split('-')[0]}-inputs", Input))
+            return
         if event.button.id != "launch-submit":
             return
         kind = self.query_one("#launch-kind", Select).value
@@ -200,6 +204,16 @@ class JobLauncher(VerticalScroll):
             return
         error.update("")
         self._submit(str(kind), spec)
+
+    def _browse(self, target: Input) -> None:
+        """Pick files in a modal; they replace the comma-separated list in ``target``."""
+        chosen = [p.strip() for p in target.value.split(",") if p.strip()]
+
+        def picked(paths: list[str] | None) -> None:
+            if paths:
+                target.value = ", ".join(paths)
+
+        self.app.push_screen(FilePicker(Path.cwd(), chosen), picked)
 
     def spec(self, kind: str) -> dict[str, Any]:
         """The job spec, as the matching CLI command builds it; raises a one-line error for a bad field."""
