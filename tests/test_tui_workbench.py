@@ -183,18 +183,22 @@ def test_quitting_mid_run_and_reopening_shows_the_whole_curve_as_it_goes_on(
     tmp_path: Path, dataset_dir, tokenizer_dir, nano_config
 ):
     workspace = tmp_path / "workspace"
-    steps = 1200
-    run_id = submit_run(workspace, dataset_dir, tokenizer_dir, nano_config.to_dict(), steps=steps, interval=600)
-    first = asyncio.run(_watch(workspace, run_id, until=lambda chart, view: len(chart.points) >= 100))
-    assert first["status"] == "running", "quit while the run was still training"
-    last = asyncio.run(_watch(workspace, run_id, until=lambda chart, view: view.run.get("status") == "completed"))
+    steps = 100_000  # far more than the test watches: the run is still training throughout, then cancelled
+    run_id = submit_run(workspace, dataset_dir, tokenizer_dir, nano_config.to_dict(), steps=steps, interval=50_000)
+    try:
+        first = asyncio.run(_watch(workspace, run_id, grow_by=100))
+        last = asyncio.run(_watch(workspace, run_id, grow_by=100))
+    finally:
+        with EngineClient.connect(workspace) as client:
+            client.post(f"/api/runs/{run_id}/cancel")
     assert last["reopened_with"] >= first["points"], "the reopened chart starts from the recorded history"
-    assert last["reopened_with"] < steps, "the run was still training when the workbench came back"
-    assert last["xs"] == [float(step) for step in range(1, steps + 1)], "every step once, no gap"
+    assert last["points"] >= last["reopened_with"] + 100, "then follows the run live"
+    assert last["xs"] == [float(step) for step in range(1, last["points"] + 1)], "every step once, no gap"
 
 
-async def _watch(workspace: Path, run_id: str, until) -> dict:  # type: ignore[no-untyped-def]
-    """Open the workbench on ``run_id``'s run view until ``until(chart, view)``; what the chart held."""
+async def _watch(workspace: Path, run_id: str, grow_by: int) -> dict:  # type: ignore[no-untyped-def]
+    """Open the workbench on ``run_id``'s run view until its loss chart has ``grow_by`` more points than it
+    opened with; what the chart held."""
     app = LLModelApp(workspace)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(WorkspaceTree)
@@ -205,6 +209,6 @@ async def _watch(workspace: Path, run_id: str, until) -> dict:  # type: ignore[n
         chart = app.query_one("#chart-loss", MetricChart)
         await wait_for(pilot, lambda: chart.points, what="the recorded curve")
         reopened_with = len(chart.points)
-        await wait_for(pilot, lambda: until(chart, view), timeout=180, what="the run to go on")
-        return {"points": len(chart.points), "reopened_with": reopened_with, "status": view.run.get("status"),
-                "xs": [x for x, _ in chart.points]}  # fmt: skip
+        await wait_for(pilot, lambda: len(chart.points) >= reopened_with + grow_by, timeout=120, what="live points")
+        assert view.run.get("status") == "running"
+        return {"points": len(chart.points), "reopened_with": reopened_with, "xs": [x for x, _ in chart.points]}
