@@ -61,6 +61,14 @@ def test_an_index_older_than_the_catalog_is_not_trusted(tmp_path: Path) -> None:
     assert read_index(tmp_path) is None
 
 
+def test_a_commit_that_changes_no_run_keeps_the_index_current(tmp_path: Path) -> None:
+    seed(tmp_path)
+    with Catalog.open(tmp_path) as catalog:
+        catalog.register_config("nano", str(tmp_path / "configs" / "nano.json"), "model", {"d_model": 64})
+        assert read_index(tmp_path) is not None
+    assert [run["id"] for run in read_index(tmp_path)] == ["run-2", "run-1", "run-0"]
+
+
 @pytest.mark.parametrize("damage", ["missing", "garbage", "other format"])
 def test_a_missing_or_unreadable_index_is_not_trusted(tmp_path: Path, damage: str) -> None:
     seed(tmp_path)

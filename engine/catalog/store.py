@@ -130,7 +130,8 @@ class Catalog:
 
     @contextmanager
     def _transaction(self, runs: tuple[str, ...] = ()) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One write transaction; ``runs`` names the runs it changes, whose rows the runs index then refreshes."""
+        """One write transaction; ``runs`` names the runs it changes, whose rows the runs index then refreshes (the
+        index is rewritten after every commit, so it stays newer than the catalog file)."""
         if self.read_only:
             raise LLModelError(f"catalog {self.path} is open read-only; changes go through the engine")
         with self._lock:
@@ -141,9 +142,13 @@ class Catalog:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-            if runs and self._index is not None:
+            if self._index is None:
+                return
+            if runs:
                 placeholders = ", ".join("?" * len(runs))
                 self._index.update(list(runs), self._run_rows(f"WHERE id IN ({placeholders})", list(runs)))
+            else:  # the commit made the catalog file newer: rewrite the (unchanged) index after it
+                self._index.write()
 
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         with self._lock:
