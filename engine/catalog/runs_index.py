@@ -10,6 +10,7 @@ This module must stay free of DuckDB: reading the index is the point.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -64,4 +65,5 @@ class RunsIndexWriter:
 
     def write(self) -> None:
         ordered = sorted(self._rows.values(), key=lambda r: (r.get("created") or 0, r["id"]), reverse=True)
-        write_text_atomic(self.path, json.dumps({"format": FORMAT, "runs": ordered}, default=str))
+        with contextlib.suppress(OSError):  # the catalog write stands; an index older than it is never read
+            write_text_atomic(self.path, json.dumps({"format": FORMAT, "runs": ordered}, default=str))
