@@ -111,8 +111,15 @@ class LLModelApp(App[None]):
 
         A view that mounts later reads what it needs from the app in its ``on_mount``.
         """
+        if not self.screen_stack:
+            return None  # closing
         found = self.main.query(kind)
         return found.first() if found and found.first().is_mounted else None
+
+    @property
+    def composed(self) -> bool:
+        """True while the workbench's screen is up: not before it is composed, nor once closing has begun."""
+        return bool(self.screen_stack) and bool(self.screen_stack[0].query(WorkspaceTree))
 
     @property
     def main(self) -> Screen[Any]:
@@ -132,7 +139,7 @@ class LLModelApp(App[None]):
 
     def _pump(self) -> None:
         """Apply what the engine link has read since the last tick: connection changes and workspace events."""
-        if self._link is None or not self.main.query(WorkspaceTree):
+        if self._link is None or not self.composed:
             return  # not composed yet, or already closing
         live: dict[str, dict[str, Any]] = {}
         for kind, payload in self._link.drain():
@@ -228,7 +235,7 @@ class LLModelApp(App[None]):
 
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
         data = self.workspace_data = message.data
-        if not self.main.query(WorkspaceTree):
+        if not self.composed:
             return  # the listing came back while the app was closing
         self.main.query_one(WorkspaceTree).show_workspace(data)
         welcome = self.main.query_one(WelcomePanel)
