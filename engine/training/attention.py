@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +14,9 @@ from safetensors.torch import load_file, save_file
 from engine.errors import LLModelError
 from engine.fileio import atomic_path
 from engine.model import Transformer
-from engine.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from engine.tokenizer import Tokenizer
 
 MAX_SIDE = 64
 PROBE_TEXT = 'def greet(name):\n    """Say hello to someone."""\n    return "Hello, " + name + "!"\n'

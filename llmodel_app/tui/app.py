@@ -336,6 +336,9 @@ class LLModelApp(App[None]):
     # -- actions ---------------------------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
+        # A widget left focused in the tab being hidden would pull its tab back to the front; the activated tab
+        # chooses the new focus (on_tabbed_content_tab_activated).
+        self.main.set_focus(None)
         self.main.query_one(TabbedContent).active = tab
 
     def action_help(self) -> None:

@@ -114,11 +114,7 @@ class WelcomePanel(VerticalScroll):
         if not checkpoints:
             raise LLModelError(f"{run_id} saved no checkpoint to chat with")
         latest = max(checkpoints, key=lambda c: c["step"])
-        self.app.call_from_thread(self._open_chat, run_id, latest["path"])
-
-    def _open_chat(self, run_id: str, path: str) -> None:
-        self.screen.set_focus(None)  # a focused button here would pull its tab back to the front
-        self.app.choose_checkpoint(run_id, path)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self.app.choose_checkpoint, run_id, latest["path"])  # type: ignore[attr-defined]
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_error(self, event)
