@@ -6,6 +6,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     LLMODEL_WORKSPACE=/workspaces/default
 
+# libgomp: the OpenMP runtime numba's parallel decoding kernels run on.
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+
 # CPU-only torch first, from PyTorch's CPU index, so the package install below never pulls a CUDA build.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 

@@ -10,6 +10,7 @@ import torch
 from engine.errors import LLModelError
 from engine.generation.sampling import SamplingParams, next_tokens
 from engine.model import Transformer
+from engine.model.decode_step import DecodeStep, sequence_arrays, supports_decode_step
 from engine.tokenizer import Tokenizer
 
 # (row index, token id, decoded text of the new token) for every token produced.
@@ -83,12 +84,22 @@ def generate_ids(
     done = [False] * batch
     track_seen = params.repetition_penalty != 1.0
     stop_id = eos_id if params.stop_at_eos else None
-    step_ids, length = input_ids, longest
+    # One sequence on a CPU model in the decode layout: tokens after the prompt take the compiled decoding step.
+    decode_step = DecodeStep(model) if batch == 1 and supports_decode_step(model) else None
+    if decode_step is not None:
+        sequence = sequence_arrays([layer.k for layer in cache.layers], [layer.v for layer in cache.layers], 0)
+    step_ids, length, tokens = input_ids, longest, []
     for _ in range(params.max_new_tokens):
-        attention_mask = mask[:, :length] if padded else None
-        logits = model(step_ids, kv_cache=cache, attention_mask=attention_mask, logits_for="last").logits[:, -1]
+        if decode_step is not None and tokens:
+            logits = decode_step(tokens[0], cache.length, sequence).unsqueeze(0)
+            cache.advance()
+        else:
+            attention_mask = mask[:, :length] if padded else None
+            out = model(step_ids, kv_cache=cache, attention_mask=attention_mask, logits_for="last")
+            logits = out.logits[:, -1]
         chosen = next_tokens(logits, params, seen, generator)
-        for row, token in enumerate(chosen.tolist()):
+        tokens = chosen.tolist()
+        for row, token in enumerate(tokens):
             if done[row]:
                 continue
             if token == stop_id:

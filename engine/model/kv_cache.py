@@ -52,6 +52,11 @@ class KVCache:
     def length(self) -> int:
         return self.layers[0].length if self.layers else 0
 
+    def advance(self) -> None:
+        """Count one more position as filled (after a step that wrote it directly, as ``DecodeStep`` does)."""
+        for layer in self.layers:
+            layer.length += 1
+
     def reset(self) -> None:
         for layer in self.layers:
             layer.length = 0

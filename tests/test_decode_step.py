@@ -1,0 +1,118 @@
+"""Specification of the compiled decoding step: one token of one sequence, the same logits as the forward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import LLModelError
+from engine.generation import SamplingParams, generate_ids
+from engine.model import ModelConfig, Transformer
+from engine.model import decode_kernels as kernels
+from engine.model.decode_layout import prepare_for_decoding
+from engine.model.decode_step import DecodeStep, sequence_arrays, supports_decode_step
+from engine.serving.slot_cache import SlotKVCache
+
+ATOL = 1e-5
+SHAPES = {
+    "llama": {},
+    "gqa-untied": {"n_kv_heads": 2, "tie_word_embeddings": False},
+    "mqa": {"n_kv_heads": 1},
+    "gelu-layernorm": {"ffn_type": "gelu", "norm_type": "layernorm"},
+}
+
+
+def make_model(**overrides) -> Transformer:
+    torch.manual_seed(0)
+    base = {"vocab_size": 96, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 48, "max_len": 40}
+    return Transformer(ModelConfig.from_dict({**base, **overrides})).eval()
+
+
+def tokens(n: int, seed: int = 1) -> list[int]:
+    return torch.randint(5, 96, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+@pytest.mark.parametrize("overrides", SHAPES.values(), ids=SHAPES.keys())
+def test_each_step_after_a_prefill_gives_the_logits_of_a_full_forward_pass(overrides):
+    model = prepare_for_decoding(make_model(**overrides))
+    ids = tokens(20)
+    step = DecodeStep(model)
+    with torch.inference_mode():
+        cache = model.new_kv_cache(1, 24)
+        model(torch.tensor([ids[:6]]), kv_cache=cache)
+        arrays = sequence_arrays([layer.k for layer in cache.layers], [layer.v for layer in cache.layers], 0)
+        for end in range(7, len(ids) + 1):
+            logits = step(ids[end - 1], cache.length, arrays)
+            cache.advance()
+            full = model(torch.tensor([ids[:end]])).logits[0, -1]
+            torch.testing.assert_close(logits, full, atol=ATOL, rtol=1e-5)
+
+
+def test_the_forward_pass_continues_from_what_the_step_wrote_to_the_cache():
+    model = prepare_for_decoding(make_model(n_kv_heads=2))
+    ids = tokens(12, seed=2)
+    with torch.inference_mode():
+        cache = model.new_kv_cache(1, 16)
+        model(torch.tensor([ids[:5]]), kv_cache=cache)
+        arrays = sequence_arrays([layer.k for layer in cache.layers], [layer.v for layer in cache.layers], 0)
+        step = DecodeStep(model)
+        for token in ids[5:10]:
+            step(token, cache.length, arrays)
+            cache.advance()
+        continued = model(torch.tensor([ids[10:]]), kv_cache=cache).logits[0]
+        full = model(torch.tensor([ids])).logits[0, 10:]
+    torch.testing.assert_close(continued, full, atol=ATOL, rtol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"n_kv_heads": 2, "ffn_type": "gelu"}], ids=["llama", "gqa-gelu"])
+def test_greedy_generation_of_one_prompt_is_the_same_through_the_step(overrides):
+    model = make_model(**overrides)
+    params = SamplingParams(max_new_tokens=20, do_sample=False)
+    expected = generate_ids(model, [[5, 6, 7, 8]], params)
+    prepare_for_decoding(model)
+    assert supports_decode_step(model)
+    assert generate_ids(model, [[5, 6, 7, 8]], params) == expected
+
+
+def test_the_server_cache_decodes_a_lone_sequence_through_the_step_like_the_batched_pass():
+    plain, prepared = make_model(), prepare_for_decoding(make_model())
+    caches = [SlotKVCache(plain, num_slots=3, max_len=32), SlotKVCache(prepared, num_slots=3, max_len=32)]
+    assert caches[0]._decode_step is None and caches[1]._decode_step is not None
+    ids = tokens(14, seed=3)
+    with torch.inference_mode():
+        logits = [cache.prefill(1, ids[:6]) for cache in caches]
+        for token in ids[6:]:
+            steps = [cache.decode([1], [token])[0] for cache in caches]
+            torch.testing.assert_close(steps[1], steps[0], atol=ATOL, rtol=1e-5)
+        assert caches[0].lengths == caches[1].lengths == [0, 14, 0]
+    assert logits[0].shape == logits[1].shape
+
+
+def test_models_the_step_does_not_cover_take_the_forward_pass():
+    assert not supports_decode_step(make_model())  # not re-laid for decoding
+    assert not supports_decode_step(prepare_for_decoding(make_model()).train())
+    assert not supports_decode_step(prepare_for_decoding(make_model(pos_type="absolute")))
+    assert not supports_decode_step(prepare_for_decoding(make_model(norm_first=False)))
+    assert supports_decode_step(prepare_for_decoding(make_model()))
+    with pytest.raises(LLModelError, match="decode layout"):
+        DecodeStep(make_model())
+
+
+def test_a_position_past_the_cache_is_a_clear_error():
+    model = prepare_for_decoding(make_model())
+    cache = model.new_kv_cache(1, 4)
+    arrays = sequence_arrays([layer.k for layer in cache.layers], [layer.v for layer in cache.layers], 0)
+    with pytest.raises(LLModelError, match="KV cache overflow"):
+        DecodeStep(model)(5, 4, arrays)
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3])
+@pytest.mark.parametrize(("n_in", "n_out"), [(7, 5), (32, 96), (45, 3)])
+def test_the_parallel_product_equals_a_plain_one_for_any_split(blocks, n_in, n_out):
+    rng = np.random.default_rng(n_in * n_out)
+    x = rng.standard_normal(n_in, dtype=np.float32)
+    weight_t = rng.standard_normal((n_in, n_out), dtype=np.float32)
+    out = np.empty(n_out, dtype=np.float32)
+    kernels.matvec(x, weight_t, np.zeros((blocks, n_out), dtype=np.float32), out)
+    np.testing.assert_allclose(out, x @ weight_t, atol=1e-4, rtol=1e-5)
