@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.cli_runner import run_cli
+from tests.conftest import stop_engines
 
 
-@pytest.fixture
-def two_runs(capsys, tmp_path: Path, dataset_dir: Path) -> list[str]:
-    config = tmp_path / "nano.json"
+class _StringCapture:
+    """``capsys.readouterr`` for module-scoped set-up, which cannot use capsys: output since the last call."""
+
+    def __init__(self) -> None:
+        self.out, self.err = io.StringIO(), io.StringIO()
+
+    def readouterr(self) -> SimpleNamespace:
+        captured = SimpleNamespace(out=self.out.getvalue(), err=self.err.getvalue())
+        for stream in (self.out, self.err):
+            stream.seek(0)
+            stream.truncate()
+        return captured
+
+
+def train_two_runs(capsys, workspace_root: Path, dataset_dir: Path) -> list[str]:
+    """Two 3-step nano runs that differ in learning rate, through the CLI; their ids, newest first."""
+    config = workspace_root / "nano.json"
     run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
     for lr in ("0.001", "0.003"):
         result = run_cli(
@@ -20,8 +39,28 @@ def two_runs(capsys, tmp_path: Path, dataset_dir: Path) -> list[str]:
             "--batch-size", "2", "--seq-len", "16", "--learning-rate", lr, "--eval-interval", "3",
         )  # fmt: skip
         assert result.code == 0, result.err
-    listed = json.loads(run_cli(capsys, "runs", "list", "--json").out)
-    return [run["id"] for run in listed]
+    return [run["id"] for run in json.loads(run_cli(capsys, "runs", "list", "--json").out)]
+
+
+@pytest.fixture(scope="module")
+def trained_workspace(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> Iterator[tuple[Path, list[str]]]:
+    """One workspace with two finished runs, trained once for the read-only tests of this module."""
+    root = tmp_path_factory.mktemp("runs")
+    capture = _StringCapture()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LLMODEL_WORKSPACE", str(root / "workspace"))
+        patch.setenv("OMP_NUM_THREADS", "1")
+        with contextlib.redirect_stdout(capture.out), contextlib.redirect_stderr(capture.err):
+            ids = train_two_runs(capture, root, dataset_dir)
+        yield root / "workspace", ids
+        stop_engines(root)
+
+
+@pytest.fixture
+def two_runs(monkeypatch: pytest.MonkeyPatch, trained_workspace: tuple[Path, list[str]]) -> list[str]:
+    workspace, ids = trained_workspace
+    monkeypatch.setenv("LLMODEL_WORKSPACE", str(workspace))
+    return ids
 
 
 def test_list_gives_each_run_with_its_latest_metrics(capsys, two_runs):
@@ -61,7 +100,8 @@ def test_reading_works_without_an_engine(capsys, two_runs):
     assert status["running"] is False, "reading did not start an engine"
 
 
-def test_remove_deletes_the_run_and_its_folder(capsys, two_runs, tmp_path):
+def test_remove_deletes_the_run_and_its_folder(capsys, tmp_path, dataset_dir):
+    two_runs = train_two_runs(capsys, tmp_path, dataset_dir)  # its own runs: this test deletes one
     folder = tmp_path / "workspace" / "runs" / two_runs[1]
     assert folder.is_dir()
     assert run_cli(capsys, "runs", "remove", two_runs[1], "--yes").code == 0
