@@ -12,7 +12,6 @@ from engine.model import ModelConfig, Transformer
 from engine.model import decode_kernels as kernels
 from engine.model.decode_layout import prepare_for_decoding
 from engine.model.decode_step import DecodeStep, sequence_arrays, supports_decode_step
-from engine.serving.slot_cache import SlotKVCache
 
 ATOL = 1e-5
 SHAPES = {
@@ -73,20 +72,6 @@ def test_greedy_generation_of_one_prompt_is_the_same_through_the_step(overrides)
     prepare_for_decoding(model)
     assert supports_decode_step(model)
     assert generate_ids(model, [[5, 6, 7, 8]], params) == expected
-
-
-def test_the_server_cache_decodes_a_lone_sequence_through_the_step_like_the_batched_pass():
-    plain, prepared = make_model(), prepare_for_decoding(make_model())
-    caches = [SlotKVCache(plain, num_slots=3, max_len=32), SlotKVCache(prepared, num_slots=3, max_len=32)]
-    assert caches[0]._decode_step is None and caches[1]._decode_step is not None
-    ids = tokens(14, seed=3)
-    with torch.inference_mode():
-        logits = [cache.prefill(1, ids[:6]) for cache in caches]
-        for token in ids[6:]:
-            steps = [cache.decode([1], [token])[0] for cache in caches]
-            torch.testing.assert_close(steps[1], steps[0], atol=ATOL, rtol=1e-5)
-        assert caches[0].lengths == caches[1].lengths == [0, 14, 0]
-    assert logits[0].shape == logits[1].shape
 
 
 def test_models_the_step_does_not_cover_take_the_forward_pass():

@@ -4,9 +4,10 @@ Generation at batch 1 spends its time in the steps after the prompt: one new tok
 general :meth:`Transformer.forward` serves training, prefill, batches, masks and attention maps in ~50 PyTorch
 calls a layer, 5-10 µs each on a small CPU; :class:`DecodeStep` runs the step as 8 compiled calls a layer, on
 a model :func:`engine.model.decode_layout.prepare_for_decoding` laid out. It reads and writes the caches the
-general forward pass fills (a :class:`KVCache`, or one slot of the server's slot cache), so the model prefills
-a prompt and the step continues it. ``llmodel generate``, the chat and a model server with one active request
-decode this way (benchmarks/RESULTS.md, "Generation").
+general forward pass fills (a :class:`KVCache`), so the model prefills
+a prompt and the step continues it. ``generate_ids`` with one prompt (``llmodel generate``) decodes this way
+(benchmarks/RESULTS.md, "Generation"); the model server keeps the forward pass for every step, so a request's
+greedy output does not depend on whether it shared its steps.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ import torch
 
 from engine.errors import LLModelError
 from engine.model import Transformer
-from engine.model.decode_step import DecodeStep, LayerArrays, sequence_arrays, supports_decode_step
 from engine.model.kv_cache import LayerKVCache
 
 
@@ -16,8 +15,9 @@ class SlotKVCache:
     """Keys/values (slots, H_kv, max_len, hd) per layer; a slot holds one sequence from prefill until release.
 
     ``prefill`` runs a prompt alone straight into its slot; ``decode`` runs one token for each of several slots
-    at once, every row writing at its own position and attending only to its own keys. A lone sequence on a
-    CPU model in the decode layout takes the compiled :class:`DecodeStep` instead of the batched forward pass.
+    at once, every row writing at its own position and attending only to its own keys. Every step is the
+    model's forward pass, alone or batched, so a request's greedy output does not depend on what shares its
+    steps (the compiled single-sequence step of ``engine.model.decode_step`` rounds differently).
     """
 
     def __init__(self, model: Transformer, num_slots: int, max_len: int | None = None) -> None:
@@ -34,8 +34,6 @@ class SlotKVCache:
         self.values = [torch.zeros(shape, dtype=weight.dtype, device=self.device) for _ in range(c.n_layers)]
         self.lengths = [0] * num_slots
         self._free = list(range(num_slots))
-        self._decode_step = DecodeStep(model) if supports_decode_step(model) else None
-        self._slot_arrays: dict[int, list[LayerArrays]] = {}
 
     # -- slots ---------------------------------------------------------------------------------------
 
@@ -91,13 +89,6 @@ class SlotKVCache:
             raise LLModelError(f"a sequence reached the cache length {self.max_len}; it cannot grow further")
         if min(positions) == 0:
             raise LLModelError("decode needs slots that were prefilled first")
-        if len(slots) == 1 and self._decode_step is not None:
-            slot = slots[0]
-            if slot not in self._slot_arrays:
-                self._slot_arrays[slot] = sequence_arrays(self.keys, self.values, slot)
-            logits = self._decode_step(tokens[0], positions[0], self._slot_arrays[slot])
-            self.lengths[slot] += 1
-            return logits.unsqueeze(0)
         window = max(positions) + 1
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         rows = torch.tensor(list(slots), dtype=torch.long, device=self.device)
