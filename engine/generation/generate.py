@@ -10,7 +10,7 @@ import torch
 from engine.errors import LLModelError
 from engine.generation.sampling import SamplingParams, next_tokens
 from engine.model import Transformer
-from engine.model.decode_step import DecodeStep, sequence_arrays, supports_decode_step
+from engine.model.decode_step import DecodeStep, cache_arrays, supports_decode_step
 from engine.tokenizer import Tokenizer
 
 # (row index, token id, decoded text of the new token) for every token produced.
@@ -87,11 +87,11 @@ def generate_ids(
     # One sequence on a CPU model in the decode layout: tokens after the prompt take the compiled decoding step.
     decode_step = DecodeStep(model) if batch == 1 and supports_decode_step(model) else None
     if decode_step is not None:
-        sequence = sequence_arrays([layer.k for layer in cache.layers], [layer.v for layer in cache.layers], 0)
+        arrays = cache_arrays([layer.k for layer in cache.layers], [layer.v for layer in cache.layers])
     step_ids, length, tokens = input_ids, longest, []
     for _ in range(params.max_new_tokens):
         if decode_step is not None and tokens:
-            logits = decode_step(tokens[0], cache.length, sequence).unsqueeze(0)
+            logits = decode_step(tokens, [cache.length], arrays, [0])
             cache.advance()
         else:
             attention_mask = mask[:, :length] if padded else None

@@ -1,13 +1,12 @@
-"""One decoding step of one sequence on the CPU, through the compiled kernels of :mod:`.decode_kernels`.
+"""One decoding step of a few sequences on the CPU, through the compiled kernels of :mod:`.decode_kernels`.
 
-Generation at batch 1 spends its time in the steps after the prompt: one new token through every layer. The
-general :meth:`Transformer.forward` serves training, prefill, batches, masks and attention maps in ~50 PyTorch
-calls a layer, 5-10 µs each on a small CPU; :class:`DecodeStep` runs the step as 8 compiled calls a layer, on
-a model :func:`engine.model.decode_layout.prepare_for_decoding` laid out. It reads and writes the caches the
-general forward pass fills (a :class:`KVCache`), so the model prefills
-a prompt and the step continues it. ``generate_ids`` with one prompt (``llmodel generate``) decodes this way
-(benchmarks/RESULTS.md, "Generation"); the model server keeps the forward pass for every step, so a request's
-greedy output does not depend on whether it shared its steps.
+Generation spends its time in the steps after the prompt: one new token of each sequence through every layer.
+The general :meth:`Transformer.forward` serves training, prefill, batches, masks and attention maps in ~50
+PyTorch calls a layer, 5-10 µs each on a small CPU; :class:`DecodeStep` runs the step as 8 compiled calls a
+layer, on a model :func:`engine.model.decode_layout.prepare_for_decoding` laid out. It reads and writes the
+caches the general forward pass fills (a :class:`KVCache`, the model server's slot cache), so the model
+prefills a prompt and the step continues it: ``generate_ids`` with one prompt (``llmodel generate``) and the
+model server's decode steps run this way on CPU (benchmarks/RESULTS.md, "Generation" and "Serving").
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import torch
 from engine.errors import LLModelError
 from engine.model.transformer import Transformer
 
-# One layer's cache for one sequence: keys and values, (H_kv, max_len, head_dim) each.
+# One layer's cache: keys and values, (sequences, H_kv, max_len, head_dim) each.
 LayerArrays = tuple[np.ndarray, np.ndarray]
 
 
@@ -77,9 +76,9 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().numpy()
 
 
-def sequence_arrays(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor], row: int) -> list[LayerArrays]:
-    """NumPy views of sequence ``row`` of per-layer (rows, H_kv, max_len, head_dim) key and value caches."""
-    return [(_array(k)[row], _array(v)[row]) for k, v in zip(keys, values, strict=True)]
+def cache_arrays(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -> list[LayerArrays]:
+    """NumPy views (no copy) of per-layer (sequences, H_kv, max_len, head_dim) key and value caches."""
+    return [(_array(k), _array(v)) for k, v in zip(keys, values, strict=True)]
 
 
 def _norm_arrays(module: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
@@ -89,9 +88,13 @@ def _norm_arrays(module: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
 
 
 class DecodeStep:
-    """Runs one token of one sequence through a decode-layout model, writing its keys/values at ``position``."""
+    """Runs one token for each of up to ``max_rows`` sequences through a decode-layout model.
 
-    def __init__(self, model: Transformer) -> None:
+    Each sequence has its own cache row (slot) and position; a sequence's logits are the same bit for bit whatever
+    else shares the step (:func:`engine.model.decode_kernels.matmul`).
+    """
+
+    def __init__(self, model: Transformer, max_rows: int = 1) -> None:
         if not supports_decode_step(model):
             raise LLModelError(
                 "the decoding step needs an eval-mode float32 CPU model with pre-norm rotary blocks in the "
@@ -103,7 +106,7 @@ class DecodeStep:
 
         self._kernels, self._numba = decode_kernels, numba
         config = model.config
-        self.eps, self.max_len = config.rms_norm_eps, config.max_len
+        self.eps, self.max_len, self.max_rows = config.rms_norm_eps, config.max_len, max_rows
         self.layernorm = config.norm_type == "layernorm"
         self.swiglu = config.ffn_type == "swiglu"
         self.embed = _array(model.model.embed_tokens.weight)
@@ -128,45 +131,56 @@ class DecodeStep:
         first = self.layers[0]
         widest = max(self.head.shape[1], *(w.shape[1] for layer in self.layers for w in layer if w.ndim == 2))
 
-        def buffer(*shape: int) -> np.ndarray:
-            return np.zeros(shape, dtype=np.float32)
+        def rows(width: int) -> np.ndarray:
+            return np.zeros((max_rows, width), dtype=np.float32)
 
         self.scratch = (
-            buffer(config.d_model),  # normed residual row
-            buffer(first[2].shape[1]),  # q | k | v
-            buffer(config.n_heads * config.head_dim),  # attention output
-            buffer(self.max_len),  # attention scores
-            buffer(first[6].shape[1]),  # gate | up, or up
-            buffer(config.d_ff),  # activation
-            buffer(config.d_model),  # a projection back onto the residual
-            buffer(self.threads, widest),  # per-thread partial products
+            rows(config.d_model),  # normed residual rows
+            rows(first[2].shape[1]),  # q | k | v
+            rows(config.n_heads * config.head_dim),  # attention output
+            rows(first[6].shape[1]),  # gate | up, or up
+            rows(config.d_ff),  # activation
+            rows(config.d_model),  # a projection back onto the residual
         )
+        self.scores = np.zeros(self.max_len, dtype=np.float32)
+        self.parts = np.zeros((self.threads, max_rows, widest), dtype=np.float32)  # per-thread partial products
 
-    def __call__(self, token: int, position: int, caches: Sequence[LayerArrays]) -> torch.Tensor:
-        """Logits (vocab,) for ``token`` at ``position``; its keys/values go to ``position`` of ``caches``.
+    def __call__(
+        self, tokens: Sequence[int], positions: Sequence[int], caches: Sequence[LayerArrays], slots: Sequence[int]
+    ) -> torch.Tensor:
+        """Logits (B, vocab) for ``tokens[b]`` at ``positions[b]`` of cache row ``slots[b]``.
 
-        ``caches``: per layer, the sequence's (H_kv, max_len, head_dim) keys and values (see
-        :func:`sequence_arrays`), filled for positions before ``position``. The caller advances its lengths.
+        ``caches``: per layer, the (sequences, H_kv, max_len, head_dim) keys and values (:func:`cache_arrays`),
+        filled before each row's position; the step writes each row's new keys and values there. The caller
+        advances its lengths.
         """
-        if not 0 <= position < min(caches[0][0].shape[1], self.max_len):
-            raise LLModelError(f"KV cache overflow: no room at position {position}; allocate a larger cache")
+        count = len(tokens)
+        if not 0 < count <= self.max_rows or len(positions) != count or len(slots) != count:
+            raise LLModelError(
+                f"a decoding step takes 1 to {self.max_rows} sequences with one position and slot each, "
+                f"got {count} tokens, {len(positions)} positions, {len(slots)} slots"
+            )
+        room = min(caches[0][0].shape[2], self.max_len)
+        if max(positions) >= room or min(positions) < 0:
+            raise LLModelError(f"KV cache overflow: no room at position {max(positions)}; allocate a larger cache")
         kernels = self._kernels
         self._numba.set_num_threads(self.threads)
-        normed, qkv, attended, scores, up, hidden, residual, parts = self.scratch
-        x = np.array(self.embed[token], dtype=np.float32)
+        normed, qkv, attended, up, hidden, residual = (buffer[:count] for buffer in self.scratch)
+        x = np.ascontiguousarray(self.embed[np.asarray(tokens)], dtype=np.float32)
         residual[:] = 0.0
-        cos, sin, eps, layernorm = self.cos[position], self.sin[position], self.eps, self.layernorm
+        rows, at = np.asarray(slots, dtype=np.int64), np.asarray(positions, dtype=np.int64)
+        eps, layernorm, parts = self.eps, self.layernorm, self.parts
         for weights, (k_cache, v_cache) in zip(self.layers, caches, strict=True):
             norm1_w, norm1_b, qkv_t, o_t, norm2_w, norm2_b, up_t, down_t = weights
             kernels.add_and_norm(x, residual, norm1_w, norm1_b, eps, layernorm, normed)
-            kernels.matvec(normed, qkv_t, parts, qkv)
-            kernels.attention(qkv, k_cache, v_cache, position, cos, sin, scores, attended)
-            kernels.matvec(attended, o_t, parts, residual)
+            kernels.matmul(normed, qkv_t, parts, qkv)
+            kernels.attention(qkv, k_cache, v_cache, rows, at, self.cos, self.sin, self.scores, attended)
+            kernels.matmul(attended, o_t, parts, residual)
             kernels.add_and_norm(x, residual, norm2_w, norm2_b, eps, layernorm, normed)
-            kernels.matvec(normed, up_t, parts, up)
+            kernels.matmul(normed, up_t, parts, up)
             kernels.activate(up, hidden, self.swiglu)
-            kernels.matvec(hidden, down_t, parts, residual)
+            kernels.matmul(hidden, down_t, parts, residual)
         kernels.add_and_norm(x, residual, *self.final_norm, eps, layernorm, normed)
-        logits = np.empty(self.head.shape[1], dtype=np.float32)
-        kernels.matvec(normed, self.head, parts, logits)
+        logits = np.empty((count, self.head.shape[1]), dtype=np.float32)
+        kernels.matmul(normed, self.head, parts, logits)
         return torch.from_numpy(logits)

@@ -8,6 +8,7 @@ import torch
 
 from engine.errors import LLModelError
 from engine.model import Transformer
+from engine.model.decode_step import DecodeStep, cache_arrays, supports_decode_step
 from engine.model.kv_cache import LayerKVCache
 
 
@@ -15,9 +16,9 @@ class SlotKVCache:
     """Keys/values (slots, H_kv, max_len, hd) per layer; a slot holds one sequence from prefill until release.
 
     ``prefill`` runs a prompt alone straight into its slot; ``decode`` runs one token for each of several slots
-    at once, every row writing at its own position and attending only to its own keys. Every step is the
-    model's forward pass, alone or batched, so a request's greedy output does not depend on what shares its
-    steps (the compiled single-sequence step of ``engine.model.decode_step`` rounds differently).
+    at once, every row writing at its own position and attending only to its own keys. On a CPU model in the
+    decode layout the steps run through the compiled :class:`DecodeStep`, whose rows never depend on each other:
+    a request's greedy output is the same alone or batched.
     """
 
     def __init__(self, model: Transformer, num_slots: int, max_len: int | None = None) -> None:
@@ -34,6 +35,8 @@ class SlotKVCache:
         self.values = [torch.zeros(shape, dtype=weight.dtype, device=self.device) for _ in range(c.n_layers)]
         self.lengths = [0] * num_slots
         self._free = list(range(num_slots))
+        self._decode_step = DecodeStep(model, max_rows=num_slots) if supports_decode_step(model) else None
+        self._arrays = cache_arrays(self.keys, self.values) if self._decode_step is not None else []
 
     # -- slots ---------------------------------------------------------------------------------------
 
@@ -89,6 +92,11 @@ class SlotKVCache:
             raise LLModelError(f"a sequence reached the cache length {self.max_len}; it cannot grow further")
         if min(positions) == 0:
             raise LLModelError("decode needs slots that were prefilled first")
+        if self._decode_step is not None:
+            logits = self._decode_step(tokens, positions, self._arrays, slots)
+            for s in slots:
+                self.lengths[s] += 1
+            return logits
         window = max(positions) + 1
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)
         rows = torch.tensor(list(slots), dtype=torch.long, device=self.device)
