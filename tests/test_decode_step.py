@@ -102,9 +102,9 @@ def test_the_server_cache_decodes_through_the_step_like_the_forward_pass_alone_o
     assert caches[0]._decode_step is None and caches[1]._decode_step is not None
     prompts = {0: tokens(5, seed=4), 2: tokens(9, seed=5), 3: tokens(3, seed=6)}
     with torch.inference_mode():
-        for cache in caches:
-            for slot, ids in prompts.items():
-                cache.prefill(slot, ids)
+        for slot, ids in prompts.items():  # 9 tokens: three chunks of up to 4 rows through the step
+            expected, got = (cache.prefill(slot, ids) for cache in caches)
+            torch.testing.assert_close(got, expected, atol=ATOL, rtol=1e-5)
         for step in range(6):
             slots = [2] if step < 2 else [0, 2, 3]  # one sequence alone, then a batch at different positions
             fed = [7 + step + slot for slot in slots]

@@ -68,6 +68,15 @@ class SlotKVCache:
             raise LLModelError("a prompt needs at least one token")
         if len(ids) > self.max_len:
             raise LLModelError(f"prompt of {len(ids)} tokens exceeds the cache length {self.max_len}")
+        if self._decode_step is not None:
+            # Through the compiled step, a few prompt tokens a call: each row attends to the rows before it.
+            chunk = self._decode_step.max_rows
+            for start in range(0, len(ids), chunk):
+                part = list(ids[start : start + chunk])
+                positions = list(range(start, start + len(part)))
+                logits = self._decode_step(part, positions, self._arrays, [slot] * len(part))[-1]
+            self.lengths[slot] = len(ids)
+            return logits
         # The slot's rows are views into the shared tensors, so the ordinary cache path fills the slot in place.
         view = _SequenceCache(
             [
