@@ -164,6 +164,8 @@ class DecodeStep:
         if max(positions) >= room or min(positions) < 0:
             raise LLModelError(f"KV cache overflow: no room at position {max(positions)}; allocate a larger cache")
         kernels = self._kernels
+        # numba's thread count belongs to the calling thread: the server builds the step in its loading thread
+        # and runs it in its batcher thread.
         self._numba.set_num_threads(self.threads)
         normed, qkv, attended, up, hidden, residual = (buffer[:count] for buffer in self.scratch)
         x = np.ascontiguousarray(self.embed[np.asarray(tokens)], dtype=np.float32)
