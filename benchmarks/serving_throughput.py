@@ -1,7 +1,7 @@
 """Model server under concurrent streaming clients: aggregate tokens/s and time to first token.
 
 A Llama-shaped model (vocab 4096, d_model 384, 6 layers; random weights — speed does not depend on training) is
-served by `python -m engine.serving` on a free loopback port. 1, 4 and 8 clients each stream a few
+served by `python -m engine.server` on a free loopback port. 1, 4 and 8 clients each stream a few
 /v1/completions requests (64 tokens, greedy, ignore_eos) back to back. Target: with 8 clients the aggregate
 throughput is at least 3x one client's.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,8 +26,9 @@ from benchmarks.hardware import machine_description
 from benchmarks.report import format_table, write_results
 from engine.data.stdlib_corpus import build_stdlib_corpus
 from engine.model import ModelConfig, Transformer
+from engine.net import free_port
+from engine.runs.checkpoint import save_checkpoint
 from engine.tokenizer import Tokenizer
-from engine.training.checkpoint import save_checkpoint
 
 SHAPE = {"d_model": 384, "n_layers": 6, "n_heads": 6, "d_ff": 1024, "max_len": 256}
 PROMPTS = ["def main():\n", "import os\n", "class Parser:\n", "The module ", "# Copyright ", "for key in ", "return self.", "with open("]
@@ -44,12 +44,6 @@ def make_model(root: Path, vocab: int) -> Path:
     save_checkpoint(run_dir / "checkpoints", step=0, model=Transformer(config), model_config=config,
                     meta={"tokenizer": str(root / "tokenizer")})  # fmt: skip
     return run_dir
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stream_one(url: str, prompt: str, tokens: int) -> tuple[float, float, int]:
@@ -105,7 +99,7 @@ def main() -> None:
         run_dir = make_model(Path(tmp), 4096)
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "engine.serving", "--model", str(run_dir), "--port", str(port), "--max-batch", "8"],
+            [sys.executable, "-m", "engine.server", "--model", str(run_dir), "--port", str(port), "--max-batch", "8"],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         url = f"http://127.0.0.1:{port}"

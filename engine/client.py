@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
+from engine.daemon.record import EngineRecord, live_record
 from engine.errors import LLModelError
-from engine.service.record import EngineRecord, live_record
 
 START_TIMEOUT = 30.0
 
@@ -125,7 +125,7 @@ class EngineClient:
 def start_engine(workspace: Path, *, max_concurrent_jobs: int | None = None) -> EngineRecord:
     """Start a detached engine process for ``workspace`` and wait until it has written its record."""
     workspace.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "engine.service", "--workspace", str(workspace)]
+    command = [sys.executable, "-m", "engine.daemon", "--workspace", str(workspace)]
     if max_concurrent_jobs:
         command += ["--max-concurrent-jobs", str(max_concurrent_jobs)]
     log = open(workspace / "engine.log", "ab")  # noqa: SIM115 - handed to the child

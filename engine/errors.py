@@ -21,3 +21,11 @@ class VocabMismatchError(LLModelError):
 
 class CheckpointError(LLModelError):
     """A checkpoint is missing, incomplete, corrupt or built for another config."""
+
+
+class NotFoundError(LLModelError):
+    """A named thing (run, checkpoint, adapter, task) does not exist; servers answer 404."""
+
+
+class BusyError(LLModelError):
+    """The server is at capacity (queue full, too many requests); servers answer 429 and clients retry."""

@@ -63,6 +63,24 @@ def runs_dir(workspace: Path) -> Path:
     return workspace / "runs"
 
 
+def newest_completed_run(workspace: Path) -> Path | None:
+    """The most recently finished run folder whose training completed and left a checkpoint."""
+    import json
+
+    root = runs_dir(workspace)
+    if not root.is_dir():
+        return None
+    found: list[tuple[float, Path]] = []
+    for run_json in root.glob("*/run.json"):
+        try:
+            status = json.loads(run_json.read_text(encoding="utf-8")).get("status")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if status == "completed" and any((run_json.parent / "checkpoints").glob("step-*")):
+            found.append((run_json.stat().st_mtime, run_json.parent))
+    return max(found, default=(0.0, None))[1]
+
+
 def latest_run_with_checkpoint(workspace: Path) -> Path | None:
     """The newest run folder that holds at least one checkpoint directory."""
     root = runs_dir(workspace)

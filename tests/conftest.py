@@ -5,20 +5,18 @@ They are built once per test session so every test that trains a model starts fr
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
+from engine.daemon.model_servers import ModelServerManager
+from engine.daemon.record import RECORD_FILE, live_record
 from engine.data.prepare import prepare_dataset
 from engine.data.stdlib_corpus import build_stdlib_corpus
 from engine.model import ModelConfig
-from engine.service.record import RECORD_FILE, live_record, pid_alive
-from engine.service.serving import ServingManager
+from engine.processes import terminate
 from engine.tokenizer import Tokenizer
 from engine.training.config import TrainConfig
 
@@ -39,15 +37,11 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
 def stop_engines(root: Path) -> None:
     """Stop every engine whose workspace lies under ``root``, and any model server it started."""
     for serve_file in root.rglob(".serve.json"):
-        ServingManager(serve_file.parent).stop()
+        ModelServerManager(serve_file.parent).stop()
     for record_file in root.rglob(RECORD_FILE):
         record = live_record(record_file.parent)
-        if record is None:
-            continue
-        os.kill(record.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while pid_alive(record.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if record is not None:
+            terminate(record.process)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,33 +12,28 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from engine.serving.server import create_server
-from engine.serving.service import ModelService, ServeOptions
+from engine.net import free_port
+from engine.server.app import create_server
+from engine.server.served_model import ServedModel, ServeOptions
 
 
 @dataclass
 class LiveServer:
     url: str
-    service: ModelService
+    served: ServedModel
 
     def client(self, **headers: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def live_server(model_dir: Path, *, load: bool = True, **server_options: object) -> Iterator[LiveServer]:
     """Serve ``model_dir`` in a background thread; the model is loaded first unless ``load`` is False."""
-    service = ModelService(ServeOptions(model_path=model_dir, device="cpu", max_batch=8, max_queue=64))
+    served = ServedModel(ServeOptions(model_path=model_dir, device="cpu", max_batch=8, max_queue=64))
     if load:
-        service.load()
-        assert service.ready, service.error
-    app = create_server(service, **server_options)  # type: ignore[arg-type]
+        served.load()
+        assert served.ready, served.error
+    app = create_server(served, **server_options)  # type: ignore[arg-type]
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -48,8 +42,8 @@ def live_server(model_dir: Path, *, load: bool = True, **server_options: object)
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", service)
+        yield LiveServer(f"http://127.0.0.1:{port}", served)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        service.stop()
+        served.stop()

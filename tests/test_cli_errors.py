@@ -96,9 +96,15 @@ def test_config_from_another_shape_than_the_checkpoint(capsys, tmp_path, dataset
     assert_one_line_error(result, "d_model=32", "d_model=64")
 
 
-def test_negative_temperature(capsys, tmp_path):
+def test_negative_temperature_is_refused_before_any_model_is_loaded(capsys, tmp_path):
+    # tmp_path holds no checkpoint: the answer is about the temperature, so nothing was loaded first.
     result = run_cli(capsys, "generate", "--model-path", str(tmp_path), "--prompt", "x", "--temperature", "-1")
-    assert result.code != 0 and "Traceback" not in result.err
+    assert_one_line_error(result, "temperature must be ≥ 0, got -1")
+
+
+def test_generate_without_a_model_path_uses_the_newest_completed_run_or_says_there_is_none(capsys, tmp_path):
+    result = run_cli(capsys, "generate", "--prompt", "x")
+    assert_one_line_error(result, "no completed run in workspace", "--model-path")
 
 
 def test_unknown_option_is_a_usage_error(capsys):
@@ -124,3 +130,8 @@ def test_no_arguments_opens_the_workbench_on_the_workspace(capsys, monkeypatch, 
     result = run_cli(capsys)
     assert result.code == 0, result.err
     assert opened == [tmp_path / "workspace"]
+
+
+def test_api_without_a_model_path_in_an_empty_workspace_says_what_to_do(capsys):
+    result = run_cli(capsys, "api")
+    assert_one_line_error(result, "no completed run in workspace", "--model-path")

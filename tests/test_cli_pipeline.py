@@ -47,6 +47,10 @@ def test_the_whole_pipeline_runs_from_the_command_line(capsys, tmp_path, corpus_
     result = run_cli(capsys, "generate", "--model-path", str(run_dir), "--prompt", "def ", "--max-tokens", "8", "--seed", "1")
     assert result.code == 0, result.err
     assert result.out.startswith("def ") and len(result.out.strip()) > len("def")
+    # Without --model-path: the workspace's newest completed run, named.
+    default = run_cli(capsys, "generate", "--prompt", "def ", "--max-tokens", "8", "--seed", "1")
+    assert default.code == 0, default.err
+    assert f"newest completed run, {run_dir.name}" in default.err and default.out == result.out
 
     kinds = sorted(r["kind"] for r in runs(capsys))
     assert kinds == ["dataset", "pretrain", "tokenizer"], "every step is recorded in the workspace catalog"

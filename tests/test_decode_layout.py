@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from engine.generation import SamplingParams, generate_ids
-from engine.model import ModelConfig, Transformer
-from engine.model.decode_layout import prepare_for_decoding
-from engine.model.layers import few_row_product
+from engine.model import Transformer
+from engine.model.decode_layout import few_row_product, prepare_for_decoding
+from tests.model_fixtures import context_sensitive_model
 
 ATOL = 1e-5
 SHAPES = {
@@ -20,9 +20,8 @@ SHAPES = {
 
 
 def make_model(**overrides) -> Transformer:
-    torch.manual_seed(0)
     base = {"vocab_size": 96, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_len": 48}
-    return Transformer(ModelConfig.from_dict({**base, **overrides})).eval()
+    return context_sensitive_model(base, **overrides)
 
 
 def prefill_then_step(model: Transformer, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,11 +8,12 @@ import torch
 
 from engine.errors import LLModelError
 from engine.generation import SamplingParams, generate_ids
-from engine.model import ModelConfig, Transformer
+from engine.model import Transformer
 from engine.model import decode_kernels as kernels
 from engine.model.decode_layout import prepare_for_decoding
 from engine.model.decode_step import DecodeStep, cache_arrays, supports_decode_step
-from engine.serving.slot_cache import SlotKVCache
+from engine.server.slot_cache import SlotKVCache
+from tests.model_fixtures import context_sensitive_model
 
 ATOL = 1e-5
 SHAPES = {
@@ -24,9 +25,8 @@ SHAPES = {
 
 
 def make_model(**overrides) -> Transformer:
-    torch.manual_seed(0)
     base = {"vocab_size": 96, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 48, "max_len": 40}
-    return Transformer(ModelConfig.from_dict({**base, **overrides})).eval()
+    return context_sensitive_model(base, **overrides)
 
 
 def tokens(n: int, seed: int = 1) -> list[int]:

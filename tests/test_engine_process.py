@@ -31,12 +31,14 @@ import torch
 
 from engine.catalog import Catalog
 from engine.client import EngineClient, start_engine
+from engine.daemon.record import RECORD_FILE, EngineRecord, read_record, write_record
+from engine.daemon.supervisor import Follower
 from engine.errors import CheckpointError, LLModelError
 from engine.model import ModelConfig, Transformer
-from engine.service.record import RECORD_FILE, EngineRecord, pid_alive, read_record, write_record
-from engine.service.supervisor import Follower
-from engine.training import checkpoint as ckpt
+from engine.processes import pid_alive
+from engine.runs import checkpoint as ckpt
 from engine.training.config import TrainConfig
+from engine.training.trainer import Trainer
 from tests.cli_runner import run_cli
 from tests.conftest import TINY_VOCAB, stop_engines
 
@@ -161,7 +163,7 @@ def _service_processes(root: Path) -> list[tuple[int, str]]:
             args = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
         except OSError:
             continue
-        if any("engine.service" in a for a in args) and any(a.startswith(str(root)) for a in args):
+        if any("engine.daemon" in a for a in args) and any(a.startswith(str(root)) for a in args):
             found.append((int(entry.name), " ".join(args)))
     return found
 
@@ -273,7 +275,7 @@ def test_engine_start_status_and_stop_from_the_command_line(capsys, workspace, m
 def test_a_second_engine_for_the_same_workspace_refuses_to_start_and_names_the_first(workspace):
     with EngineClient.connect(workspace) as first:
         second = subprocess.run(
-            [sys.executable, "-m", "engine.service", "--workspace", str(workspace)],
+            [sys.executable, "-m", "engine.daemon", "--workspace", str(workspace)],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert second.returncode != 0
@@ -484,7 +486,7 @@ def test_cancelling_a_training_job_checkpoints_it_and_resume_continues_without_a
 # -- 5. kill -9 of a job ------------------------------------------------------------------------------------------------
 
 
-def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(engine, shared):
+def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(engine, shared, tmp_path):
     run_id = engine.submit(
         "pretrain", shared.spec(max_steps=70, checkpoint_interval=25, attention_interval=5)
     )
@@ -512,6 +514,17 @@ def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(
     snapshot_steps = [s["step"] for s in engine.get(f"/api/runs/{run_id}/attention")]
     assert snapshot_steps == list(range(5, 71, 5)), "attention snapshots too"
     assert engine.get(f"/api/runs/{run_id}")["step"] == 70
+
+    # The same job, never killed, in this process: the resumed run repeats its losses bit for bit.
+    spec = shared.spec(max_steps=70, checkpoint_interval=25, attention_interval=5)
+    straight = tmp_path / "straight"
+    Trainer(
+        ModelConfig.from_dict(spec["model_config"]), TrainConfig.from_dict(spec["train_config"]),
+        shared.dataset_dir, straight, tokenizer_path=shared.tokenizer_dir,
+    ).run()  # fmt: skip
+    expected = [e["loss"] for e in file_events(straight) if e["type"] == "step"]
+    recorded = [loss for _, loss in engine.get(f"/api/runs/{run_id}/metrics", names="loss")["loss"]]
+    assert recorded == expected
 
 
 # -- 6. kill -9 of the engine ---------------------------------------------------------------------------------------------

@@ -10,13 +10,12 @@ from engine.generation import SamplingParams, generate, generate_ids
 from engine.generation.sampling import apply_repetition_penalty, filter_top_k, filter_top_p
 from engine.model import ModelConfig, Transformer
 from engine.tokenizer import Tokenizer
+from tests.model_fixtures import context_sensitive_model
 
 
 @pytest.fixture
 def model(nano_config: ModelConfig) -> Transformer:
-    torch.manual_seed(0)
-    config = ModelConfig.from_dict({**nano_config.to_dict(), "dropout": 0.0})
-    return Transformer(config).eval()
+    return context_sensitive_model(nano_config)
 
 
 @pytest.fixture

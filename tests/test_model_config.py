@@ -28,8 +28,16 @@ def assert_one_line(err: pytest.ExceptionInfo) -> str:
 # -- presets ------------------------------------------------------------------------------------------
 
 
+# The sizes the README documents: layers x d_model.
+DOCUMENTED = {"tiny": (8, 512), "small": (12, 1024), "base": (24, 2048), "large": (32, 2560), "xl": (64, 4096)}
+
+
 def test_presets_are_exactly_the_documented_sizes():
     assert list(PRESETS) == ALL_PRESETS
+    for name, (layers, width) in DOCUMENTED.items():
+        config = ModelConfig.from_preset(name)
+        assert (config.n_layers, config.d_model) == (layers, width), name
+        assert config.head_dim in (64, 128) and config.d_ff % 256 == 0, name
 
 
 @pytest.mark.parametrize("name", ALL_PRESETS)
@@ -39,7 +47,8 @@ def test_every_preset_builds_validates_and_keeps_its_name(name):
     assert config.name == name
     for key, value in PRESETS[name].items():
         assert getattr(config, key) == value
-    assert config.n_kv_heads == config.n_heads
+    assert config.n_kv_heads == PRESETS[name].get("n_kv_heads", config.n_heads)
+    assert config.n_heads % config.n_kv_heads == 0
     assert config.pos_type == "rope" and config.use_rope is True
     assert config.d_model % config.n_heads == 0
     assert config.num_parameters() > 0

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from engine.errors import LLModelError
 from engine.model import IGNORE_INDEX, ModelConfig, ModelOutput, Transformer
 from engine.model.layers import alibi_slopes
+from tests.model_fixtures import context_sensitive_model
 
 POS_TYPES = ["rope", "absolute", "sinusoidal", "alibi"]
 VOCAB = 64
@@ -32,6 +33,11 @@ def make_model(seed: int = 0, **overrides) -> Transformer:
     """A nano model in eval mode with deterministic weights."""
     torch.manual_seed(seed)
     return Transformer(make_config(**overrides)).eval()
+
+
+def sensitive_model(**overrides) -> Transformer:
+    """A model whose outputs depend on the whole context (tests/model_fixtures.py), for equality tests."""
+    return context_sensitive_model(make_config(**overrides))
 
 
 def twin(model: Transformer, **overrides) -> Transformer:
@@ -208,7 +214,7 @@ def test_new_kv_cache_is_preallocated_for_the_kv_heads():
 @pytest.mark.parametrize("attention_type", ["flash", "standard"])
 @pytest.mark.parametrize("pos_type", POS_TYPES)
 def test_incremental_decoding_with_kv_cache_matches_full_forward(pos_type, attention_type):
-    model = make_model(pos_type=pos_type, attention_type=attention_type, n_kv_heads=2)
+    model = sensitive_model(pos_type=pos_type, attention_type=attention_type, n_kv_heads=2)
     ids = tokens(2, 14)
     full = model(ids).logits
     cache = model.new_kv_cache(batch_size=2)
@@ -219,7 +225,7 @@ def test_incremental_decoding_with_kv_cache_matches_full_forward(pos_type, atten
 
 @pytest.mark.parametrize("pos_type", POS_TYPES)
 def test_chunked_prefill_with_kv_cache_matches_full_forward(pos_type):
-    model = make_model(pos_type=pos_type, n_kv_heads=1)
+    model = sensitive_model(pos_type=pos_type, n_kv_heads=1)
     ids = tokens(2, 20)
     full = model(ids).logits
     cache = model.new_kv_cache(batch_size=2)
@@ -247,7 +253,7 @@ def left_pad(rows: list[torch.Tensor], pad_id: int = 0) -> tuple[torch.Tensor, t
 @pytest.mark.parametrize("attention_type", ["flash", "standard"])
 @pytest.mark.parametrize("pos_type", POS_TYPES)
 def test_left_padded_batch_matches_each_row_run_alone(pos_type, attention_type):
-    model = make_model(pos_type=pos_type, attention_type=attention_type)
+    model = sensitive_model(pos_type=pos_type, attention_type=attention_type)
     rows = [tokens(1, n, seed=n)[0] for n in (11, 4, 7)]
     ids, mask = left_pad(rows)
     batched = model(ids, attention_mask=mask).logits[:, -1]
@@ -259,7 +265,7 @@ def test_left_padded_batch_matches_each_row_run_alone(pos_type, attention_type):
 
 @pytest.mark.parametrize("pos_type", ["rope", "alibi"])
 def test_left_padded_decoding_with_kv_cache_matches_each_row_run_alone(pos_type):
-    model = make_model(pos_type=pos_type, n_kv_heads=2)
+    model = sensitive_model(pos_type=pos_type, n_kv_heads=2)
     rows = [tokens(1, n, seed=10 + n)[0] for n in (9, 3)]
     ids, mask = left_pad(rows)
     cache = model.new_kv_cache(batch_size=2)

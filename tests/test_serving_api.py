@@ -9,9 +9,11 @@ from pathlib import Path
 
 import openai
 import pytest
+import torch
 
 from engine.errors import LLModelError
-from engine.serving.run import resolve_api_key
+from engine.runs.loading import load_for_inference
+from engine.server.run import resolve_api_key
 from engine.training.trainer import Trainer
 from tests.serving_fixtures import live_server
 
@@ -90,7 +92,7 @@ def test_attention_gives_every_layer_and_heads_map_of_a_typed_text(server):
     with server.client() as http:
         body = http.post("/attention", json={"text": "def add(a, b):"}).json()
         empty = http.post("/attention", json={"text": ""})
-    config = server.service.loaded.model.config
+    config = server.served.loaded.model.config
     tokens, weights = body["tokens"], body["weights"]
     assert "".join(tokens).startswith("def") and len(weights) == config.n_layers
     assert all(len(layer) == config.n_heads for layer in weights)
@@ -104,11 +106,11 @@ def test_attention_gives_every_layer_and_heads_map_of_a_typed_text(server):
 
 
 def test_models_lists_the_served_model(client, server):
-    assert [m.id for m in client.models.list().data] == [server.service.name]
+    assert [m.id for m in client.models.list().data] == [server.served.name]
 
 
 def test_completions_accept_every_prompt_form(client, server):
-    tokenizer = server.service.loaded.tokenizer
+    tokenizer = server.served.loaded.tokenizer
     ids = tokenizer.encode("def add", add_bos=True)
     class_ids = tokenizer.encode("class A", add_bos=True)
     cases = (("def add", [ids]), (["def add", "class A"], [ids, class_ids]), (ids, [ids]), ([ids, ids], [ids, ids]))
@@ -124,33 +126,46 @@ def test_completions_accept_every_prompt_form(client, server):
 def test_n_samples_and_default_max_tokens_fill_the_context(client, server):
     result = client.completions.create(model="m", prompt="x", n=3, temperature=1.0, seed=1, max_tokens=4)
     assert [c.index for c in result.choices] == [0, 1, 2]
-    long = client.completions.create(model="m", prompt="x", temperature=1.0, seed=2, stop=None)
-    room = server.service.loaded.model.config.max_len - result.usage.prompt_tokens // 3
-    assert long.usage.completion_tokens <= room
+    # Without max_tokens a completion may run to the end of the context: exactly there when EOS is ignored.
+    long = client.completions.create(model="m", prompt="x", temperature=1.0, seed=2, extra_body={"ignore_eos": True})
+    room = server.served.loaded.model.config.max_len - long.usage.prompt_tokens
+    assert long.usage.completion_tokens == room and long.choices[0].finish_reason == "length"
+    free = client.completions.create(model="m", prompt="x", temperature=1.0, seed=2)
+    assert 0 < free.usage.completion_tokens <= room
 
 
 def test_echo_with_logprobs_scores_the_prompt_like_lm_eval_expects(client, server):
     prompt = "def main():\n    return 1\n"
     result = client.completions.create(model="m", prompt=prompt, max_tokens=0, echo=True, logprobs=1)
     logprobs = result.choices[0].logprobs
-    ids = server.service.loaded.tokenizer.encode(prompt, add_bos=True)
+    tokenizer = server.served.loaded.tokenizer
+    ids = tokenizer.encode(prompt, add_bos=True)
     assert len(logprobs.tokens) == len(ids) == len(logprobs.token_logprobs)
     assert logprobs.token_logprobs[0] is None and logprobs.top_logprobs[0] is None
-    assert all(lp <= 0 for lp in logprobs.token_logprobs[1:])
-    expected, _ = server.service.score(ids)
-    assert logprobs.token_logprobs[1:] == pytest.approx(expected[1:], abs=1e-5)
-    assert all(len(top) == 1 for top in logprobs.top_logprobs[1:])
+    # An independent computation: a fresh copy of the checkpoint, its full forward pass, log-softmax.
+    fresh = load_for_inference(server.served.options.model_path, device="cpu").model
+    with torch.inference_mode():
+        expected = fresh(torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    assert logprobs.token_logprobs[1:] == pytest.approx([expected[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-4)
+    best = [tokenizer.decode([int(expected[i - 1].argmax())]) for i in range(1, len(ids))]
+    assert [list(top) for top in logprobs.top_logprobs[1:]] == [[b] for b in best]
     assert result.choices[0].text.endswith(prompt)
 
 
-def test_chat_completion_uses_the_chat_template(client):
-    reply = client.chat.completions.create(
-        model="m", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
-        max_tokens=8, temperature=0,
-    )  # fmt: skip
+def test_chat_completion_uses_the_chat_template(client, server):
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    reply = client.chat.completions.create(model="m", messages=messages, max_tokens=8, temperature=0)
     assert reply.object == "chat.completion"
     assert reply.choices[0].message.role == "assistant"
     assert reply.choices[0].finish_reason in ("stop", "length")
+    # The prompt the model saw is the documented template, opening an assistant turn.
+    rendered = "<|system|>\nBe brief.\n<|user|>\nhi\n<|assistant|>\n"
+    expected = server.served.loaded.tokenizer.encode(rendered, add_bos=True)
+    assert reply.usage.prompt_tokens == len(expected)
+    with server.client() as http:
+        assert http.post("/tokenize", json={"messages": messages}).json()["tokens"] == expected
+    completion = client.completions.create(model="m", prompt=rendered, max_tokens=8, temperature=0, stop=["<|"])
+    assert reply.choices[0].message.content == completion.choices[0].text.strip()
 
 
 def test_streaming_completion_matches_the_plain_one_and_reports_usage(client):
@@ -192,12 +207,12 @@ def test_unknown_fields_are_ignored(server):
 
 
 def test_a_full_queue_is_a_429(client, server, monkeypatch):
-    from engine.serving.batcher import QueueFull
+    from engine.server.batcher import QueueFull
 
     def full(*_args, **_kwargs):
         raise QueueFull("the request queue is full (64 waiting); retry later")
 
-    monkeypatch.setattr(server.service.batcher, "submit", full)
+    monkeypatch.setattr(server.served.batcher, "submit_many", full)
     with pytest.raises(openai.RateLimitError):
         client.completions.create(model="m", prompt="x", max_tokens=2)
 

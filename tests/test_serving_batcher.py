@@ -12,9 +12,11 @@ import torch
 
 from engine.errors import LLModelError
 from engine.generation import SamplingParams, generate_ids
+from engine.generation.detokenize import IncrementalDetokenizer
+from engine.generation.scoring import score_tokens
 from engine.model import ModelConfig, Transformer
-from engine.serving import ContinuousBatcher, QueueFull, SlotKVCache, prompt_logprobs
-from engine.serving.batcher import _IncrementalText
+from engine.server.batcher import ContinuousBatcher, QueueFull
+from engine.server.slot_cache import SlotKVCache
 from engine.tokenizer import Tokenizer
 
 WAIT = 20.0  # seconds any single wait may take before a test fails instead of hanging
@@ -205,14 +207,12 @@ def test_a_stop_string_ends_the_request_and_cuts_the_text_before_it(make_batcher
     assert stop in tokenizer.decode(result.tokens), "the token that completed the stop string is kept"
 
 
-class EosAt:
-    """The real tokenizer, but with a chosen token as its end-of-sequence id."""
-
-    def __init__(self, tokenizer: Tokenizer, eos_id: int) -> None:
-        self._tokenizer, self.eos_id = tokenizer, eos_id
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._tokenizer, name)
+def with_eos(model: Transformer, eos_id: int) -> Transformer:
+    """The same weights, with ``eos_id`` as the config's end-of-sequence token."""
+    config = ModelConfig.from_dict({**model.config.to_dict(), "eos_token_id": eos_id})
+    other = Transformer(config).eval()
+    other.load_state_dict(model.state_dict())
+    return other
 
 
 def test_eos_ends_the_request_with_finish_reason_stop_and_is_not_part_of_the_output(
@@ -221,7 +221,7 @@ def test_eos_ends_the_request_with_finish_reason_stop_and_is_not_part_of_the_out
     prompt = make_prompts([5], seed=7)[0]
     free_run = alone(model, prompt, greedy(20))
     eos = next(t for t in free_run if free_run.index(t) >= 2)
-    batcher = make_batcher(tok=EosAt(tokenizer, eos))
+    batcher = ContinuousBatcher(with_eos(model, eos), tokenizer)
     batcher.start()
     result = batcher.submit(prompt, SamplingParams(max_new_tokens=20, do_sample=False)).result(WAIT)
     assert result.finish_reason == "stop"
@@ -236,6 +236,7 @@ def test_eos_ends_the_request_with_finish_reason_stop_and_is_not_part_of_the_out
     deltas = list(handle.stream(timeout=WAIT))
     assert "".join(d.text for d in deltas) == handle.result(WAIT).text == result.text
     assert deltas[-1].token_id is None and deltas[-1].text == result.text[-1]
+    batcher.stop()
 
 
 def test_the_queue_limit_raises_queue_full_and_a_cancelled_waiter_leaves_the_queue(make_batcher):
@@ -339,11 +340,11 @@ def test_the_async_stream_feeds_an_event_loop_and_closing_it_early_cancels(make_
 def test_incomplete_characters_and_possible_stop_strings_are_held_back_until_settled(tokenizer):
     text = "déjà vu ✓ 🙂 done"  # é, à, ✓ and 🙂 arrive as several byte tokens each
     ids = tokenizer.encode(text)
-    stream = _IncrementalText(tokenizer, ["vu ✓ 🙂 x"])
+    stream = IncrementalDetokenizer(tokenizer, ["vu ✓ 🙂 x"])
     deltas = [stream.push(i) for i in ids] + [stream.finish()]
     assert "".join(deltas) == stream.final_text == text
     assert not any("\ufffd" in d for d in deltas)
-    stopped = _IncrementalText(tokenizer, ["✓"])
+    stopped = IncrementalDetokenizer(tokenizer, ["✓"])
     for i in ids:
         stopped.push(i)
         if stopped.stopped:
@@ -368,14 +369,17 @@ def test_token_logprobs_are_at_most_zero_and_match_a_manual_log_softmax(model, m
     assert result.token_logprobs == pytest.approx(manual, abs=1e-4)
 
 
-def test_prompt_logprobs_score_every_token_but_the_first(model):
+def test_prompt_scores_give_every_token_but_the_first_its_log_probability(model):
     ids = make_prompts([9], seed=11)[0]
-    scores = prompt_logprobs(model, ids)
+    scores = score_tokens(model, ids, top=3)
     assert scores[0] is None and len(scores) == len(ids)
     with torch.inference_mode():
         raw = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
-    assert scores[1:] == pytest.approx([raw[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-5)
-    assert all(s <= 0 for s in scores[1:])
+    assert [s.logprob for s in scores[1:]] == pytest.approx([raw[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-5)
+    assert all(s.logprob <= 0 for s in scores[1:])
+    for i, score in enumerate(scores[1:], start=1):
+        best = raw[i - 1].topk(3)
+        assert list(score.top) == best.indices.tolist() and score.greedy == (best.indices[0].item() == ids[i])
 
 
 # -- the slot cache ---------------------------------------------------------------------------------------

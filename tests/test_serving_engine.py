@@ -10,9 +10,9 @@ import pytest
 from engine.client import EngineClient
 from engine.errors import LLModelError
 from engine.model import ModelConfig
+from engine.net import free_port
 from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
-from tests.serving_fixtures import free_port
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ def test_the_config_editor_validates_as_you_type_and_counts_parameters():
             status = app.query_one("#config-status")
             app.query_one("#field-n_heads").value = "3"
             await wait_for(pilot, lambda: editor.error is not None, what="the validation error")
-            assert "n_heads=3 does not divide d_model=256" in str(status.content)
+            assert "n_heads=3 does not divide d_model=512" in str(status.content)
             assert app.query_one("#config-save").disabled
             app.query_one("#field-n_heads").value = "8"
             await wait_for(pilot, lambda: editor.error is None, what="a valid config")

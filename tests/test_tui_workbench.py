@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from engine.client import EngineClient
+from engine.net import free_port
 from llmodel_app.tui.app import LLModelApp
 from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
 from llmodel_app.tui.components.metric_chart import MetricChart
 from llmodel_app.tui.components.workspace_tree import WorkspaceTree
-from llmodel_app.tui.serving import free_port
 from tests.tui_helpers import mounted, submit_run, train_run, wait_for
 
 pytestmark = pytest.mark.slow

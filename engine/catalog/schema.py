@@ -111,6 +111,8 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # A job's process is known by pid and start time, so a recycled pid is never signalled.
+    Migration(2, ("ALTER TABLE runs ADD COLUMN pid_start BIGINT",)),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -21,18 +21,18 @@ import duckdb
 from engine.catalog.ingest import FINISHED_STATUSES, RUN_STATUSES, EventBatch, events_to_batch
 from engine.catalog.runs_index import CATALOG_FILE, RunsIndexWriter
 from engine.catalog.schema import SCHEMA_VERSION, TIMESTAMP_PARAM, check_not_newer, migrate, schema_version
-from engine.errors import LLModelError
+from engine.errors import LLModelError, NotFoundError
 
 CONFIG_KINDS = ("model", "train")
 # Tables whose rows belong to one run, keyed by run_id.
 RUN_TABLES = ("metrics", "samples", "checkpoints", "evaluations", "attention_snapshots", "event_offsets")
 _RUN_FIELDS = frozenset(
-    {"status", "step", "total_steps", "metrics", "info", "error", "pid", "started", "finished"}
+    {"status", "step", "total_steps", "metrics", "info", "error", "pid", "pid_start", "started", "finished"}
 )
 _TS = TIMESTAMP_PARAM
 _RUN_COLUMNS = (
     "id, kind, status, parent_id, run_dir, epoch(created) AS created, epoch(started) AS started, "
-    "epoch(finished) AS finished, step, total_steps, metrics, info, error, pid"
+    "epoch(finished) AS finished, step, total_steps, metrics, info, error, pid, pid_start"
 )
 
 
@@ -163,7 +163,7 @@ class Catalog:
 
     def _require_run(self, run_id: str) -> None:
         if not self._scalar("SELECT count(*) FROM runs WHERE id = ?", [run_id]):
-            raise LLModelError(f"no run named {run_id}; see `llmodel runs list`")
+            raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
 
     @staticmethod
     def _decode(row: dict[str, Any], *columns: str) -> dict[str, Any]:
@@ -313,7 +313,7 @@ class Catalog:
             return
         with self._transaction(runs=(run_id,)) as conn:
             if not conn.execute("SELECT count(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0]:  # type: ignore[index]
-                raise LLModelError(f"no run named {run_id}; see `llmodel runs list`")
+                raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
             conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*params, run_id])
 
     def event_offset(self, run_id: str) -> int:
@@ -335,7 +335,7 @@ class Catalog:
                 [run_id],
             ).fetchone()
             if row is None:
-                raise LLModelError(f"no run named {run_id}; see `llmodel runs list`")
+                raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
             stored = int(row[2] or 0)
             if new_offset <= stored:
                 return 0
@@ -456,7 +456,7 @@ class Catalog:
         """Everything about one run: its row, config, checkpoints and last ``samples`` samples."""
         rows = self._rows(f"SELECT {_RUN_COLUMNS}, config FROM runs WHERE id = ?", [run_id])
         if not rows:
-            raise LLModelError(f"no run named {run_id}; see `llmodel runs list`")
+            raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
         run = self._decode(rows[0], "metrics", "info", "config")
         run["checkpoints"] = self.checkpoints(run_id)
         run["samples"] = self.samples(run_id, samples)
@@ -477,7 +477,7 @@ class Catalog:
         """Forget a run and every row that belongs to it (its folder on disk is the caller's business)."""
         with self._transaction(runs=(run_id,)) as conn:
             if not conn.execute("SELECT count(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0]:  # type: ignore[index]
-                raise LLModelError(f"no run named {run_id}; see `llmodel runs list`")
+                raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
             for table in RUN_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             conn.execute("DELETE FROM runs WHERE id = ?", [run_id])
@@ -562,7 +562,7 @@ class Catalog:
         for run_id in ids:
             rows = self._rows("SELECT kind, status, step, config, metrics FROM runs WHERE id = ?", [run_id])
             if not rows:
-                raise LLModelError(f"no run named {run_id}; see `llmodel runs list`")
+                raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
             row = self._decode(rows[0], "config", "metrics")
             row["config"] = _flatten(row["config"])
             runs[run_id] = row

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.data.split import SPLIT_SEED, VAL_FRACTION
 from engine.errors import DataError, VocabMismatchError
 from engine.fileio import write_json_atomic
 
@@ -34,8 +35,8 @@ class DatasetMeta:
     train: SplitCounts
     val: SplitCounts
     sources: list[str] = field(default_factory=list)
-    val_fraction: float = 0.005
-    seed: int = 1337
+    val_fraction: float = VAL_FRACTION
+    seed: int = SPLIT_SEED
     created: str = ""
     format_version: int = FORMAT_VERSION
 

@@ -22,7 +22,7 @@ from engine.data.meta import (
     load_dataset_meta,
 )
 from engine.data.readers import iter_documents
-from engine.data.split import choose_validation, document_hash
+from engine.data.split import SPLIT_SEED, VAL_FRACTION, choose_validation, document_hash
 from engine.data.tokenize_pool import default_num_workers, tokenize_documents
 from engine.errors import ConfigError, DataError
 from engine.tokenizer import Tokenizer
@@ -50,8 +50,8 @@ def prepare_dataset(
     tokenizer_path: str | Path,
     output_dir: str | Path,
     *,
-    val_fraction: float = 0.005,
-    seed: int = 1337,
+    val_fraction: float = VAL_FRACTION,
+    seed: int = SPLIT_SEED,
     num_workers: int | None = None,
     input_format: str = "auto",
     text_unit: str = "file",
@@ -138,8 +138,8 @@ def prepared_dataset_for(
     tokenizer_path: str | Path,
     cache_root: str | Path,
     *,
-    val_fraction: float = 0.005,
-    seed: int = 1337,
+    val_fraction: float = VAL_FRACTION,
+    seed: int = SPLIT_SEED,
     num_workers: int | None = None,
     input_format: str = "auto",
     text_unit: str = "file",

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
+VAL_FRACTION = 0.005  # the share of documents held out for validation unless told otherwise
+SPLIT_SEED = 1337
 
 
 def document_hash(text: str, seed: int) -> int:
@@ -19,6 +24,8 @@ def choose_validation(hashes: np.ndarray, val_fraction: float) -> np.ndarray:
     With two or more documents both splits get at least one: the smallest hash joins val if none did, the
     largest stays in train if all did.
     """
+    import numpy as np
+
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     hashes = np.asarray(hashes, dtype=np.uint64)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.errors import LLModelError
+from engine.generation.detokenize import IncrementalDetokenizer
 from engine.generation.sampling import SamplingParams, next_tokens
 from engine.model import Transformer
 from engine.model.decode_step import DecodeStep, cache_arrays, supports_decode_step
@@ -52,7 +53,8 @@ def generate_ids(
 ) -> list[list[int]]:
     """Generate up to ``params.max_new_tokens`` ids per prompt (left-padded batch, shared KV cache).
 
-    ``on_token(row, token)`` is called for each new token; returning True stops that row.
+    A row ends at the model's ``eos_token_id`` (or ``eos_id`` when given) unless ``params.stop_at_eos`` is
+    false. ``on_token(row, token)`` is called for each new token; returning True stops that row.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise LLModelError("every prompt needs at least one token")
@@ -83,7 +85,7 @@ def generate_ids(
     # ``seen`` is only kept up to date when the repetition penalty reads it.
     done = [False] * batch
     track_seen = params.repetition_penalty != 1.0
-    stop_id = eos_id if params.stop_at_eos else None
+    stop_id = (model.config.eos_token_id if eos_id is None else eos_id) if params.stop_at_eos else None
     # One sequence on a CPU model in the decode layout: tokens after the prompt take the compiled decoding step.
     decode_step = DecodeStep(model) if batch == 1 and supports_decode_step(model) else None
     if decode_step is not None:
@@ -119,6 +121,13 @@ def generate_ids(
     return outputs
 
 
+def prompt_ids(model: Transformer, tokenizer: Tokenizer, text: str, *, add_bos: bool = True) -> list[int]:
+    """``text``'s token ids, after the model's ``bos_token_id`` when ``add_bos``; never empty."""
+    ids = tokenizer.encode(text)
+    bos = [model.config.bos_token_id]
+    return bos + ids if add_bos or not ids else ids
+
+
 def generate(
     model: Transformer,
     tokenizer: Tokenizer,
@@ -138,39 +147,27 @@ def generate(
         )
     results = []
     for text in texts:
-        ids = tokenizer.encode(text, add_bos=add_bos)
-        if not ids:
-            ids = [tokenizer.bos_id]
+        ids = prompt_ids(model, tokenizer, text, add_bos=add_bos)
         ids, truncated = fit_prompt(ids, model.config.max_len, params.max_new_tokens, truncate=truncate_prompt)
         results.append(GenerationResult(prompt_tokens=ids, truncated_prompt=truncated))
-    emitted = ["" for _ in texts]
+    detokenizers = [IncrementalDetokenizer(tokenizer, params.stop) for _ in texts]
 
     def on_token(row: int, token: int) -> bool:
-        result = results[row]
+        result, detokenizer = results[row], detokenizers[row]
         result.tokens.append(token)
-        # Decode the whole continuation so multi-byte characters and word-initial spaces come out right.
-        full = tokenizer.decode(result.tokens)
-        for stop in params.stop:
-            cut = full.find(stop)
-            if cut != -1:
-                _emit(row, full[:cut])
-                result.text, result.finish_reason = full[:cut], "stop"
-                return True
-        if not full.endswith("\ufffd"):
-            _emit(row, full)
-        result.text = full
-        return False
+        text = detokenizer.push(token)
+        if text and on_text is not None:
+            on_text(row, token, text)
+        if detokenizer.stopped:
+            result.finish_reason = "stop"
+        return detokenizer.stopped
 
-    def _emit(row: int, full: str) -> None:
-        new = full[len(emitted[row]) :]
-        if new and on_text is not None:
-            on_text(row, results[row].tokens[-1], new)
-        emitted[row] = full
-
-    generate_ids(model, [r.prompt_tokens for r in results], params, eos_id=tokenizer.eos_id, on_token=on_token)
-    for row, result in enumerate(results):
+    generate_ids(model, [r.prompt_tokens for r in results], params, on_token=on_token)
+    for row, (result, detokenizer) in enumerate(zip(results, detokenizers, strict=True)):
+        rest = detokenizer.finish()
+        if rest and on_text is not None:
+            on_text(row, result.tokens[-1], rest)
+        result.text = detokenizer.final_text
         if result.finish_reason == "length" and len(result.tokens) < params.max_new_tokens:
             result.finish_reason = "eos"
-        result.text = tokenizer.decode(result.tokens) if result.finish_reason != "stop" else result.text
-        _emit(row, result.text)
     return results

@@ -8,6 +8,10 @@ import torch
 
 from engine.errors import LLModelError
 
+# Temperatures below this sample as greedy: dividing logits by ~1e-45 overflows to inf (vLLM uses the same bound).
+GREEDY_BELOW = 1e-5
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed accepts
+
 
 @dataclass
 class SamplingParams:
@@ -22,6 +26,7 @@ class SamplingParams:
     stop: list[str] = field(default_factory=list)
     stop_at_eos: bool = True
     seed: int | None = None
+    logprobs: int = 0  # how many most likely alternatives to record with each generated token
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 0:
@@ -34,10 +39,14 @@ class SamplingParams:
             raise LLModelError(f"top-p must be in (0, 1], got {self.top_p}")
         if self.repetition_penalty <= 0:
             raise LLModelError(f"repetition penalty must be > 0, got {self.repetition_penalty}")
+        if self.seed is not None and not SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]:
+            raise LLModelError(f"seed must be between {SEED_RANGE[0]} and {SEED_RANGE[1]}, got {self.seed}")
+        if self.logprobs < 0:
+            raise LLModelError(f"logprobs must be ≥ 0, got {self.logprobs}")
 
     @property
     def greedy(self) -> bool:
-        return not self.do_sample or self.temperature == 0.0
+        return not self.do_sample or self.temperature < GREEDY_BELOW
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -71,10 +80,20 @@ def filter_top_p(logits: torch.Tensor, p: float | None) -> torch.Tensor:
 def next_tokens(
     logits: torch.Tensor, params: SamplingParams, seen: torch.Tensor, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """Choose one token per row of ``logits`` (B, V)."""
-    logits = apply_repetition_penalty(logits.float(), seen, params.repetition_penalty)
+    """Choose one token per row of ``logits`` (B, V); extreme settings never yield inf/nan probabilities."""
+    logits = _finite(apply_repetition_penalty(logits.float(), seen, params.repetition_penalty))
     if params.greedy:
         return logits.argmax(-1)
-    logits = filter_top_p(filter_top_k(logits / params.temperature, params.top_k), params.top_p)
+    logits = _finite(logits / params.temperature)
+    logits = filter_top_p(filter_top_k(logits, params.top_k), params.top_p)
     probs = logits.softmax(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def _finite(logits: torch.Tensor) -> torch.Tensor:
+    """Overflowed logits (a tiny penalty or temperature divides by ~0) clamped to the largest finite float.
+
+    Several tokens at the top then tie, as their true ratio is beyond float range anyway; nan never survives.
+    """
+    top = torch.finfo(logits.dtype).max
+    return torch.nan_to_num(logits, nan=-top, posinf=top, neginf=float("-inf")).clamp(min=-top)

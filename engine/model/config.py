@@ -13,7 +13,7 @@ from engine.fileio import write_json_atomic
 from engine.typed_config import check_fields
 
 PosType = Literal["rope", "absolute", "sinusoidal", "alibi"]
-AttentionType = Literal["standard", "flash"]
+AttentionType = Literal["standard", "flash", "flash2"]  # flash, flash2: scaled_dot_product_attention
 FfnType = Literal["swiglu", "gelu"]
 NormType = Literal["rmsnorm", "layernorm"]
 
@@ -187,40 +187,20 @@ class ModelConfig:
         return cls.from_dict({**PRESETS[name], "name": name, **overrides}, source=f"preset {name}")
 
 
-# Sizes of the presets; everything not named takes the dataclass default.
+# Sizes of the presets; everything not named takes the dataclass default. Heads are 64 wide up to `small` and
+# 128 wide above; d_ff is SwiGLU's 8/3 x d_model rounded up to a multiple of 256 (as Llama does); the two largest
+# share key/value heads (GQA) to keep their KV caches small.
 PRESETS: dict[str, dict[str, Any]] = {
     "nano": {"vocab_size": 512, "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 128, "max_len": 128},
-    "tiny": {"vocab_size": 32000, "d_model": 256, "n_layers": 4, "n_heads": 4, "d_ff": 1024, "max_len": 512},
-    "small": {
-        "vocab_size": 32000,
-        "d_model": 512,
-        "n_layers": 6,
-        "n_heads": 8,
-        "d_ff": 2048,
-        "max_len": 1024,
-    },
-    "base": {
-        "vocab_size": 32000,
-        "d_model": 768,
-        "n_layers": 12,
-        "n_heads": 12,
-        "d_ff": 3072,
-        "max_len": 2048,
-    },
+    "tiny": {"vocab_size": 32000, "d_model": 512, "n_layers": 8, "n_heads": 8, "d_ff": 1536, "max_len": 512},
+    "small": {"vocab_size": 32000, "d_model": 1024, "n_layers": 12, "n_heads": 16, "d_ff": 2816, "max_len": 1024},
+    "base": {"vocab_size": 32000, "d_model": 2048, "n_layers": 24, "n_heads": 16, "d_ff": 5632, "max_len": 2048},
     "large": {
-        "vocab_size": 32000,
-        "d_model": 1024,
-        "n_layers": 24,
-        "n_heads": 16,
-        "d_ff": 4096,
+        "vocab_size": 32000, "d_model": 2560, "n_layers": 32, "n_heads": 20, "n_kv_heads": 4, "d_ff": 6912,
         "max_len": 2048,
     },
     "xl": {
-        "vocab_size": 32000,
-        "d_model": 2048,
-        "n_layers": 24,
-        "n_heads": 16,
-        "d_ff": 8192,
+        "vocab_size": 32000, "d_model": 4096, "n_layers": 64, "n_heads": 32, "n_kv_heads": 8, "d_ff": 11008,
         "max_len": 4096,
     },
-}
+}  # fmt: skip

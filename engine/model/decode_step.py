@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from engine.errors import LLModelError
+from engine.model.decode_layout import is_laid_out
 from engine.model.transformer import Transformer
 
 # One layer's cache: keys and values, (sequences, H_kv, max_len, head_dim) each.
@@ -40,8 +41,7 @@ def supports_decode_step(model: Transformer) -> bool:
         and head.dtype == torch.float32
         and config.norm_first
         and config.pos_type == "rope"
-        and head.stride(1) != 1
-        and all(_laid_out(layer) for layer in model.model.layers)
+        and is_laid_out(model)
         and kernels_available()
     )
 
@@ -61,14 +61,6 @@ def kernels_available() -> bool:
         )
         return False
     return True
-
-
-def _laid_out(layer: torch.nn.Module) -> bool:
-    attn, mlp = layer.self_attn, layer.mlp
-    fused = [(attn.qkv_t, attn.q_proj)] + ([(mlp.gate_up_t, mlp.gate_proj)] if mlp.swiglu else [])
-    return all(t is not None and first.weight.data_ptr() == t.data_ptr() for t, first in fused) and all(
-        linear.weight.stride(1) != 1 for linear in (attn.o_proj, mlp.up_proj, mlp.down_proj)
-    )
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:

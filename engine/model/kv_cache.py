@@ -1,10 +1,37 @@
-"""Key/value cache for incremental decoding, preallocated to the model's context length."""
+"""Key/value caches for incremental decoding: the protocol the model reads, and the plain preallocated cache.
+
+:meth:`Transformer.forward` asks a cache for two things: ``length`` (positions already filled, where the new tokens
+start) and, per layer, ``append(k, v)`` (store the new keys/values, return everything the queries attend to).
+:class:`KVCache` is one sequence batch filled in step; the model server's slot cache
+(``engine/server/slot_cache.py``) implements the same protocol with a position per sequence.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 
 from engine.errors import LLModelError
+
+
+class LayerCache(Protocol):
+    """One layer's keys and values."""
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new (B, H_kv, T, hd) keys/values; return the keys/values the new queries attend to."""
+        ...
+
+
+class Cache(Protocol):
+    """What the model's forward pass needs of a cache: one :class:`LayerCache` per layer and the filled length."""
+
+    @property
+    def layers(self) -> Sequence[LayerCache]: ...
+
+    @property
+    def length(self) -> int: ...
 
 
 class LayerKVCache:

@@ -9,62 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.model.config import ModelConfig
-from engine.model.kv_cache import LayerKVCache
-
-# Products with at most this many rows (decoding steps) take the few-row path once weights are laid out for it.
-FEW_ROWS = 16
-
-
-def few_row_product(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
-    """``x (..., in) @ weight_t (in, out)`` for a few rows, with the input dimension split over the CPU threads.
-
-    BLAS runs a one-row product on one core, and reads an (out, in) weight far slower than an (in, out) one.
-    One ``bmm`` over per-thread blocks of input rows of the (in, out) layout, each a contiguous stretch of
-    memory, then a sum of the partial products, streams the weight at close to the memory bandwidth
-    (benchmarks/RESULTS.md, "Generation").
-    """
-    rows, (n_in, n_out) = x.numel() // x.shape[-1], weight_t.shape
-    blocks = math.gcd(n_in, torch.get_num_threads())
-    if blocks == 1:
-        out = x.reshape(rows, n_in) @ weight_t
-    else:
-        parts = x.reshape(rows, blocks, n_in // blocks).transpose(0, 1)
-        out = torch.bmm(parts, weight_t.view(blocks, n_in // blocks, n_out)).sum(0)
-    return out.view(*x.shape[:-1], n_out)
-
-
-def _uses_few_row_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """True for a CPU product of a few rows, without autograd, on a weight stored transposed (decode layout)."""
-    return (
-        weight.stride(1) != 1
-        and x.device.type == "cpu"
-        and x.numel() <= FEW_ROWS * x.shape[-1]
-        and not torch.is_grad_enabled()
-    )
-
-
-class Linear(nn.Linear):
-    """``nn.Linear`` that takes :func:`few_row_product` once :mod:`engine.model.decode_layout` re-laid its weight."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bias is None and _uses_few_row_path(x, self.weight):
-            return few_row_product(x, self.weight.t())
-        return F.linear(x, self.weight, self.bias)
-
-
-def fused_product(x: torch.Tensor, fused_t: torch.Tensor | None, first: Linear) -> torch.Tensor | None:
-    """``x`` times several projections at once through their shared transposed storage, when it is current.
-
-    ``fused_t`` is the (in, sum of outs) tensor :mod:`engine.model.decode_layout` made; it is current while
-    ``first``'s weight still views it (moving or reloading the model makes new tensors).
-    """
-    if (
-        fused_t is None
-        or first.weight.data_ptr() != fused_t.data_ptr()
-        or not _uses_few_row_path(x, first.weight)
-    ):
-        return None
-    return few_row_product(x, fused_t)
+from engine.model.kv_cache import LayerCache
 
 
 class RMSNorm(nn.Module):
@@ -148,37 +93,34 @@ class Attention(nn.Module):
         self.n_kv_heads = config.n_kv_heads
         self.head_dim = config.head_dim
         self.dropout = config.dropout
-        self.use_sdpa = config.attention_type == "flash"
+        self.use_sdpa = config.attention_type in ("flash", "flash2")
         d, kv = config.d_model, config.n_kv_heads * config.head_dim
-        self.q_proj = Linear(d, d, bias=False)
-        self.k_proj = Linear(d, kv, bias=False)
-        self.v_proj = Linear(d, kv, bias=False)
-        self.o_proj = Linear(d, d, bias=False)
-        self.qkv_t: torch.Tensor | None = None  # q|k|v weights stored together, transposed (decode layout)
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, kv, bias=False)
+        self.v_proj = nn.Linear(d, kv, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values of ``x`` (B, T, d) as (B, heads, T, head_dim)."""
+        B, T, _ = x.shape
+        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        return q, k, v
 
     def forward(
         self,
         x: torch.Tensor,
         rope: RopeTables | None,
         bias: torch.Tensor | None,
-        cache: LayerKVCache | None = None,
+        cache: LayerCache | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend causally; ``bias`` is an additive (B|1, H|1, Tq, Tk) mask/bias or None for plain causal."""
         B, T, _ = x.shape
-        qkv = fused_product(x, self.qkv_t, self.q_proj)
-        if qkv is None:
-            q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
-            k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-            v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
-            if rope is not None:
-                q, k = apply_rotary(q, rope), apply_rotary(k, rope)
-        else:  # decoding: one product, one transpose, one rotation of q|k together
-            heads = qkv.view(B, T, self.n_heads + 2 * self.n_kv_heads, self.head_dim).transpose(1, 2)
-            qk, v = heads.split([self.n_heads + self.n_kv_heads, self.n_kv_heads], dim=1)
-            if rope is not None:
-                qk = apply_rotary(qk, rope)
-            q, k = qk.split([self.n_heads, self.n_kv_heads], dim=1)
+        q, k, v = self.project(x)
+        if rope is not None:
+            q, k = apply_rotary(q, rope), apply_rotary(k, rope)
         if cache is not None:
             k, v = cache.append(k, v)
         if self.n_kv_heads != self.n_heads:
@@ -219,23 +161,19 @@ class FeedForward(nn.Module):
         super().__init__()
         self.swiglu = config.ffn_type == "swiglu"
         if self.swiglu:
-            self.gate_proj = Linear(config.d_model, config.d_ff, bias=False)
-        self.up_proj = Linear(config.d_model, config.d_ff, bias=False)
-        self.down_proj = Linear(config.d_ff, config.d_model, bias=False)
+            self.gate_proj = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.up_proj = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.down_proj = nn.Linear(config.d_ff, config.d_model, bias=False)
         self.dropout = nn.Dropout(config.dropout)
-        self.gate_up_t: torch.Tensor | None = None  # gate|up weights stored together, transposed (decode layout)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation fed to ``down_proj``: silu(gate) * up, or gelu(up)."""
+        if self.swiglu:
+            return F.silu(self.gate_proj(x)) * self.up_proj(x)
+        return F.gelu(self.up_proj(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.swiglu:
-            gate_up = fused_product(x, self.gate_up_t, self.gate_proj)
-            if gate_up is None:
-                h = F.silu(self.gate_proj(x)) * self.up_proj(x)
-            else:
-                gate, up = gate_up.chunk(2, dim=-1)
-                h = F.silu(gate) * up
-        else:
-            h = F.gelu(self.up_proj(x))
-        out = self.down_proj(h)
+        out = self.down_proj(self.hidden(x))
         return self.dropout(out) if self.training else out  # no module call per decoding step
 
 
@@ -256,7 +194,7 @@ class Block(nn.Module):
         x: torch.Tensor,
         rope: RopeTables | None,
         bias: torch.Tensor | None,
-        cache: LayerKVCache | None = None,
+        cache: LayerCache | None = None,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.norm_first:

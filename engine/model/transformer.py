@@ -12,10 +12,9 @@ from torch.utils.checkpoint import checkpoint
 
 from engine.errors import LLModelError
 from engine.model.config import ModelConfig
-from engine.model.kv_cache import KVCache
+from engine.model.kv_cache import Cache, KVCache
 from engine.model.layers import (
     Block,
-    Linear,
     RotaryEmbedding,
     alibi_slopes,
     build_norm,
@@ -53,7 +52,7 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         self.model = Backbone(config)
-        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.drop = nn.Dropout(config.dropout)
         self.rope = (
             RotaryEmbedding(config.head_dim, config.max_len, config.rope_theta)
@@ -110,7 +109,7 @@ class Transformer(nn.Module):
         labels: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
+        kv_cache: Cache | None = None,
         return_attention: bool = False,
         logits_for: str = "all",
     ) -> ModelOutput:

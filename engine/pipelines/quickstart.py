@@ -16,11 +16,11 @@ from engine.data.meta import is_prepared_dataset
 from engine.data.prepare import prepare_dataset
 from engine.data.stdlib_corpus import build_stdlib_corpus
 from engine.generation import SamplingParams, generate
-from engine.inference import load_for_inference
 from engine.model import ModelConfig
+from engine.runs.events import Event
+from engine.runs.loading import load_for_inference
 from engine.tokenizer import Tokenizer
 from engine.training.config import TrainConfig
-from engine.training.events import Event
 from engine.training.trainer import Trainer
 from engine.workspace import new_run_id
 

@@ -17,7 +17,9 @@ from engine.fileio import atomic_path, write_json_atomic, write_text_atomic
 from engine.tokenizer.chat_template import render_chat
 from engine.tokenizer.trainer import (
     BOS_ID,
+    CHARACTER_COVERAGE,
     EOS_ID,
+    INPUT_SENTENCE_SIZE,
     MASK_ID,
     PAD_ID,
     SPECIAL_TOKENS,
@@ -72,9 +74,9 @@ class Tokenizer:
         vocab_size: int = DEFAULT_VOCAB_SIZE,
         *,
         input_format: str = "auto",
-        character_coverage: float = 0.9995,
+        character_coverage: float = CHARACTER_COVERAGE,
         max_sentence_length: int = 16384,
-        input_sentence_size: int = 2_000_000,
+        input_sentence_size: int = INPUT_SENTENCE_SIZE,
         num_threads: int | None = None,
         progress: Progress | None = None,
         log: Log | None = None,

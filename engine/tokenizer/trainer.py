@@ -27,6 +27,8 @@ USER_DEFINED_SYMBOLS = ("<mask>", *ROLE_MARKERS.values(), NEWLINE_PIECE)
 _TOO_HIGH = re.compile(r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)")
 _TOO_LOW = re.compile(r"smaller than required_chars\. (\d+) vs (\d+)")
 _SAMPLING_SEED = 1337
+CHARACTER_COVERAGE = 0.9995  # share of characters covered by pieces; the rarest fall back to bytes
+INPUT_SENTENCE_SIZE = 2_000_000  # lines sampled for training at most
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,9 @@ def train_bpe(
     vocab_size: int,
     *,
     source_names: str,
-    character_coverage: float = 0.9995,
+    character_coverage: float = CHARACTER_COVERAGE,
     max_sentence_length: int = 16384,
-    input_sentence_size: int = 2_000_000,
+    input_sentence_size: int = INPUT_SENTENCE_SIZE,
     num_threads: int | None = None,
     progress: Progress | None = None,
     log: Log | None = None,

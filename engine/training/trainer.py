@@ -13,18 +13,17 @@ import torch
 
 from engine.data.binary import TokenDataset
 from engine.data.meta import DatasetMeta, check_tokenizer, check_vocab, load_dataset_meta
+from engine.device import autocast, peak_memory_bytes, resolve_device, resolve_precision
 from engine.errors import CheckpointError, DataError
 from engine.fileio import write_json_atomic
-from engine.generation import SamplingParams, generate_ids
-from engine.model import ModelConfig, Transformer
+from engine.generation import SamplingParams, generate_ids, prompt_ids
+from engine.model import ModelConfig, Transformer, attention_maps
+from engine.model.attention_maps import PROBE_TEXT
+from engine.runs import checkpoint as ckpt
+from engine.runs.events import Event, EventLog
 from engine.tokenizer import Tokenizer
-from engine.training import attention
-from engine.training import checkpoint as ckpt
-from engine.training.attention import PROBE_TEXT
 from engine.training.batches import WindowSampler, evaluation_windows
 from engine.training.config import TrainConfig
-from engine.training.device import autocast, peak_memory_bytes, resolve_device, resolve_precision
-from engine.training.events import Event, EventLog
 from engine.training.optim import build_optimizer, build_scheduler
 
 
@@ -226,13 +225,13 @@ class Trainer:
 
     def _sample(self, step: int) -> None:
         assert self.tokenizer is not None
-        prompt = self.tokenizer.encode(self.cfg.sample_prompt, add_bos=True) or [self.tokenizer.bos_id]
+        prompt = prompt_ids(self.model, self.tokenizer, self.cfg.sample_prompt)
         params = SamplingParams(
             max_new_tokens=min(self.cfg.sample_tokens, self.model_config.max_len - len(prompt)),
             temperature=0.8, top_k=40, seed=self.cfg.seed,
         )  # fmt: skip
         rng = torch.get_rng_state()
-        ids = generate_ids(self.model, [prompt], params, eos_id=self.tokenizer.eos_id)[0]
+        ids = generate_ids(self.model, [prompt], params)[0]
         torch.set_rng_state(rng)  # sampling must not change the training run's random stream
         self.model.train()
         text = self.cfg.sample_prompt + self.tokenizer.decode(ids)
@@ -240,12 +239,12 @@ class Trainer:
 
     def _attention_snapshot(self, step: int) -> None:
         if self.tokenizer is not None:
-            weights, labels = attention.attention_on_text(self.model, self.tokenizer, PROBE_TEXT)
+            weights, labels = attention_maps.attention_on_text(self.model, self.tokenizer, PROBE_TEXT)
         else:
-            ids = [int(t) for t in self.val_tokens[: min(attention.MAX_SIDE, self.model_config.max_len)]]
-            weights, labels = attention.capture_attention(self.model, ids), [str(i) for i in ids]
+            ids = [int(t) for t in self.val_tokens[: min(attention_maps.MAX_SIDE, self.model_config.max_len)]]
+            weights, labels = attention_maps.capture_attention(self.model, ids), [str(i) for i in ids]
         path = self.run_dir / "attention" / f"step-{step:08d}.safetensors"
-        attention.save_snapshot(path, weights, labels, step)
+        attention_maps.save_snapshot(path, weights, labels, step)
         layers, heads = weights.shape[:2]
         self.events.emit("attention", step=step, path=str(path), layers=layers, heads=heads, tokens=labels)
 

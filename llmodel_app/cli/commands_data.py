@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from engine.data.split import SPLIT_SEED, VAL_FRACTION
 from engine.tokenizer import DEFAULT_VOCAB_SIZE, Tokenizer
+from engine.tokenizer.trainer import CHARACTER_COVERAGE, INPUT_SENTENCE_SIZE
 from llmodel_app.cli.console import info, success
 from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, absolute, check_outcome, existing, run_job
 
@@ -25,8 +27,8 @@ def tokenizer_train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for tokenizer.model, vocab and meta.json.")],
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size; lowered automatically for small corpora.")] = DEFAULT_VOCAB_SIZE,
     input_format: InputFormat = "auto",
-    character_coverage: Annotated[float, typer.Option(help="Share of characters covered by pieces; the rest use bytes.")] = 0.9995,
-    input_sentence_size: Annotated[int, typer.Option(help="At most this many lines are sampled for training.")] = 2_000_000,
+    character_coverage: Annotated[float, typer.Option(help="Share of characters covered by pieces; the rest use bytes.")] = CHARACTER_COVERAGE,
+    input_sentence_size: Annotated[int, typer.Option(help="At most this many lines are sampled for training.")] = INPUT_SENTENCE_SIZE,
     workspace: Annotated[Path | None, WorkspaceOption] = None,
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
@@ -58,8 +60,8 @@ def data_prepare(
     input_: Inputs,
     tokenizer_path: Annotated[Path, typer.Option(help="Tokenizer directory.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Dataset directory (train/val .bin + .idx, meta.json).")],
-    val_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation.")] = 0.005,
-    seed: Annotated[int, typer.Option(help="Seed of the deterministic train/val split.")] = 1337,
+    val_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation.")] = VAL_FRACTION,
+    seed: Annotated[int, typer.Option(help="Seed of the deterministic train/val split.")] = SPLIT_SEED,
     num_workers: Annotated[int | None, typer.Option(help="Tokenizer worker processes (default: CPU count, at most 4).")] = None,
     input_format: InputFormat = "auto",
     text_unit: TextUnit = "file",

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from engine.service.record import live_record, pid_alive
+from engine.daemon.record import live_record
+from engine.processes import terminate
 from engine.workspace import workspace_root
 from llmodel_app.cli.console import info, out, print_json, success
 from llmodel_app.cli.jobs import WorkspaceOption
@@ -50,14 +48,9 @@ def engine_stop(workspace: Annotated[Path | None, WorkspaceOption] = None) -> No
     try:
         with EngineClient(record, timeout=5) as client:
             jobs = client.post("/api/shutdown").get("jobs", [])
-    except Exception:  # an engine that does not answer is stopped by signal
+    except Exception:  # an engine that does not answer is stopped by signal below
         jobs = []
-        os.kill(record.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while pid_alive(record.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pid_alive(record.pid):
-        os.kill(record.pid, signal.SIGKILL)
+    terminate(record.process)
     running = [j for j in jobs if j.get("pid")]
     note = f"; {len(running)} running job(s) go on and a new engine will re-attach" if running else ""
     success(f"engine stopped (pid {record.pid}){note}")

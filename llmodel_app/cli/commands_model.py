@@ -9,6 +9,7 @@ import typer
 
 from engine.errors import LLModelError
 from llmodel_app.cli.console import info, out, success, warn
+from llmodel_app.cli.jobs import WorkspaceOption
 
 PRESET_NAMES = "nano, tiny, small, base, large, xl"
 
@@ -43,9 +44,23 @@ def create_config(
     )
 
 
+def default_model(workspace: Path | None) -> Path:
+    """The workspace's newest completed run, announced; an error saying what to do when there is none."""
+    from engine.workspace import newest_completed_run, workspace_root
+
+    root = workspace_root(workspace)
+    run = newest_completed_run(root)
+    if run is None:
+        raise LLModelError(
+            f"no completed run in workspace {root}; train one (`llmodel quickstart`) or pass --model-path"
+        )
+    info(f"using the newest completed run, {run.name} (pass --model-path to choose another)")
+    return run
+
+
 def generate(
-    model_path: Annotated[Path, typer.Option(help="A checkpoint directory, or a run directory (its latest checkpoint).")],
     prompt: Annotated[str, typer.Option(help="Text to continue.")],
+    model_path: Annotated[Path | None, typer.Option(help="A checkpoint directory, or a run directory (its latest checkpoint); default: the workspace's newest completed run.")] = None,
     config: Annotated[Path | None, typer.Option(help="Model config JSON (default: the checkpoint's own).")] = None,
     tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer directory (default: the one the checkpoint records).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 100,
@@ -57,18 +72,20 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option(help="Stop when this text appears (repeatable).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed for reproducible sampling.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    workspace: Annotated[Path | None, WorkspaceOption] = None,
 ) -> None:
     """Generate text from a trained model, streaming tokens as they come."""
     from engine.generation import SamplingParams
     from engine.generation import generate as run_generation
-    from engine.inference import load_for_inference
+    from engine.runs.loading import load_for_inference
 
-
-    loaded = load_for_inference(model_path, config_path=config, tokenizer_path=tokenizer_path, device=device, log=warn)
+    # Settings are checked before the model loads: a bad value costs nothing.
     params = SamplingParams(
         max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
         repetition_penalty=repetition_penalty, do_sample=do_sample, stop=list(stop or []), seed=seed,
     )  # fmt: skip
+    model_path = model_path or default_model(workspace)
+    loaded = load_for_inference(model_path, config_path=config, tokenizer_path=tokenizer_path, device=device, log=warn)
     info(f"model {loaded.checkpoint.path} (step {loaded.checkpoint.step}) on {loaded.device}")
     out.print(prompt, end="", style="bold", highlight=False)
     results = run_generation(

@@ -30,17 +30,19 @@ def serve(
     """Serve a model over HTTP: /generate, /embed, /health, /model-info and OpenAI's /v1/... ."""
     if str(model) == "latest":
         from engine.errors import LLModelError
+        from engine.server.run import resolve_api_key
         from engine.workspace import latest_run_with_checkpoint, workspace_root
 
+        resolve_api_key(host, api_key)  # refuse a bad bind before looking for a model
         found = latest_run_with_checkpoint(workspace_root(workspace))
         if found is None:
             raise LLModelError(f"no run with a checkpoint in {workspace_root(workspace)}; train one first (`llmodel quickstart`)")
         model = found
-    _run(model, None, tokenizer_path, host, port, api_key, rate_limit, max_batch, device)
+    _run(model, None, tokenizer_path, host, port, api_key, rate_limit, max_batch, device, workspace)
 
 
 def api(
-    model_path: Annotated[Path, typer.Option(help="A run directory or a checkpoint directory.")],
+    model_path: Annotated[Path | None, typer.Option(help="A run directory or a checkpoint directory; default: the workspace's newest completed run.")] = None,
     config: Annotated[Path | None, typer.Option(help="Model config JSON (default: the checkpoint's own).")] = None,
     tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer (default: the one the checkpoint records).")] = None,
     host: Host = "127.0.0.1",
@@ -49,22 +51,26 @@ def api(
     rate_limit: RateLimit = None,
     max_batch: MaxBatch = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    workspace: Annotated[Path | None, typer.Option(help="Workspace searched when --model-path is omitted.")] = None,
 ) -> None:
     """Serve a model over HTTP (the same server as `serve`, with the config and tokenizer given as flags)."""
-    _run(model_path, config, tokenizer_path, host, port, api_key, rate_limit, max_batch, device)
+    _run(model_path, config, tokenizer_path, host, port, api_key, rate_limit, max_batch, device, workspace)
 
 
 def _run(
-    model: Path, config: Path | None, tokenizer: Path | None, host: str, port: int, api_key: str | None,
-    rate_limit: float | None, max_batch: int, device: str,
+    model: Path | None, config: Path | None, tokenizer: Path | None, host: str, port: int, api_key: str | None,
+    rate_limit: float | None, max_batch: int, device: str, workspace: Path | None,
 ) -> None:  # fmt: skip
-    from engine.serving.run import resolve_api_key, serve
-    from engine.serving.service import ServeOptions
-    from engine.training.checkpoint import resolve_checkpoint
+    from engine.net import url_host
+    from engine.runs.checkpoint import resolve_checkpoint
+    from engine.server.run import resolve_api_key, serve
+    from engine.server.served_model import ServeOptions
+    from llmodel_app.cli.commands_model import default_model
 
     resolve_api_key(host, api_key)  # refuse a bad bind before loading anything
+    model = model or default_model(workspace)
     checkpoint = resolve_checkpoint(model)
-    shown = f"[{host}]" if ":" in host else host
+    shown = url_host(host)
     info(f"serving {checkpoint.path} at http://{shown}:{port} (OpenAI base URL http://{shown}:{port}/v1); Ctrl-C stops")
     options = ServeOptions(model_path=model, config_path=config, tokenizer_path=tokenizer, device=device, max_batch=max_batch)
     serve(options, host=host, port=port, api_key=api_key, rate_limit=rate_limit)

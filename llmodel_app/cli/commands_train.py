@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from engine.errors import LLModelError
+from engine.training.config import TrainConfig
 from engine.workspace import latest_run_with_checkpoint, runs_dir, workspace_root
 from llmodel_app.cli.console import success, warn
 from llmodel_app.cli.jobs import (
@@ -23,8 +24,9 @@ from llmodel_app.cli.jobs import (
 
 if TYPE_CHECKING:  # torch-backed modules load only when a command runs, so `llmodel --help` stays fast
     from engine.model import ModelConfig
-    from engine.training.checkpoint import Checkpoint
-    from engine.training.config import TrainConfig
+    from engine.runs.checkpoint import Checkpoint
+
+DEFAULTS = TrainConfig()  # every flag's default is the training config's own
 
 # Flags that map one-to-one onto TrainConfig fields (the parameter name minus a trailing underscore).
 _FLAG_FIELDS = (
@@ -38,21 +40,21 @@ def pretrain(
     data_path: Annotated[list[Path], typer.Option(help="A prepared dataset directory, or raw text/JSONL files (prepared and cached).")],
     config: Annotated[Path | None, typer.Option(help="Model config JSON (default when resuming: the checkpoint's).")] = None,
     tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer directory (default: the dataset's).")] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the training tokens.")] = 1.0,
+    epochs: Annotated[float, typer.Option(help="Passes over the training tokens.")] = DEFAULTS.epochs,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Sequences per micro-batch.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Sequences per micro-batch.")] = DEFAULTS.batch_size,
     seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the model's max_len).")] = None,
-    gradient_accumulation_steps: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = 1,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-4,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warmup steps.")] = 100,
-    schedule: Annotated[str, typer.Option(help="cosine, linear, polynomial or constant.")] = "cosine",
-    optimizer: Annotated[str, typer.Option(help="adamw or lion.")] = "adamw",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    gradient_accumulation_steps: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = DEFAULTS.gradient_accumulation_steps,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = DEFAULTS.learning_rate,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warmup steps.")] = DEFAULTS.warmup_steps,
+    schedule: Annotated[str, typer.Option(help="cosine, linear, polynomial or constant.")] = DEFAULTS.schedule,
+    optimizer: Annotated[str, typer.Option(help="adamw or lion.")] = DEFAULTS.optimizer,
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = DEFAULTS.precision,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = DEFAULTS.device,
     compile_: Annotated[bool, typer.Option("--compile", help="Compile the model with torch.compile.")] = False,
-    eval_interval: Annotated[int, typer.Option(help="Steps between validation runs.")] = 200,
-    checkpoint_interval: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 500,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
+    eval_interval: Annotated[int, typer.Option(help="Steps between validation runs.")] = DEFAULTS.eval_interval,
+    checkpoint_interval: Annotated[int, typer.Option(help="Steps between checkpoints.")] = DEFAULTS.checkpoint_interval,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULTS.seed,
     train_config: Annotated[Path | None, typer.Option(help="JSON file with any training settings; flags typed explicitly win.")] = None,
     resume_from_checkpoint: Annotated[str | None, typer.Option(help="A checkpoint or run directory, or 'auto' (the newest run with a checkpoint).")] = None,
     workspace: Annotated[Path | None, WorkspaceOption] = None,
@@ -89,7 +91,7 @@ def pretrain(
 
 
 def _resume_checkpoint(resume: str | None, root: Path) -> Checkpoint | None:
-    from engine.training.checkpoint import resolve_checkpoint
+    from engine.runs.checkpoint import resolve_checkpoint
 
     if resume is None:
         return None
@@ -112,8 +114,6 @@ def _run_in_workspace(checkpoint: Checkpoint | None, root: Path) -> str | None:
 
 def _train_settings(ctx: typer.Context, path: Path | None, checkpoint: Checkpoint | None) -> TrainConfig:
     """The checkpoint's settings, then the --train-config file, then the flags the user typed."""
-    from engine.training.config import TrainConfig
-
     data: dict[str, Any] = dict(checkpoint.meta.get("train_config", {})) if checkpoint else {}
     if path is not None:
         if not path.is_file():
@@ -133,7 +133,7 @@ def _train_settings(ctx: typer.Context, path: Path | None, checkpoint: Checkpoin
 
 def _model_config(path: Path | None, checkpoint: Checkpoint | None) -> ModelConfig:
     from engine.model.config import ModelConfig
-    from engine.training.checkpoint import check_compatible
+    from engine.runs.checkpoint import check_compatible
 
     if path is not None:
         config = ModelConfig.load(path)

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from engine.catalog import Catalog
+from engine.daemon.record import live_record
 from engine.errors import LLModelError
 from engine.fileio import write_text_atomic
-from engine.service.record import live_record
 from engine.workspace import CURRENT_FILE, create_layout, named_workspace, workspace_root, workspaces_dir
 from llmodel_app.cli.console import out, print_json, success
 from llmodel_app.cli.reading import query

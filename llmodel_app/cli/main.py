@@ -23,7 +23,7 @@ from llmodel_app.cli.console import err
 
 app = typer.Typer(
     name="llmodel",
-    help="LLModel: build, train, evaluate and serve transformer language models from scratch.",
+    help="LLModel: build, train, generate with and serve transformer language models from scratch.",
     no_args_is_help=False,
     pretty_exceptions_enable=False,
     add_completion=False,

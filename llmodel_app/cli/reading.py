@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalog.runs_index import CATALOG_FILE, read_index, select_runs
+from engine.daemon.record import live_record
 from engine.errors import LLModelError
-from engine.service.record import live_record
 
 BUSY_WAIT = 15.0  # seconds to keep trying while an engine starts or stops
 

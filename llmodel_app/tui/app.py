@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
 from textual.worker import Worker
 
 from engine.errors import LLModelError
+from engine.kinds import TRAINING_KINDS
 from llmodel_app.tui import keymap
 from llmodel_app.tui.commands import WorkbenchCommands
 from llmodel_app.tui.components.attention_view import AttentionView
@@ -45,7 +46,6 @@ from llmodel_app.tui.messages import (
 
 PUMP_SECONDS = 0.25
 ViewT = TypeVar("ViewT", bound=Widget)
-TRAINING_KINDS = ("pretrain", "quickstart")
 
 
 class LLModelApp(App[None]):

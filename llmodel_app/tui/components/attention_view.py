@@ -16,7 +16,7 @@ from llmodel_app.tui import keymap
 from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import AttentionCursor, ServingChanged
-from llmodel_app.tui.serving import ensure_serving, post_to_server
+from llmodel_app.tui.model_server import ensure_serving, post_to_server
 
 
 class AttentionView(Vertical):

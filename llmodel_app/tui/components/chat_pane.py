@@ -21,7 +21,7 @@ from llmodel_app.tui.components.chat_settings import ChatSettings
 from llmodel_app.tui.components.model_picker import ModelPicker
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import ChatDelta
-from llmodel_app.tui.serving import ensure_serving, local_url, server_error
+from llmodel_app.tui.model_server import ensure_serving, local_url, server_error
 
 STREAM_INTERVAL = 0.05  # at most twenty repaints of the growing reply a second
 

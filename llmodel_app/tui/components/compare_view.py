@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, SelectionList
 from textual.worker import Worker
 
+from engine.kinds import TRAINING_KINDS
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.metric_chart import MetricChart
 from llmodel_app.tui.errors import report_worker_error
@@ -53,7 +54,7 @@ class CompareView(Horizontal):
         self.set_runs(data.get("runs", []))
 
     def set_runs(self, runs: list[dict[str, Any]]) -> None:
-        ids = [r["id"] for r in runs if r.get("kind") in ("pretrain", "quickstart")]
+        ids = [r["id"] for r in runs if r.get("kind") in TRAINING_KINDS]
         if ids == self.run_ids:
             return
         self.run_ids = ids

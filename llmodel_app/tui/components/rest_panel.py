@@ -14,7 +14,7 @@ from textual.worker import Worker, get_current_worker
 from llmodel_app.tui.components.model_picker import ModelPicker
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import ServingChanged
-from llmodel_app.tui.serving import check_bind, wait_ready
+from llmodel_app.tui.model_server import check_bind, wait_ready
 
 POLL_SECONDS = 2.0
 

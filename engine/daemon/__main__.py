@@ -1,4 +1,4 @@
-"""Run the engine for a workspace: ``python -m engine.service --workspace PATH``."""
+"""Run the engine for a workspace: ``python -m engine.daemon --workspace PATH``."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from pathlib import Path
 import uvicorn
 
 from engine.catalog import Catalog, CatalogBusy
+from engine.daemon.app import create_app
+from engine.daemon.broker import Broker
+from engine.daemon.record import EngineLock, EngineRecord, remove_record, write_record
+from engine.daemon.supervisor import Supervisor
 from engine.errors import LLModelError
-from engine.service.app import create_app
-from engine.service.broker import Broker
-from engine.service.record import EngineLock, EngineRecord, remove_record, write_record
-from engine.service.supervisor import Supervisor
+from engine.processes import start_ticks
 
 HOST = "127.0.0.1"  # the engine never listens beyond loopback
 CATALOG_WAIT = 15.0  # seconds to wait for readers of the catalog to let go of it
@@ -47,7 +48,7 @@ def serve(workspace: Path, *, max_concurrent: int = 1) -> None:
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     supervisor.start()
-    write_record(workspace, EngineRecord(os.getpid(), HOST, port, token, str(workspace), time.time()))
+    write_record(workspace, EngineRecord(os.getpid(), HOST, port, token, str(workspace), time.time(), start_ticks(os.getpid())))
     signal.signal(signal.SIGTERM, lambda *_: request_stop())
     try:
         asyncio.run(server.serve(sockets=[sock]))
@@ -75,7 +76,7 @@ def _open_catalog(workspace: Path, timeout: float = CATALOG_WAIT) -> Catalog:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.service", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m engine.daemon", description=__doc__)
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--max-concurrent-jobs", type=int, default=1)
     args = parser.parse_args(argv)

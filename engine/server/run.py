@@ -1,27 +1,17 @@
-"""Running the model server: the bind policy (loopback unless a key guards it), then uvicorn."""
+"""Running the model server: the bind policy (loopback unless a key guards it), then uvicorn.
+
+Light to import: the daemon checks a bind here before it starts a server process.
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
-import uvicorn
-
 from engine.errors import LLModelError
-from engine.serving.server import create_server
-from engine.serving.service import ModelService, ServeOptions
+from engine.net import is_loopback
+from engine.server.served_model import ServedModel, ServeOptions
 
 API_KEY_ENV = "LLMODEL_API_KEY"
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def resolve_api_key(host: str, api_key: str | None) -> str | None:
@@ -42,11 +32,15 @@ def serve(
     rate_limit: float | None = None,
 ) -> None:  # fmt: skip
     """Load the model in the background and serve HTTP until interrupted."""
+    import uvicorn
+
+    from engine.server.app import create_server
+
     key = resolve_api_key(host, api_key)
-    service = ModelService(options)
-    app = create_server(service, api_key=key, rate_limit=rate_limit)
-    service.start_loading()
+    served = ServedModel(options)
+    app = create_server(served, api_key=key, rate_limit=rate_limit)
+    served.start_loading()
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
     finally:
-        service.stop()
+        served.stop()

@@ -1,4 +1,4 @@
-"""The served model: loaded in the background (the server answers 503 meanwhile), then driven by the batcher."""
+"""The served model: loaded in the background (the server answers 503 meanwhile), then driven by its batcher."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
+from engine.errors import LLModelError
 
-from engine.inference import LoadedModel, load_for_inference
+if TYPE_CHECKING:
+    from engine.generation.scoring import TokenScore
+    from engine.runs.loading import LoadedModel
+    from engine.server.batcher import ContinuousBatcher
 
 
 @dataclass
@@ -24,13 +26,13 @@ class ServeOptions:
     max_queue: int = 64
 
 
-class ModelService:
+class ServedModel:
     """Owns the loaded model and its ContinuousBatcher; ``ready`` turns true once both are up."""
 
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
         self.loaded: LoadedModel | None = None
-        self.batcher: Any = None
+        self.batcher: ContinuousBatcher | None = None
         self.error: str | None = None
         self.started = time.time()
         self._ready = threading.Event()
@@ -47,16 +49,21 @@ class ModelService:
 
     def load(self) -> None:
         """Load synchronously (tests, and the thread started by :meth:`start_loading`)."""
-        from engine.serving.batcher import ContinuousBatcher
+        from engine.runs.loading import load_for_inference
+        from engine.server.batcher import ContinuousBatcher
 
         try:
             o = self.options
-            self.loaded = load_for_inference(o.model_path, config_path=o.config_path, tokenizer_path=o.tokenizer_path, device=o.device)
-            self.batcher = ContinuousBatcher(self.loaded.model, self.loaded.tokenizer, max_batch=o.max_batch, max_queue=o.max_queue)
+            self.loaded = load_for_inference(
+                o.model_path, config_path=o.config_path, tokenizer_path=o.tokenizer_path, device=o.device
+            )
+            self.batcher = ContinuousBatcher(
+                self.loaded.model, self.loaded.tokenizer, max_batch=o.max_batch, max_queue=o.max_queue
+            )
             self.batcher.start()
             self._ready.set()
         except Exception as error:  # reported by /health; the server stays up to say why
-            self.error = f"{type(error).__name__}: {error}" if not str(error) else str(error)
+            self.error = str(error) or type(error).__name__
 
     def start_loading(self) -> None:
         threading.Thread(target=self.load, name="model-loader", daemon=True).start()
@@ -68,10 +75,19 @@ class ModelService:
         if self.batcher is not None:
             self.batcher.stop()
 
+    @property
+    def max_len(self) -> int:
+        return self._loaded.model.config.max_len
+
+    @property
+    def _loaded(self) -> LoadedModel:
+        if self.loaded is None:
+            raise LLModelError("the model is not loaded yet")
+        return self.loaded
+
     def info(self) -> dict[str, Any]:
         """Config, parameter count, tokenizer and checkpoint of the served model."""
-        assert self.loaded is not None
-        loaded = self.loaded
+        loaded = self._loaded
         config = loaded.model.config
         return {
             "id": self.name,
@@ -83,37 +99,31 @@ class ModelService:
             "checkpoint": {"path": str(loaded.checkpoint.path), "step": loaded.checkpoint.step},
         }
 
-    @torch.inference_mode()
-    def score(self, ids: list[int], top: int = 0) -> tuple[list[float | None], list[dict[int, float] | None]]:
-        """Log-probability of each token given the ones before it (the first is None), and the ``top`` best."""
-        assert self.loaded is not None
-        model = self.loaded.model
-        logits = model(torch.tensor([ids], device=self.loaded.device)).logits[0].float()
-        logprobs = F.log_softmax(logits, dim=-1)
-        chosen: list[float | None] = [None]
-        best: list[dict[int, float] | None] = [None]
-        for position in range(1, len(ids)):
-            row = logprobs[position - 1]
-            chosen.append(float(row[ids[position]]))
-            if top:
-                values, indices = torch.topk(row, top)
-                best.append({int(i): float(v) for v, i in zip(values, indices, strict=True)})
-            else:
-                best.append(None)
-        return chosen, best
+    def prompt_ids(self, text: str, *, add_bos: bool = True) -> list[int]:
+        """A prompt's token ids, starting with the model's BOS when ``add_bos``."""
+        from engine.generation import prompt_ids
 
-    @torch.inference_mode()
+        return prompt_ids(self._loaded.model, self._loaded.tokenizer, text, add_bos=add_bos)
+
+    def score(self, ids: list[int], top: int = 0) -> list[TokenScore | None]:
+        """Each token's log-probability given the ones before it (the first is None), with the ``top`` best."""
+        from engine.generation.scoring import score_tokens
+
+        return score_tokens(self._loaded.model, ids, top)
+
     def attention(self, text: str) -> dict[str, Any]:
         """Every layer's and head's attention on ``text`` (at most 64x64) with the token labels of both axes."""
-        from engine.training.attention import attention_on_text
+        from engine.model.attention_maps import attention_on_text
 
-        assert self.loaded is not None
-        weights, tokens = attention_on_text(self.loaded.model, self.loaded.tokenizer, text)
-        return {"tokens": tokens, "weights": weights.round(decimals=4).tolist()}
+        weights, tokens = attention_on_text(self._loaded.model, self._loaded.tokenizer, text)
+        return {"tokens": tokens, "weights": weights.double().round(decimals=4).tolist()}
 
     def embed(self, text: str) -> tuple[list[list[float]], list[float]]:
         """Final hidden state of every token, and their mean as the pooled vector."""
-        assert self.loaded is not None
-        ids = self.loaded.tokenizer.encode(text, add_bos=True)[: self.loaded.model.config.max_len]
-        hidden = self.loaded.model(torch.tensor([ids], device=self.loaded.device)).hidden_states[0].float()
+        import torch
+
+        model = self._loaded.model
+        ids = self.prompt_ids(text)[: model.config.max_len]
+        with torch.inference_mode():
+            hidden = model(torch.tensor([ids], device=self._loaded.device)).hidden_states[0].float()
         return hidden.tolist(), hidden.mean(0).tolist()

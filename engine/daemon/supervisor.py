@@ -8,7 +8,6 @@ by pid and catches up from the catalog's recorded offset.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -21,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.catalog import Catalog
+from engine.daemon.artifacts import register_artifacts
+from engine.daemon.broker import Broker
+from engine.daemon.jobs import read_job, write_job
 from engine.errors import LLModelError
-from engine.service.artifacts import register_artifacts
-from engine.service.broker import Broker
-from engine.service.jobs import TRAINING_KINDS, read_job, write_job
-from engine.service.record import pid_alive
+from engine.kinds import RESUMABLE_KINDS, TRAINING_KINDS
+from engine.processes import ProcessRef, signal_process
 from engine.workspace import new_run_id, runs_dir
 
 TICK = 0.05
@@ -73,10 +73,15 @@ class Job:
     follower: Follower
     process: subprocess.Popen[bytes] | None = None
     pid: int | None = None
+    pid_start: int | None = None  # with the pid, the identity of the job's process (never signal a stranger)
     cancel_requested_at: float | None = None
     final_status: str | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)  # published, not yet in the catalog
     flushed_at: float = 0.0
+
+    @property
+    def ref(self) -> ProcessRef:
+        return ProcessRef(self.pid or 0, self.pid_start)
 
 
 class Supervisor:
@@ -111,9 +116,9 @@ class Supervisor:
             for row in reversed(adopted):
                 run_dir = Path(row["run_dir"])
                 job = Job(row["id"], row["kind"], run_dir, Follower(run_dir / "events.jsonl", self.catalog.event_offset(row["id"])))
-                job.pid = row.get("pid")
+                job.pid, job.pid_start = row.get("pid"), row.get("pid_start")
                 self.jobs[job.run_id] = job
-                if row["status"] == "running" and not (job.pid and pid_alive(job.pid)):
+                if row["status"] == "running" and not (job.pid and job.ref.alive):
                     self._ingest(job, force=True)
                     self._finish(job, exit_code=None)
 
@@ -146,7 +151,7 @@ class Supervisor:
                 return "cancelled"
             if job.cancel_requested_at is None:
                 job.cancel_requested_at = time.monotonic()
-                _signal(job.pid, signal.SIGTERM)
+                signal_process(job.ref, signal.SIGTERM)
             return "cancelling"
 
     def resume(self, run_id: str, spec: dict[str, Any] | None = None) -> int:
@@ -159,7 +164,7 @@ class Supervisor:
             if run_id in self.jobs and not self._settle(self.jobs[run_id]):
                 raise LLModelError(f"run {run_id} is still {self.catalog.get_run(run_id)['status']}; cancel it first")
             row = self.catalog.get_run(run_id)
-            if row["kind"] not in ("pretrain",):
+            if row["kind"] not in RESUMABLE_KINDS:
                 raise LLModelError(f"run {run_id} is a {row['kind']} job; only pretraining runs can be resumed")
             if row["status"] == "completed" and spec is None:
                 raise LLModelError(
@@ -167,7 +172,7 @@ class Supervisor:
                     f"`llmodel pretrain ... --resume-from-checkpoint {row['run_dir']} --max-steps N`"
                 )
             run_dir = Path(row["run_dir"])
-            from engine.training.checkpoint import latest_checkpoint
+            from engine.runs.checkpoint import latest_checkpoint
 
             if latest_checkpoint(run_dir / "checkpoints") is None:
                 raise LLModelError(f"run {run_id} has no complete checkpoint to resume from; start it again instead")
@@ -209,7 +214,7 @@ class Supervisor:
                     self._ingest(job, force=True)
                     self._finish(job, exit_code)
                 elif job.cancel_requested_at and time.monotonic() - job.cancel_requested_at > CANCEL_GRACE:
-                    _signal(job.pid, signal.SIGKILL)
+                    signal_process(job.ref, signal.SIGKILL)
             running = sum(1 for j in self.jobs.values() if j.pid is not None)
             # self.jobs keeps submission order (run ids only sort to the second, then at random).
             for job in list(self.jobs.values()):
@@ -223,12 +228,12 @@ class Supervisor:
         log = open(job.run_dir / "job.log", "ab")  # noqa: SIM115 - handed to the child
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         job.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.service.job_runner", str(job.run_dir)],
+            [sys.executable, "-m", "engine.daemon.job_runner", str(job.run_dir)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )  # fmt: skip
         log.close()
-        job.pid = job.process.pid
-        self.catalog.update_run(job.run_id, status="running", pid=job.pid, started=_now())
+        job.pid, job.pid_start = job.process.pid, ProcessRef.of(job.process.pid).started
+        self.catalog.update_run(job.run_id, status="running", pid=job.pid, pid_start=job.pid_start, started=_now())
         self._announce(job.run_id, "running", pid=job.pid)
 
     def _exit_code(self, job: Job) -> int | bool | None:
@@ -236,7 +241,7 @@ class Supervisor:
         if job.process is not None:
             code = job.process.poll()
             return False if code is None else code
-        return False if job.pid and pid_alive(job.pid) else None
+        return False if job.pid and job.ref.alive else None
 
     def _ingest(self, job: Job, *, force: bool = False) -> None:
         """Publish a job's new events at once; write them to the catalog in batches (a commit costs ~40 ms).
@@ -272,7 +277,7 @@ class Supervisor:
             else:
                 status = "failed_resumable" if self._resumable(job) else "failed"
                 error = f"job process ended without finishing (exit code {exit_code if exit_code is not None else 'unknown'})"
-        fields: dict[str, Any] = {"status": status, "finished": _now(), "pid": None}
+        fields: dict[str, Any] = {"status": status, "finished": _now(), "pid": None, "pid_start": None}
         if error:
             fields["error"] = error
         self.catalog.update_run(job.run_id, **fields)
@@ -293,17 +298,12 @@ class Supervisor:
         return True
 
     def _resumable(self, job: Job) -> bool:
-        from engine.training.checkpoint import latest_checkpoint
+        from engine.runs.checkpoint import latest_checkpoint
 
         return job.kind in TRAINING_KINDS and latest_checkpoint(job.run_dir / "checkpoints") is not None
 
     def _announce(self, run_id: str, status: str, **fields: Any) -> None:
         self.broker.publish({"type": "job", "run_id": run_id, "status": status, "time": time.time(), **fields})
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
 
 
 def _now() -> float:

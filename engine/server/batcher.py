@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from engine.errors import LLModelError
+from engine.errors import BusyError, LLModelError
+from engine.generation.detokenize import IncrementalDetokenizer
 from engine.generation.sampling import SamplingParams, next_tokens
+from engine.generation.scoring import TokenScore, score_rows
 from engine.model import Transformer
-from engine.serving.slot_cache import SlotKVCache
+from engine.server.slot_cache import SlotKVCache
 from engine.tokenizer import Tokenizer
 
 
-class QueueFull(LLModelError):
+class QueueFull(BusyError):
     """Too many requests are waiting for a slot; the server should answer 429/503 and the client retry."""
 
 
@@ -39,6 +41,7 @@ class TextDelta:
     text: str
     token_id: int | None
     logprob: float | None
+    top_logprobs: dict[int, float] | None = None  # the most likely alternatives, when the request asked
 
 
 @dataclass
@@ -48,6 +51,7 @@ class GenerationOutput:
     text: str = ""
     finish_reason: str = "length"  # "stop" (EOS or a stop string) | "length" | "cancelled"
     token_logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)  # per token, when the request asked
 
 
 _END = object()
@@ -175,11 +179,12 @@ class _Sequence:
 
     handle: RequestHandle
     slot: int
-    text: _IncrementalText
+    text: IncrementalDetokenizer
     seen: torch.Tensor  # (1, V) bool, for the repetition penalty
     generator: torch.Generator | None
     tokens: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    top_logprobs: list[dict[int, float]] = field(default_factory=list)
 
 
 class ContinuousBatcher:
@@ -257,6 +262,38 @@ class ContinuousBatcher:
 
     def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> RequestHandle:
         """Queue a request; raises QueueFull when ``max_queue`` requests already wait for a slot to free up."""
+        return self.submit_many([(prompt_ids, params)])[0]
+
+    def submit_many(self, requests: Sequence[tuple[Sequence[int], SamplingParams]]) -> list[RequestHandle]:
+        """Queue several requests (one HTTP request's prompts and choices) all together, or none of them."""
+        handles = [RequestHandle(self, next(self._ids), self._checked(ids, params), params) for ids, params in requests]
+        capacity = self.max_batch + self.max_queue
+        if len(handles) > capacity:
+            raise LLModelError(
+                f"this request asks for {len(handles)} sequences but the server takes at most {capacity} at once "
+                f"({self.max_batch} generating, {self.max_queue} waiting); split it into smaller requests"
+            )
+        queued = [h for h in handles if h.params.max_new_tokens > 0]
+        for handle in handles:
+            if handle.params.max_new_tokens == 0:
+                handle._finish(GenerationOutput(handle.prompt_tokens))
+        if not queued:
+            return handles
+        with self._cond:
+            if self._closed:
+                raise LLModelError("the batcher is stopped; start a new one")
+            # Requests that a free slot will take at the next step are not waiting.
+            waiting = len(self._pending) - self.cache.free_slots
+            if waiting + len(queued) > self.max_queue:
+                raise QueueFull(
+                    f"{max(waiting, 0)} requests are already waiting for a slot and this one adds {len(queued)} "
+                    f"(max_queue={self.max_queue}); retry later"
+                )
+            self._pending.extend(queued)
+            self._cond.notify()
+        return handles
+
+    def _checked(self, prompt_ids: Sequence[int], params: SamplingParams) -> list[int]:
         ids = [int(i) for i in prompt_ids]
         if not ids:
             raise LLModelError("a prompt needs at least one token")
@@ -269,22 +306,7 @@ class ContinuousBatcher:
                 f"prompt of {len(ids)} tokens plus {params.max_new_tokens} new tokens exceeds the context of "
                 f"{self.max_len}; shorten the prompt or lower max tokens"
             )
-        handle = RequestHandle(self, next(self._ids), ids, params)
-        if params.max_new_tokens == 0:
-            handle._finish(GenerationOutput(ids))
-            return handle
-        with self._cond:
-            if self._closed:
-                raise LLModelError("the batcher is stopped; start a new one")
-            # Requests that a free slot will take at the next step are not waiting.
-            waiting = len(self._pending) - self.cache.free_slots
-            if waiting >= self.max_queue:
-                raise QueueFull(
-                    f"{waiting} requests are already waiting for a slot (max_queue={self.max_queue}); retry later"
-                )
-            self._pending.append(handle)
-            self._cond.notify()
-        return handle
+        return ids
 
     def stats(self) -> dict[str, int]:
         with self._cond:
@@ -347,12 +369,12 @@ class ContinuousBatcher:
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=self._device).manual_seed(params.seed)
-        seq = _Sequence(handle, slot, _IncrementalText(self.tokenizer, params.stop), seen, generator)
+        seq = _Sequence(handle, slot, IncrementalDetokenizer(self.tokenizer, params.stop), seen, generator)
         with self._cond:
             self._active[slot] = seq
         try:
             (choice,) = self._sample([seq], logits.unsqueeze(0))
-            self._accept(seq, *choice)
+            self._accept(seq, choice)
         except Exception as err:
             self._retire(seq, error=err)
 
@@ -363,22 +385,24 @@ class ContinuousBatcher:
             self._steps += 1
             self._last_batch_size = len(seqs)
         for seq, choice in zip(seqs, self._sample(seqs, logits), strict=True):
-            self._accept(seq, *choice)
+            self._accept(seq, choice)
 
-    def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[tuple[int, float]]:
-        """One token per row, each row with its own params and generator; logprobs come from the raw logits."""
+    def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[TokenScore]:
+        """One token per row, each row with its own params and generator, scored on the raw logits."""
         chosen = torch.cat(
             [
                 next_tokens(logits[i : i + 1], seq.handle.params, seq.seen, seq.generator)
                 for i, seq in enumerate(seqs)
             ]
         )
-        logprobs = logits.float().log_softmax(-1).gather(1, chosen.unsqueeze(1)).squeeze(1)
-        return list(zip(chosen.tolist(), logprobs.tolist(), strict=True))
+        top = max(seq.handle.params.logprobs for seq in seqs)
+        return score_rows(logits, chosen, top)
 
-    def _accept(self, seq: _Sequence, token: int, logprob: float) -> None:
+    def _accept(self, seq: _Sequence, choice: TokenScore) -> None:
         params = seq.handle.params
-        if params.stop_at_eos and token == self.tokenizer.eos_id:
+        token, logprob = choice.token, choice.logprob
+        top = dict(list(choice.top.items())[: params.logprobs]) if params.logprobs else None
+        if params.stop_at_eos and token == self.model.config.eos_token_id:
             rest = seq.text.finish()
             if rest:
                 seq.handle._put(TextDelta(rest, None, None))
@@ -386,19 +410,21 @@ class ContinuousBatcher:
             return
         seq.tokens.append(token)
         seq.logprobs.append(logprob)
+        if top is not None:
+            seq.top_logprobs.append(top)
         seq.seen[0, token] = True
         with self._cond:
             self._tokens_generated += 1
         text = seq.text.push(token)
         if seq.text.stopped:
-            seq.handle._put(TextDelta(text, token, logprob))
+            seq.handle._put(TextDelta(text, token, logprob, top))
             self._retire(seq, "stop")
         elif len(seq.tokens) >= params.max_new_tokens:
             text += seq.text.finish()
-            seq.handle._put(TextDelta(text, token, logprob))
+            seq.handle._put(TextDelta(text, token, logprob, top))
             self._retire(seq, "stop" if seq.text.stopped else "length")
         else:
-            seq.handle._put(TextDelta(text, token, logprob))
+            seq.handle._put(TextDelta(text, token, logprob, top))
 
     def _retire(self, seq: _Sequence, reason: str = "", error: BaseException | None = None) -> None:
         with self._cond:
@@ -408,85 +434,6 @@ class ContinuousBatcher:
         output = None
         if error is None:
             output = GenerationOutput(
-                seq.handle.prompt_tokens, seq.tokens, seq.text.final_text, reason, seq.logprobs
+                seq.handle.prompt_tokens, seq.tokens, seq.text.final_text, reason, seq.logprobs, seq.top_logprobs
             )
         seq.handle._finish(output, error)
-
-
-class _IncrementalText:
-    """Turns tokens into text deltas: waits out incomplete characters, holds back a possible start of a stop
-    string, and cuts the text at the first stop string."""
-
-    def __init__(self, tokenizer: Tokenizer, stops: Sequence[str]) -> None:
-        self.tokenizer = tokenizer
-        self.stops = [s for s in stops if s]
-        self.tokens: list[int] = []
-        self.text = ""  # decoded so far (complete characters only)
-        self.emitted = 0  # characters of ``text`` handed out so far
-        self.stopped = False
-        self._prefix = self._read = 0
-
-    @property
-    def final_text(self) -> str:
-        """The text handed out so far: the request's text once it has ended."""
-        return self.text[: self.emitted]
-
-    def push(self, token: int) -> str:
-        """Add a token; return the text that became safe to hand out (possibly empty)."""
-        self.tokens.append(token)
-        self.text += self._settle(final=False)
-        return self._release(final=False)
-
-    def finish(self) -> str:
-        """The request ends: return whatever was still held back."""
-        self.text += self._settle(final=True)
-        return self._release(final=True)
-
-    def _settle(self, *, final: bool) -> str:
-        # Decode a short window (the last settled chunk + new tokens) instead of the whole continuation each
-        # time; the window's first token is shared by both decodes, so their difference is the new text.
-        before = self.tokenizer.decode(self.tokens[self._prefix : self._read])
-        after = self.tokenizer.decode(self.tokens[self._prefix :])
-        if len(after) > len(before) and (final or not after.endswith("\ufffd")):
-            self._prefix, self._read = self._read, len(self.tokens)
-            return after[len(before) :]
-        return ""
-
-    def _release(self, *, final: bool) -> str:
-        if self.stopped:
-            return ""
-        start = self.emitted
-        # A stop string cannot start inside the emitted text: its beginning would have been held back.
-        cuts = [c for c in (self.text.find(s, start) for s in self.stops) if c != -1]
-        if cuts:
-            self.stopped = True
-            self.text = self.text[: min(cuts)]
-            end = len(self.text)
-        else:
-            end = len(self.text) if final else len(self.text) - self._held_back(start)
-        new = self.text[start:end]
-        self.emitted = end
-        return new
-
-    def _held_back(self, start: int) -> int:
-        """Length of the longest tail of the new text that could grow into a stop string."""
-        tail = self.text[start:]
-        return max(
-            (k for s in self.stops for k in range(min(len(s) - 1, len(tail)), 0, -1) if tail.endswith(s[:k])),
-            default=0,
-        )
-
-
-@torch.inference_mode()
-def prompt_logprobs(model: Transformer, ids: Sequence[int]) -> list[float | None]:
-    """Log-probability of each prompt token given the ones before it (None for the first), for ``echo`` scoring.
-
-    A plain full forward pass; safe to call from another thread while a batcher runs on the same model.
-    """
-    if not ids:
-        return []
-    model.eval()
-    x = torch.tensor([list(ids)], dtype=torch.long, device=model.lm_head.weight.device)
-    logits = model(x).logits[0, :-1].float()
-    scores = logits.log_softmax(-1).gather(1, x[0, 1:].unsqueeze(1)).squeeze(1)
-    return [None, *scores.tolist()]

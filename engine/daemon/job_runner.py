@@ -1,4 +1,4 @@
-"""The child process of one job: ``python -m engine.service.job_runner RUN_DIR``.
+"""The child process of one job: ``python -m engine.daemon.job_runner RUN_DIR``.
 
 SIGTERM asks a training job to checkpoint and stop; any failure is written as a final ``status`` event, so the
 engine (or a later engine) learns how the job ended from the run folder alone.
@@ -13,9 +13,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from engine.daemon.jobs import run_job
 from engine.errors import LLModelError
-from engine.service.jobs import run_job
-from engine.training.events import EventLog
+from engine.runs.events import EventLog
 
 
 class _Stop:

@@ -1,4 +1,4 @@
-"""Run the model server as a process: ``python -m engine.serving --model PATH [--host H --port P]``.
+"""Run the model server as a process: ``python -m engine.server --model PATH [--host H --port P]``.
 
 The API key comes from $LLMODEL_API_KEY so it never shows in a process listing.
 """
@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 from engine.errors import LLModelError
-from engine.serving.run import serve
-from engine.serving.service import ServeOptions
+from engine.server.run import serve
+from engine.server.served_model import ServeOptions
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engine.serving", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m engine.server", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="run or checkpoint directory")
     parser.add_argument("--tokenizer-path", type=Path)
     parser.add_argument("--host", default="127.0.0.1")

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
+from engine.device import resolve_device
 from engine.errors import LLModelError
 from engine.model import ModelConfig, Transformer
 from engine.model.decode_layout import prepare_for_decoding
+from engine.runs import checkpoint as ckpt
 from engine.tokenizer import Tokenizer
-from engine.training import checkpoint as ckpt
-from engine.training.device import resolve_device
 
 
 @dataclass

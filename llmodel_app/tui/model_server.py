@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 from engine.errors import LLModelError
+from engine.net import free_port, is_loopback, local_host
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 READY_TIMEOUT = 180.0
-
-
-def is_loopback(host: str) -> bool:
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def local_url(status: dict[str, Any]) -> str:
     """Where this machine reaches the server (a wildcard bind is reached on loopback)."""
-    host = status.get("host", "127.0.0.1")
-    if host in ("0.0.0.0", "::"):
-        return f"http://127.0.0.1:{status['port']}"
-    return status.get("url") or f"http://{host}:{status['port']}"
+    return f"http://{local_host(status.get('host', '127.0.0.1'))}:{status['port']}"
 
 
 def check_bind(host: str, port: str, api_key: str) -> str | None:

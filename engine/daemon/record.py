@@ -12,6 +12,7 @@ from typing import IO
 
 from engine.errors import LLModelError
 from engine.fileio import atomic_path
+from engine.processes import ProcessRef
 
 RECORD_FILE = ".engine.json"
 LOCK_FILE = ".engine.lock"
@@ -27,27 +28,15 @@ class EngineRecord:
     token: str
     workspace: str
     started: float
+    pid_start: int | None = None  # the process's start time: a recycled pid is never taken for the engine
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-
-def pid_alive(pid: int) -> bool:
-    """True when ``pid`` is a running (not zombie) process."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True  # no /proc (macOS): trust kill(0)
+    @property
+    def process(self) -> ProcessRef:
+        return ProcessRef(self.pid, self.pid_start)
 
 
 def write_record(workspace: Path, record: EngineRecord) -> None:
@@ -67,11 +56,11 @@ def read_record(workspace: Path) -> EngineRecord | None:
 
 
 def live_record(workspace: Path) -> EngineRecord | None:
-    """The record of a running engine; a stale record (dead pid) is removed."""
+    """The record of a running engine; a stale record (its process gone, or its pid now another's) is removed."""
     record = read_record(workspace)
     if record is None:
         return None
-    if pid_alive(record.pid):
+    if record.process.alive:
         return record
     remove_record(workspace, record.pid)
     return None

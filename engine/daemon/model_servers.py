@@ -1,4 +1,4 @@
-"""The engine's serving switch: one model-server process per workspace, started and stopped on request.
+"""The daemon's model-server switch: one model-server process per workspace, started and stopped on request.
 
 This is what the workbench's REST toggle calls. The server runs in its own session (it outlives the engine);
 its address is recorded in ``<workspace>/.serve.json`` so a restarted engine finds it again.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,12 +18,13 @@ import httpx
 
 from engine.errors import LLModelError
 from engine.fileio import write_json_atomic
-from engine.service.record import pid_alive
+from engine.net import local_host, url_host
+from engine.processes import ProcessRef, terminate
 
 SERVE_FILE = ".serve.json"
 
 
-class ServingManager:
+class ModelServerManager:
     """Starts, stops and reports the workspace's model server."""
 
     def __init__(self, workspace: Path) -> None:
@@ -53,12 +53,12 @@ class ServingManager:
         """Start serving ``model`` (a run or checkpoint directory); refuses while another server runs."""
         if self._record() is not None:
             raise LLModelError("a model server is already running for this workspace; stop it first")
-        from engine.serving.run import API_KEY_ENV, resolve_api_key  # loads torch: only when serving starts
+        from engine.server.run import API_KEY_ENV, resolve_api_key
 
         key = resolve_api_key(host, api_key)
         if not Path(model).exists():
             raise LLModelError(f"model path {model} does not exist; pass a run or checkpoint directory")
-        command = [sys.executable, "-m", "engine.serving", "--model", str(model), "--host", host, "--port", str(port)]
+        command = [sys.executable, "-m", "engine.server", "--model", str(model), "--host", host, "--port", str(port)]
         if rate_limit:
             command += ["--rate-limit", str(rate_limit)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -70,27 +70,22 @@ class ServingManager:
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         log.close()
-        shown = f"[{host}]" if ":" in host else host
-        local = "127.0.0.1" if host in ("0.0.0.0", "::") else shown
+        started = ProcessRef.of(process.pid)
         record = {
-            "pid": process.pid, "model": str(model), "host": host, "port": port, "url": f"http://{shown}:{port}",
-            "local_url": f"http://{local}:{port}", "auth": key is not None, "started": time.time(),
+            "pid": process.pid, "pid_start": started.started, "model": str(model), "host": host, "port": port,
+            "url": f"http://{url_host(host)}:{port}", "local_url": f"http://{local_host(host)}:{port}",
+            "auth": key is not None, "started": time.time(),
         }  # fmt: skip
         write_json_atomic(self.workspace / SERVE_FILE, record)
         self._key = key
         return {k: v for k, v in record.items() if k != "local_url"}
 
     def stop(self) -> dict[str, Any]:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
+        """Stop the server (SIGTERM, then SIGKILL after 10 s); a recorded pid now used by another process is left alone."""
         record = self._record()
         if record is None:
             return {"running": False}
-        os.kill(record["pid"], signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while pid_alive(record["pid"]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if pid_alive(record["pid"]):
-            os.kill(record["pid"], signal.SIGKILL)
+        terminate(_process(record))
         (self.workspace / SERVE_FILE).unlink(missing_ok=True)
         self._key = None
         return {"running": False, "stopped": record["pid"]}
@@ -100,10 +95,14 @@ class ServingManager:
             record = json.loads((self.workspace / SERVE_FILE).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return None
-        if not pid_alive(int(record.get("pid", 0))):
+        if not _process(record).alive:
             (self.workspace / SERVE_FILE).unlink(missing_ok=True)
             return None
         return record
+
+
+def _process(record: dict[str, Any]) -> ProcessRef:
+    return ProcessRef(int(record.get("pid", 0)), record.get("pid_start"))
 
 
 def _count_requests(text: str) -> int:

@@ -10,11 +10,10 @@ from typing import Any
 
 from engine.errors import LLModelError
 from engine.fileio import write_json_atomic
-from engine.training.events import EventLog
+from engine.kinds import JOB_KINDS
+from engine.runs.events import EventLog
 
 JOB_FILE = "job.json"
-JOB_KINDS = ("tokenizer", "dataset", "pretrain", "quickstart")
-TRAINING_KINDS = ("pretrain", "quickstart")
 
 
 def write_job(run_dir: Path, kind: str, spec: dict[str, Any]) -> None:
@@ -43,6 +42,11 @@ class ProgressEvents:
             self.events.emit("progress", stage=self.stage, done=done, total=total)
 
 
+def _given(spec: dict[str, Any], *names: str) -> dict[str, Any]:
+    """The settings a job's spec names; the library's own defaults apply to the rest."""
+    return {name: spec[name] for name in names if spec.get(name) is not None}
+
+
 def run_job(run_dir: Path, should_stop: Callable[[], bool]) -> dict[str, Any]:
     """Run the job described in ``run_dir/job.json``; returns its result for the final status event."""
     kind, spec = read_job(run_dir)
@@ -56,10 +60,8 @@ def _tokenizer(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bo
     events = EventLog(run_dir)
     try:
         tokenizer = Tokenizer.train(
-            [Path(p) for p in spec["inputs"]], Path(spec["output"]), spec.get("vocab_size", 32000),
-            input_format=spec.get("input_format", "auto"),
-            character_coverage=spec.get("character_coverage", 0.9995),
-            input_sentence_size=spec.get("input_sentence_size", 2_000_000),
+            [Path(p) for p in spec["inputs"]], Path(spec["output"]),
+            **_given(spec, "vocab_size", "input_format", "character_coverage", "input_sentence_size"),
             progress=ProgressEvents(events, "reading corpus"), log=events.log,
         )  # fmt: skip
     finally:
@@ -74,9 +76,7 @@ def _dataset(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool
     try:
         meta = prepare_dataset(
             [Path(p) for p in spec["inputs"]], Path(spec["tokenizer_path"]), Path(spec["output"]),
-            val_fraction=spec.get("val_fraction", 0.005), seed=spec.get("seed", 1337),
-            num_workers=spec.get("num_workers"), input_format=spec.get("input_format", "auto"),
-            text_unit=spec.get("text_unit", "file"), strict=spec.get("strict", False),
+            **_given(spec, "val_fraction", "seed", "num_workers", "input_format", "text_unit", "strict"),
             progress=ProgressEvents(events, "tokenizing"), log=events.log,
         )  # fmt: skip
     finally:

@@ -9,7 +9,7 @@ import torch
 from engine.errors import LLModelError
 from engine.model import Transformer
 from engine.model.decode_step import DecodeStep, cache_arrays, supports_decode_step
-from engine.model.kv_cache import LayerKVCache
+from engine.model.kv_cache import LayerCache, LayerKVCache
 
 
 class SlotKVCache:
@@ -78,7 +78,7 @@ class SlotKVCache:
             self.lengths[slot] = len(ids)
             return logits
         # The slot's rows are views into the shared tensors, so the ordinary cache path fills the slot in place.
-        view = _SequenceCache(
+        view = _SlotView(
             [
                 LayerKVCache(k[slot : slot + 1], v[slot : slot + 1])
                 for k, v in zip(self.keys, self.values, strict=True)
@@ -111,7 +111,7 @@ class SlotKVCache:
         rows = torch.tensor(list(slots), dtype=torch.long, device=self.device)
         contiguous = list(slots) == list(range(slots[0], slots[0] + len(slots)))
         read: slice | torch.Tensor = slice(slots[0], slots[0] + len(slots)) if contiguous else rows
-        view = _SequenceCache(
+        view = _SlotView(
             [
                 _DecodeLayer(k, v, rows, read, pos, window)
                 for k, v in zip(self.keys, self.values, strict=True)
@@ -129,10 +129,10 @@ class SlotKVCache:
         return out.logits[:, -1]
 
 
-class _SequenceCache:
-    """The slice of the KVCache interface that Transformer.forward uses: ``layers`` and ``length``."""
+class _SlotView:
+    """Some slots of the cache as the :class:`~engine.model.kv_cache.Cache` the forward pass reads and writes."""
 
-    def __init__(self, layers: list, length: int | None = None) -> None:
+    def __init__(self, layers: Sequence[LayerCache], length: int | None = None) -> None:
         self.layers = layers
         self._length = length
 
@@ -142,7 +142,8 @@ class _SequenceCache:
 
 
 class _DecodeLayer:
-    """One layer's cache for a decode step: row b writes its new key at ``pos[b]`` of its own slot."""
+    """One layer's :class:`~engine.model.kv_cache.LayerCache` for a decode step: row b writes its new key at
+    ``pos[b]`` of its own slot."""
 
     def __init__(
         self,

@@ -1,0 +1,74 @@
+"""The workspace: health (public), summary, listings of configs/tokenizers/datasets, the event stream, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from engine.daemon.dependencies import PROTECTED, State
+
+public = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", dependencies=PROTECTED)
+
+
+@public.get("/health")
+def health(state: State) -> dict[str, Any]:
+    return {"status": "ok", "workspace": str(state.supervisor.workspace)}
+
+
+@router.get("/workspace")
+def workspace(state: State) -> dict[str, Any]:
+    supervisor = state.supervisor
+    with supervisor.lock:
+        summary = supervisor.catalog.summary()
+    return {"path": str(supervisor.workspace), "summary": summary, "jobs": supervisor.active()}
+
+
+def _listing(state: State, name: str) -> list[dict[str, Any]]:
+    with state.supervisor.lock:
+        rows = getattr(state.supervisor.catalog, f"list_{name}")()
+    return json.loads(json.dumps(rows, default=str))
+
+
+@router.get("/configs")
+def configs(state: State) -> list[dict[str, Any]]:
+    return _listing(state, "configs")
+
+
+@router.get("/tokenizers")
+def tokenizers(state: State) -> list[dict[str, Any]]:
+    return _listing(state, "tokenizers")
+
+
+@router.get("/datasets")
+def datasets(state: State) -> list[dict[str, Any]]:
+    return _listing(state, "datasets")
+
+
+@router.get("/events", response_class=EventSourceResponse)
+async def workspace_events(request: Request, state: State, since: int = Query(0, ge=0)) -> AsyncIterator[ServerSentEvent]:
+    """Every event of every run and job in the workspace: the buffered ones after ``since``, then live."""
+    backlog, queue = state.broker.subscribe(since)
+    try:
+        for event in backlog:
+            yield ServerSentEvent(data=event, id=str(event["seq"]), event=event.get("type"))
+        while not await request.is_disconnected():
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=1.0)
+            except TimeoutError:
+                continue
+            yield ServerSentEvent(data=event, id=str(event["seq"]), event=event.get("type"))
+    finally:
+        state.broker.unsubscribe(queue)
+
+
+@router.post("/shutdown")
+def shutdown(state: State) -> dict[str, Any]:
+    if state.on_shutdown is not None:
+        state.on_shutdown()
+    return {"status": "stopping", "jobs": state.supervisor.active()}

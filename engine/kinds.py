@@ -1,0 +1,9 @@
+"""The kinds of job a workspace's engine runs; each job is a run in the catalog."""
+
+from __future__ import annotations
+
+JOB_KINDS = ("tokenizer", "dataset", "pretrain", "quickstart")
+# Jobs that train a model: they write checkpoints, draw loss curves, and resume from a checkpoint.
+TRAINING_KINDS = ("pretrain", "quickstart")
+# Training jobs that `runs resume` requeues (the quickstart's stages are cheap to start over).
+RESUMABLE_KINDS = ("pretrain",)

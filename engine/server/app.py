@@ -1,0 +1,85 @@
+"""The model server's FastAPI app: the routers of :mod:`engine.server.routes`, its guards and its errors.
+
+Errors are mapped from exception types to OpenAI-shaped answers: :class:`APIError` carries its own status,
+``BusyError`` (a full queue) is 429, ``NotFoundError`` 404, any other ``LLModelError`` 400, validation 422, and
+anything unexpected 500 without a traceback.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import BusyError, LLModelError, NotFoundError
+from engine.server.errors import APIError, error_response
+from engine.server.guards import BodyLimitMiddleware, Guard, RateLimiter
+from engine.server.metrics import ServerMetrics
+from engine.server.routes import openai, seed, tokenizer
+from engine.server.served_model import ServedModel
+
+MAX_BODY_BYTES = 1 << 20
+
+
+def create_server(
+    served: ServedModel, *, api_key: str | None = None, rate_limit: float | None = None, max_body: int = MAX_BODY_BYTES
+) -> FastAPI:
+    """Build the server app around ``served`` (which may still be loading)."""
+    app = FastAPI(title="LLModel model server", version="1")
+    app.state.served = served
+    app.state.guard = Guard(api_key, RateLimiter(rate_limit) if rate_limit else None)
+    app.state.metrics = metrics = ServerMetrics(lambda: served.batcher.stats() if served.ready else {})  # type: ignore[union-attr]
+    app.add_middleware(BodyLimitMiddleware, max_body=max_body)
+
+    @app.middleware("http")
+    async def count(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = route.path if route is not None else "other"
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    _add_error_handlers(app)
+    app.include_router(seed.public)
+    app.include_router(seed.router)
+    app.include_router(openai.router)
+    app.include_router(tokenizer.router)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, error: APIError) -> JSONResponse:
+        return error_response(error.status, error.message, param=error.param, code=error.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error_response(422, f"{where}: {first.get('msg')}", param=where or None, code="invalid_parameter")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail), headers=error.headers)
+
+    @app.exception_handler(BusyError)
+    async def busy(_: Request, error: BusyError) -> JSONResponse:
+        return error_response(429, str(error), code="server_busy")
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(_: Request, error: NotFoundError) -> JSONResponse:
+        return error_response(404, str(error), code="not_found")
+
+    @app.exception_handler(LLModelError)
+    async def user_error(_: Request, error: LLModelError) -> JSONResponse:
+        return error_response(400, str(error))
+
+    @app.exception_handler(Exception)
+    async def crash(_: Request, error: Exception) -> JSONResponse:  # never a traceback to the client
+        return error_response(500, f"internal error ({type(error).__name__}); see the server log")

@@ -1,0 +1,111 @@
+"""Who may call the server and how much: the API key and rate limit (route dependencies), the body size (ASGI).
+
+The key and the limiter are FastAPI dependencies of every router but the public ``/health``; the body limit is
+middleware, because it must refuse an oversized body before anything reads it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from engine.net import bearer_matches
+from engine.server.errors import APIError, error_response
+
+
+@dataclass
+class TokenBucket:
+    """``rate`` requests per second on average, bursts up to ``capacity``."""
+
+    rate: float
+    capacity: float
+    tokens: float = -1.0
+    updated: float = 0.0
+
+    def take(self, now: float) -> bool:
+        if self.tokens < 0:
+            self.tokens, self.updated = self.capacity, now
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class RateLimiter:
+    """One token bucket per caller (API key, or client address without keys)."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate, self.capacity = rate, burst or max(1.0, 2 * rate)
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, caller: str) -> bool:
+        with self._lock:
+            bucket = self._buckets.setdefault(caller, TokenBucket(self.rate, self.capacity))
+            return bucket.take(time.monotonic())
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The server's access settings, kept on ``app.state.guard``."""
+
+    api_key: str | None = None
+    limiter: RateLimiter | None = None
+
+
+def authorized(request: Request) -> None:
+    """Dependency: the request carries the API key (when the server has one), else 401."""
+    guard: Guard = request.app.state.guard
+    if guard.api_key is not None and not bearer_matches(request.headers.get("authorization", ""), guard.api_key):
+        raise APIError(401, "invalid or missing API key; send 'Authorization: Bearer <key>'", code="invalid_api_key")
+
+
+def rate_limited(request: Request) -> None:
+    """Dependency: the caller (its key, else its address) is within the rate limit, else 429."""
+    guard: Guard = request.app.state.guard
+    if guard.limiter is None:
+        return
+    caller = request.headers.get("authorization") if guard.api_key else None
+    if not caller:
+        caller = request.client.host if request.client else "unknown"
+    if not guard.limiter.allow(caller):
+        raise APIError(429, "rate limit exceeded; slow down and retry", code="rate_limit_exceeded")
+
+
+class BodyLimitMiddleware:
+    """ASGI middleware: refuse a body over ``max_body`` bytes, whether announced or streamed (chunked)."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int) -> None:
+        self.app, self.max_body = app, max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length", b"").decode("latin-1")
+        if length.isdigit() and int(length) > self.max_body:
+            message = f"request body of {length} bytes exceeds the limit of {self.max_body}"
+            await error_response(413, message)(scope, receive, send)
+            return
+        await self.app(scope, self._limited(receive), send)
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Count streamed body bytes too; past the limit the body is cut off as a client disconnect."""
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    return {"type": "http.disconnect"}
+            return message
+
+        return wrapped

@@ -1,0 +1,49 @@
+"""vLLM's tokenizer endpoints: ``/tokenize``, ``/detokenize``, ``/tokenizer_info``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from engine.server.dependencies import PROTECTED, Served
+from engine.server.errors import APIError
+from engine.server.protocol import DetokenizeRequest, TokenizeRequest
+from engine.tokenizer import ROLE_MARKERS
+
+router = APIRouter(dependencies=PROTECTED)
+
+
+@router.post("/tokenize")
+def tokenize(body: TokenizeRequest, served: Served) -> dict[str, Any]:
+    tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
+    if body.messages is not None:
+        messages = [m.model_dump() for m in body.messages]
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=body.add_generation_prompt)
+    elif body.prompt is not None:
+        text = body.prompt
+    else:
+        raise APIError(422, "give 'prompt' or 'messages'", param="prompt")
+    tokens = served.prompt_ids(text, add_bos=body.add_special_tokens)
+    return {"count": len(tokens), "max_model_len": served.max_len, "tokens": tokens}
+
+
+@router.post("/detokenize")
+def detokenize(body: DetokenizeRequest, served: Served) -> dict[str, Any]:
+    tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
+    vocab = tokenizer.vocab_size
+    bad = next((t for t in body.tokens if not 0 <= t < vocab), None)
+    if bad is not None:
+        raise APIError(400, f"token id {bad} is outside the vocabulary (0..{vocab - 1})", param="tokens")
+    return {"prompt": tokenizer.decode(body.tokens)}
+
+
+@router.get("/tokenizer_info")
+def tokenizer_info(served: Served) -> dict[str, Any]:
+    tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
+    return {
+        "tokenizer_class": "SentencePieceBPE", "vocab_size": tokenizer.vocab_size, "model_max_length": served.max_len,
+        "bos_token": tokenizer.id_to_piece(tokenizer.bos_id), "eos_token": tokenizer.id_to_piece(tokenizer.eos_id),
+        "pad_token": tokenizer.id_to_piece(tokenizer.pad_id), "unk_token": tokenizer.id_to_piece(tokenizer.unk_id),
+        "chat_template": "".join(f"{marker}\\n{{content}}\\n" for marker in ROLE_MARKERS.values()),
+    }  # fmt: skip
