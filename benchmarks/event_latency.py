@@ -38,7 +38,9 @@ def write_step_events(path: Path, rate: float, count: int, started: threading.Ev
             next_time += interval
             time.sleep(max(0.0, next_time - time.perf_counter()))
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"type": "status", "time": time.time(), "status": "completed", "final": True}) + "\n")
+        fh.write(
+            json.dumps({"type": "status", "time": time.time(), "status": "completed", "final": True}) + "\n"
+        )
 
 
 def _collect(stream, count: int, latencies: list[float], ready: threading.Event) -> None:  # type: ignore[no-untyped-def]
@@ -66,15 +68,21 @@ def run(rate: float, seconds: float) -> dict[str, float]:
             workspace_latencies: list[float] = []
             ready_a, ready_b, go = threading.Event(), threading.Event(), threading.Event()
             readers = [
-                threading.Thread(target=_collect, args=(client.follow("bench-run"), count, run_latencies, ready_a)),
-                threading.Thread(target=_collect, args=(client.workspace_events(), count, workspace_latencies, ready_b)),
+                threading.Thread(
+                    target=_collect, args=(client.follow("bench-run"), count, run_latencies, ready_a)
+                ),
+                threading.Thread(
+                    target=_collect, args=(client.workspace_events(), count, workspace_latencies, ready_b)
+                ),
             ]
             for reader in readers:
                 reader.start()
             ready_a.wait(10)
             ready_b.wait(10)
             time.sleep(0.5)  # let both subscriptions reach the engine
-            writer = threading.Thread(target=write_step_events, args=(run_dir / "events.jsonl", rate, count, go))
+            writer = threading.Thread(
+                target=write_step_events, args=(run_dir / "events.jsonl", rate, count, go)
+            )
             writer.start()
             go.set()
             writer.join()
@@ -95,15 +103,26 @@ def run(rate: float, seconds: float) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a 2-second run to check the script; nothing written")
+    parser.add_argument(
+        "--quick", action="store_true", help="a 2-second run to check the script; nothing written"
+    )
     args = parser.parse_args()
     figures = run(rate=100.0, seconds=2.0 if args.quick else 20.0)
     rows = [
-        [stream, figures[f"{stream}_received"], figures[f"{stream}_p50_ms"], figures[f"{stream}_p99_ms"], figures[f"{stream}_max_ms"]]
+        [
+            stream,
+            figures[f"{stream}_received"],
+            figures[f"{stream}_p50_ms"],
+            figures[f"{stream}_p99_ms"],
+            figures[f"{stream}_max_ms"],
+        ]
         for stream in ("run_stream", "workspace_stream")
     ]
     print(format_table(["stream (100 events/s)", "received", "p50 ms", "p99 ms", "max ms"], rows))
-    ok = all(figures[f"{s}_max_ms"] <= TARGET_MS and figures[f"{s}_received"] == figures["events"] for s in ("run_stream", "workspace_stream"))
+    ok = all(
+        figures[f"{s}_max_ms"] <= TARGET_MS and figures[f"{s}_received"] == figures["events"]
+        for s in ("run_stream", "workspace_stream")
+    )
     print(f"target: every event within {TARGET_MS:.0f} ms: {'met' if ok else 'NOT met'}")
     if not args.quick:
         print(f"wrote {write_results('event_latency', machine_description(), {**figures, 'target_met': ok})}")

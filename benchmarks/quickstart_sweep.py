@@ -57,14 +57,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp)
         # Corpus, tokenizer and dataset exactly as the quickstart makes them (one training step, then reused).
-        prepared = run_quickstart(workspace, QuickstartOptions(training={**QUICKSTART_TRAINING, "max_steps": 1}))
+        prepared = run_quickstart(
+            workspace, QuickstartOptions(training={**QUICKSTART_TRAINING, "max_steps": 1})
+        )
         rows, figures = [], {}
         for name in args.shapes:
             shape = CANDIDATES[name]
             speed = tokens_per_second(shape, 4096, batch, seq)
             steps = int(args.budget_seconds * speed / (batch * seq))
             config = ModelConfig.from_dict({**shape, "vocab_size": 4096, "max_len": seq})
-            settings = TrainConfig.from_dict({**QUICKSTART_TRAINING, "max_steps": steps, "eval_interval": steps})
+            settings = TrainConfig.from_dict(
+                {**QUICKSTART_TRAINING, "max_steps": steps, "eval_interval": steps}
+            )
             started = time.perf_counter()
             result = Trainer(config, settings, prepared.dataset_dir, workspace / "runs" / name).run()
             seconds = time.perf_counter() - started

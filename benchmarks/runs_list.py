@@ -33,8 +33,13 @@ def seed_catalog(workspace: Path, runs: int) -> None:
         for i in range(runs):
             run_id = f"pretrain-20260101-{i:06d}-0000"
             run_dir = workspace / "runs" / run_id
-            catalog.create_run(run_id, "pretrain", str(run_dir), {"model_config": {"d_model": 64 + i % 4}}, status="running")
-            events = [{"type": "step", "time": 1.0 + s, "step": s, "loss": 5.0 / s, "lr": 1e-3} for s in range(1, 101)]
+            catalog.create_run(
+                run_id, "pretrain", str(run_dir), {"model_config": {"d_model": 64 + i % 4}}, status="running"
+            )
+            events = [
+                {"type": "step", "time": 1.0 + s, "step": s, "loss": 5.0 / s, "lr": 1e-3}
+                for s in range(1, 101)
+            ]
             events.append({"type": "status", "time": 200.0, "status": "completed", "final": True})
             catalog.ingest_events(run_id, events, len(events))
 

@@ -31,7 +31,16 @@ from engine.runs.checkpoint import save_checkpoint
 from engine.tokenizer import Tokenizer
 
 SHAPE = {"d_model": 384, "n_layers": 6, "n_heads": 6, "d_ff": 1024, "max_len": 256}
-PROMPTS = ["def main():\n", "import os\n", "class Parser:\n", "The module ", "# Copyright ", "for key in ", "return self.", "with open("]
+PROMPTS = [
+    "def main():\n",
+    "import os\n",
+    "class Parser:\n",
+    "The module ",
+    "# Copyright ",
+    "for key in ",
+    "return self.",
+    "with open(",
+]
 
 
 def make_model(root: Path, vocab: int) -> Path:
@@ -99,7 +108,17 @@ def main() -> None:
         run_dir = make_model(Path(tmp), 4096)
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "engine.server", "--model", str(run_dir), "--port", str(port), "--max-batch", "8"],
+            [
+                sys.executable,
+                "-m",
+                "engine.server",
+                "--model",
+                str(run_dir),
+                "--port",
+                str(port),
+                "--max-batch",
+                "8",
+            ],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         url = f"http://127.0.0.1:{port}"
@@ -117,12 +136,22 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    rows = [[r["clients"], r["tokens"], r["tokens_per_s"], r["ttft_p50_ms"], r["ttft_p99_ms"]] for r in results]
+    rows = [
+        [r["clients"], r["tokens"], r["tokens_per_s"], r["ttft_p50_ms"], r["ttft_p99_ms"]] for r in results
+    ]
     print(format_table(["clients", "tokens", "tokens/s", "TTFT p50 ms", "TTFT p99 ms"], rows))
     speedup = results[2]["tokens_per_s"] / results[0]["tokens_per_s"]
-    print(f"8 clients vs 1: {speedup:.2f}x aggregate throughput (target ≥ 3x): {'met' if speedup >= 3 else 'NOT met'}")
+    print(
+        f"8 clients vs 1: {speedup:.2f}x aggregate throughput (target ≥ 3x): {'met' if speedup >= 3 else 'NOT met'}"
+    )
     if not args.quick:
-        figures = {"shape": SHAPE, "vocab_size": 4096, "tokens_per_request": tokens, "runs": results, "speedup_8_vs_1": speedup}
+        figures = {
+            "shape": SHAPE,
+            "vocab_size": 4096,
+            "tokens_per_request": tokens,
+            "runs": results,
+            "speedup_8_vs_1": speedup,
+        }
         print(f"wrote {write_results('serving_throughput', machine_description(), figures)}")
 
 

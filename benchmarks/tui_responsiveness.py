@@ -130,7 +130,9 @@ def run(seconds: float) -> dict[str, Any]:
         client = EngineClient.connect(workspace)
         go = threading.Event()
         writer = threading.Thread(
-            target=write_step_events, args=(run_dir / "events.jsonl", RATE, int(RATE * (seconds + 5)), go), daemon=True
+            target=write_step_events,
+            args=(run_dir / "events.jsonl", RATE, int(RATE * (seconds + 5)), go),
+            daemon=True,
         )
         writer.start()
         try:
@@ -142,7 +144,9 @@ def run(seconds: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a 3-second run to check the script; nothing written")
+    parser.add_argument(
+        "--quick", action="store_true", help="a 3-second run to check the script; nothing written"
+    )
     args = parser.parse_args()
     figures = run(3.0 if args.quick else 30.0)
     print(format_table(["workbench while a run trains (20 steps/s)", "value"], [
@@ -155,7 +159,9 @@ def main() -> None:
     print(f"target: ≥ {UPDATES_TARGET:g} chart updates/s and key presses within {KEY_TARGET_MS:.0f} ms: "
           f"{'met' if ok else 'NOT met'}")  # fmt: skip
     if not args.quick:
-        print(f"wrote {write_results('tui_responsiveness', machine_description(), {**figures, 'target_met': ok})}")
+        print(
+            f"wrote {write_results('tui_responsiveness', machine_description(), {**figures, 'target_met': ok})}"
+        )
 
 
 if __name__ == "__main__":

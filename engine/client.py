@@ -44,7 +44,9 @@ class EngineClient:
         record = live_record(workspace)
         if record is None:
             if not start:
-                raise EngineUnavailable(f"no engine is running for workspace {workspace}; start it with `llmodel engine start`")
+                raise EngineUnavailable(
+                    f"no engine is running for workspace {workspace}; start it with `llmodel engine start`"
+                )
             record = start_engine(workspace)
         client = cls(record)
         client.wait_ready()
@@ -58,7 +60,9 @@ class EngineClient:
                 return
             except httpx.HTTPError as error:
                 if time.monotonic() > deadline:
-                    raise EngineUnavailable(f"the engine at {self.record.url} does not answer ({error})") from None
+                    raise EngineUnavailable(
+                        f"the engine at {self.record.url} does not answer ({error})"
+                    ) from None
                 time.sleep(0.1)
 
     def close(self) -> None:
@@ -85,7 +89,9 @@ class EngineClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
-            raise EngineUnavailable(f"lost the engine at {self.record.url} ({type(error).__name__}); is it running?") from None
+            raise EngineUnavailable(
+                f"lost the engine at {self.record.url} ({type(error).__name__}); is it running?"
+            ) from None
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
@@ -104,7 +110,9 @@ class EngineClient:
         """The run's events from line ``offset`` on, live, ending with an ``end`` event when the run is over."""
         import json
 
-        with connect_sse(self._http, "GET", f"/api/runs/{run_id}/events", params={"offset": offset}, timeout=None) as source:
+        with connect_sse(
+            self._http, "GET", f"/api/runs/{run_id}/events", params={"offset": offset}, timeout=None
+        ) as source:
             if source.response.status_code >= 400:
                 source.response.read()
                 raise LLModelError(source.response.json().get("detail", source.response.text))
@@ -118,7 +126,9 @@ class EngineClient:
 
         with connect_sse(self._http, "GET", "/api/events", params={"since": since}, timeout=None) as source:
             for sse in source.iter_sse():
-                if sse.data:  # a keep-alive ping after an event decodes as an empty event (it keeps the last id)
+                if (
+                    sse.data
+                ):  # a keep-alive ping after an event decodes as an empty event (it keeps the last id)
                     yield json.loads(sse.data)
 
 
@@ -141,10 +151,14 @@ def start_engine(workspace: Path, *, max_concurrent_jobs: int | None = None) -> 
             return record
         code = process.poll()
         if code is not None:
-            tail = (workspace / "engine.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            tail = (
+                (workspace / "engine.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()
+            )
             last = tail[-1] if tail else f"exit code {code}"
             if "already running" not in last:
                 raise EngineUnavailable(f"the engine failed to start: {last}")
             # Another command started the engine a moment earlier: wait for its record and use it.
         time.sleep(0.05)
-    raise EngineUnavailable(f"the engine did not start within {START_TIMEOUT:.0f} s; see {workspace / 'engine.log'}")
+    raise EngineUnavailable(
+        f"the engine did not start within {START_TIMEOUT:.0f} s; see {workspace / 'engine.log'}"
+    )

@@ -19,7 +19,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o644)  # mkstemp makes 0600; workspace files are ordinary files (secrets chmod themselves)
+    os.chmod(
+        tmp_path, 0o644
+    )  # mkstemp makes 0600; workspace files are ordinary files (secrets chmod themselves)
     try:
         yield tmp_path
         with open(tmp_path, "rb") as fh:

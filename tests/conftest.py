@@ -70,7 +70,15 @@ def dataset_dir(corpus_file: Path, tokenizer_dir: Path, tmp_path_factory: pytest
 def nano_config() -> ModelConfig:
     """Two layers, d_model 32, context 64: trains a step in a few milliseconds."""
     return ModelConfig.from_dict(
-        {"vocab_size": TINY_VOCAB, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_len": 64, "dropout": 0.1}
+        {
+            "vocab_size": TINY_VOCAB,
+            "d_model": 32,
+            "n_layers": 2,
+            "n_heads": 4,
+            "d_ff": 64,
+            "max_len": 64,
+            "dropout": 0.1,
+        }
     )
 
 

@@ -23,7 +23,9 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
 
 
 def test_missing_input_file(capsys, tmp_path):
-    result = run_cli(capsys, "tokenizer", "train", "--input", str(tmp_path / "nope.txt"), "--output", str(tmp_path / "t"))
+    result = run_cli(
+        capsys, "tokenizer", "train", "--input", str(tmp_path / "nope.txt"), "--output", str(tmp_path / "t")
+    )
     assert_one_line_error(result, "nope.txt")
 
 
@@ -47,7 +49,9 @@ def test_malformed_jsonl_line_in_strict_mode_names_file_and_line(capsys, tmp_pat
 def test_unknown_config_key(capsys, tmp_path, dataset_dir):
     config = tmp_path / "bad.json"
     config.write_text(json.dumps({**ModelConfig.from_preset("nano").to_dict(), "n_layer": 3}))
-    result = run_cli(capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--max-steps", "1")
+    result = run_cli(
+        capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--max-steps", "1"
+    )
     assert_one_line_error(result, "unknown config key 'n_layer'")
 
 
@@ -61,7 +65,9 @@ def test_malformed_config_json(capsys, tmp_path, dataset_dir):
 def test_vocab_mismatch_between_config_and_dataset(capsys, tmp_path, dataset_dir):
     config = tmp_path / "tiny.json"
     ModelConfig.from_preset("nano", vocab_size=1000).save(config)
-    result = run_cli(capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--max-steps", "1")
+    result = run_cli(
+        capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--max-steps", "1"
+    )
     assert_one_line_error(result, "vocab", "1000", "512")
 
 
@@ -83,7 +89,9 @@ def test_unknown_preset(capsys, tmp_path):
 
 def test_config_from_another_shape_than_the_checkpoint(capsys, tmp_path, dataset_dir):
     config = tmp_path / "nano.json"
-    ModelConfig.from_dict({**ModelConfig.from_preset("nano").to_dict(), "d_model": 32, "d_ff": 64}).save(config)
+    ModelConfig.from_dict({**ModelConfig.from_preset("nano").to_dict(), "d_model": 32, "d_ff": 64}).save(
+        config
+    )
     trained = run_cli(
         capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--max-steps", "1",
         "--batch-size", "2", "--seq-len", "16",
@@ -98,7 +106,9 @@ def test_config_from_another_shape_than_the_checkpoint(capsys, tmp_path, dataset
 
 def test_negative_temperature_is_refused_before_any_model_is_loaded(capsys, tmp_path):
     # tmp_path holds no checkpoint: the answer is about the temperature, so nothing was loaded first.
-    result = run_cli(capsys, "generate", "--model-path", str(tmp_path), "--prompt", "x", "--temperature", "-1")
+    result = run_cli(
+        capsys, "generate", "--model-path", str(tmp_path), "--prompt", "x", "--temperature", "-1"
+    )
     assert_one_line_error(result, "temperature must be ≥ 0, got -1")
 
 
@@ -119,7 +129,9 @@ def test_help_lists_the_pipeline_commands(capsys):
         assert command in result.out
 
 
-@pytest.mark.parametrize("args", [("tokenizer", "--help"), ("data", "prepare", "--help"), ("pretrain", "--help")])
+@pytest.mark.parametrize(
+    "args", [("tokenizer", "--help"), ("data", "prepare", "--help"), ("pretrain", "--help")]
+)
 def test_subcommand_help(capsys, args):
     assert run_cli(capsys, *args).code == 0
 

@@ -26,11 +26,31 @@ def test_the_whole_pipeline_runs_from_the_command_line(capsys, tmp_path, corpus_
     assert result.code == 0, result.err
     assert json.loads(config.read_text())["d_model"] == 64
 
-    result = run_cli(capsys, "tokenizer", "train", "--input", str(corpus_file), "--vocab-size", "512", "--output", str(tokenizer))
+    result = run_cli(
+        capsys,
+        "tokenizer",
+        "train",
+        "--input",
+        str(corpus_file),
+        "--vocab-size",
+        "512",
+        "--output",
+        str(tokenizer),
+    )
     assert result.code == 0, result.err
     assert (tokenizer / "tokenizer.model").is_file()
 
-    result = run_cli(capsys, "data", "prepare", "--input", str(corpus_file), "--tokenizer-path", str(tokenizer), "--output", str(dataset))
+    result = run_cli(
+        capsys,
+        "data",
+        "prepare",
+        "--input",
+        str(corpus_file),
+        "--tokenizer-path",
+        str(tokenizer),
+        "--output",
+        str(dataset),
+    )
     assert result.code == 0, result.err
     assert json.loads((dataset / "meta.json").read_text())["vocab_size"] == 512
 
@@ -44,7 +64,18 @@ def test_the_whole_pipeline_runs_from_the_command_line(capsys, tmp_path, corpus_
     run_dir = Path(json.loads(run_cli(capsys, "runs", "show", pretrain["id"], "--json").out)["run_dir"])
     assert (run_dir / "checkpoints" / "step-00000006" / "COMPLETE").is_file()
 
-    result = run_cli(capsys, "generate", "--model-path", str(run_dir), "--prompt", "def ", "--max-tokens", "8", "--seed", "1")
+    result = run_cli(
+        capsys,
+        "generate",
+        "--model-path",
+        str(run_dir),
+        "--prompt",
+        "def ",
+        "--max-tokens",
+        "8",
+        "--seed",
+        "1",
+    )
     assert result.code == 0, result.err
     assert result.out.startswith("def ") and len(result.out.strip()) > len("def")
     # Without --model-path: the workspace's newest completed run, named.
@@ -56,7 +87,9 @@ def test_the_whole_pipeline_runs_from_the_command_line(capsys, tmp_path, corpus_
     assert kinds == ["dataset", "pretrain", "tokenizer"], "every step is recorded in the workspace catalog"
 
 
-def test_pretrain_prepares_raw_text_automatically_and_resumes_with_auto(capsys, tmp_path, corpus_file, tokenizer_dir):
+def test_pretrain_prepares_raw_text_automatically_and_resumes_with_auto(
+    capsys, tmp_path, corpus_file, tokenizer_dir
+):
     config = tmp_path / "nano.json"
     run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
     common = (
@@ -73,7 +106,11 @@ def test_pretrain_prepares_raw_text_automatically_and_resumes_with_auto(capsys, 
     listed = runs(capsys)
     assert len(listed) == 1, "auto resume continues the existing run"
     run_dir = workspace / "runs" / listed[0]["id"]
-    steps = [json.loads(line)["step"] for line in (run_dir / "events.jsonl").read_text().splitlines() if '"type":"step"' in line]
+    steps = [
+        json.loads(line)["step"]
+        for line in (run_dir / "events.jsonl").read_text().splitlines()
+        if '"type":"step"' in line
+    ]
     assert steps == [1, 2, 3, 4]
     assert listed[0]["step"] == 4 and listed[0]["status"] == "completed"
 
@@ -99,6 +136,8 @@ def test_training_settings_come_from_the_file_unless_a_flag_is_typed(capsys, tmp
     )  # fmt: skip
     assert result.code == 0, result.err
     run = runs(capsys)[0]
-    resolved = json.loads((tmp_path / "workspace" / "runs" / run["id"] / "run.json").read_text())["train_config"]
+    resolved = json.loads((tmp_path / "workspace" / "runs" / run["id"] / "run.json").read_text())[
+        "train_config"
+    ]
     assert resolved["batch_size"] == 2 and resolved["weight_decay"] == 0.0
     assert resolved["max_steps"] == 2, "a typed flag wins over the file"

@@ -43,7 +43,9 @@ def train_two_runs(capsys, workspace_root: Path, dataset_dir: Path) -> list[str]
 
 
 @pytest.fixture(scope="module")
-def trained_workspace(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> Iterator[tuple[Path, list[str]]]:
+def trained_workspace(
+    tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path
+) -> Iterator[tuple[Path, list[str]]]:
     """One workspace with two finished runs, trained once for the read-only tests of this module."""
     root = tmp_path_factory.mktemp("runs")
     capture = _StringCapture()

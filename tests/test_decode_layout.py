@@ -73,7 +73,9 @@ def test_preparing_keeps_the_state_dict_and_loading_writes_through_to_the_fused_
             param.mul_(-1.5)
     model.load_state_dict(other.state_dict())  # loads into the views of the fused storage
     ids = torch.randint(5, 96, (1, 9), generator=torch.Generator().manual_seed(2))
-    torch.testing.assert_close(prefill_then_step(model, ids)[1], prefill_then_step(other, ids)[1], atol=ATOL, rtol=1e-5)
+    torch.testing.assert_close(
+        prefill_then_step(model, ids)[1], prefill_then_step(other, ids)[1], atol=ATOL, rtol=1e-5
+    )
 
 
 def test_a_prepared_model_moved_to_another_dtype_falls_back_to_the_plain_path():

@@ -103,7 +103,9 @@ def test_invalid_sampling_settings_are_refused(params):
 def test_text_generation_streams_exactly_the_final_text(model, tokenizer):
     pieces: list[str] = []
     params = SamplingParams(max_new_tokens=20, temperature=1.0, seed=7, stop_at_eos=False)
-    result = generate(model, tokenizer, "def main():", params, on_text=lambda row, tok, text: pieces.append(text))[0]
+    result = generate(
+        model, tokenizer, "def main():", params, on_text=lambda row, tok, text: pieces.append(text)
+    )[0]
     assert "".join(pieces) == result.text
     assert len(result.tokens) == 20 and result.finish_reason == "length"
 

@@ -29,7 +29,13 @@ def assert_one_line(err: pytest.ExceptionInfo) -> str:
 
 
 # The sizes the README documents: layers x d_model.
-DOCUMENTED = {"tiny": (8, 512), "small": (12, 1024), "base": (24, 2048), "large": (32, 2560), "xl": (64, 4096)}
+DOCUMENTED = {
+    "tiny": (8, 512),
+    "small": (12, 1024),
+    "base": (24, 2048),
+    "large": (32, 2560),
+    "xl": (64, 4096),
+}
 
 
 def test_presets_are_exactly_the_documented_sizes():

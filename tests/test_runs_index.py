@@ -20,7 +20,10 @@ from tests.cli_runner import run_cli
 
 def events(steps: int, loss: float) -> list[dict]:
     lines = [{"type": "status", "time": 1.0, "status": "running", "step": 0}]
-    lines += [{"type": "step", "time": 1.0 + s, "step": s, "loss": loss / s, "lr": 1e-3} for s in range(1, steps + 1)]
+    lines += [
+        {"type": "step", "time": 1.0 + s, "step": s, "loss": loss / s, "lr": 1e-3}
+        for s in range(1, steps + 1)
+    ]
     return lines
 
 
@@ -49,8 +52,15 @@ def test_filters_and_limit_select_what_the_catalog_query_would(tmp_path: Path) -
     seed(tmp_path)
     runs = read_index(tmp_path)
     with Catalog.open(tmp_path, read_only=True) as catalog:
-        for kwargs in ({"kind": "pretrain"}, {"status": "completed"}, {"limit": 1}, {"kind": "tokenizer", "limit": 5}):
-            assert select_runs(runs, **kwargs) == json.loads(json.dumps(catalog.list_runs(**kwargs), default=str))
+        for kwargs in (
+            {"kind": "pretrain"},
+            {"status": "completed"},
+            {"limit": 1},
+            {"kind": "tokenizer", "limit": 5},
+        ):
+            assert select_runs(runs, **kwargs) == json.loads(
+                json.dumps(catalog.list_runs(**kwargs), default=str)
+            )
 
 
 def test_an_index_older_than_the_catalog_is_not_trusted(tmp_path: Path) -> None:
@@ -85,7 +95,10 @@ def test_a_missing_or_unreadable_index_is_not_trusted(tmp_path: Path, damage: st
     [
         (["runs", "list"], {"json": False}),
         (["runs", "list", "--json", "--kind", "pretrain"], {"json": True, "kind": "pretrain"}),
-        (["runs", "list", "--status=completed", "--limit", "3"], {"json": False, "status": "completed", "limit": "3"}),
+        (
+            ["runs", "list", "--status=completed", "--limit", "3"],
+            {"json": False, "status": "completed", "limit": "3"},
+        ),
         (["runs", "list", "--workspace", "/w"], {"json": False, "workspace": "/w"}),
         (["runs", "list", "--help"], None),
         (["runs", "list", "--limit", "-1"], None),
@@ -118,6 +131,8 @@ def test_the_installed_script_answers_from_the_index_without_loading_duckdb_or_t
         "assert not {'duckdb', 'typer', 'httpx', 'torch'} & set(sys.modules), sorted(sys.modules)"
     )
     env = {**os.environ, "LLMODEL_WORKSPACE": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert [run["id"] for run in json.loads(result.stdout)] == ["run-2", "run-1", "run-0"]

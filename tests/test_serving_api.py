@@ -113,7 +113,12 @@ def test_completions_accept_every_prompt_form(client, server):
     tokenizer = server.served.loaded.tokenizer
     ids = tokenizer.encode("def add", add_bos=True)
     class_ids = tokenizer.encode("class A", add_bos=True)
-    cases = (("def add", [ids]), (["def add", "class A"], [ids, class_ids]), (ids, [ids]), ([ids, ids], [ids, ids]))
+    cases = (
+        ("def add", [ids]),
+        (["def add", "class A"], [ids, class_ids]),
+        (ids, [ids]),
+        ([ids, ids], [ids, ids]),
+    )
     for prompt, expected in cases:
         result = client.completions.create(model="m", prompt=prompt, max_tokens=5, temperature=0)
         assert len(result.choices) == len(expected)
@@ -127,7 +132,9 @@ def test_n_samples_and_default_max_tokens_fill_the_context(client, server):
     result = client.completions.create(model="m", prompt="x", n=3, temperature=1.0, seed=1, max_tokens=4)
     assert [c.index for c in result.choices] == [0, 1, 2]
     # Without max_tokens a completion may run to the end of the context: exactly there when EOS is ignored.
-    long = client.completions.create(model="m", prompt="x", temperature=1.0, seed=2, extra_body={"ignore_eos": True})
+    long = client.completions.create(
+        model="m", prompt="x", temperature=1.0, seed=2, extra_body={"ignore_eos": True}
+    )
     room = server.served.loaded.model.config.max_len - long.usage.prompt_tokens
     assert long.usage.completion_tokens == room and long.choices[0].finish_reason == "length"
     free = client.completions.create(model="m", prompt="x", temperature=1.0, seed=2)
@@ -146,7 +153,9 @@ def test_echo_with_logprobs_scores_the_prompt_like_lm_eval_expects(client, serve
     fresh = load_for_inference(server.served.options.model_path, device="cpu").model
     with torch.inference_mode():
         expected = fresh(torch.tensor([ids])).logits[0].float().log_softmax(-1)
-    assert logprobs.token_logprobs[1:] == pytest.approx([expected[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-4)
+    assert logprobs.token_logprobs[1:] == pytest.approx(
+        [expected[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-4
+    )
     best = [tokenizer.decode([int(expected[i - 1].argmax())]) for i in range(1, len(ids))]
     assert [list(top) for top in logprobs.top_logprobs[1:]] == [[b] for b in best]
     assert result.choices[0].text.endswith(prompt)
@@ -164,14 +173,21 @@ def test_chat_completion_uses_the_chat_template(client, server):
     assert reply.usage.prompt_tokens == len(expected)
     with server.client() as http:
         assert http.post("/tokenize", json={"messages": messages}).json()["tokens"] == expected
-    completion = client.completions.create(model="m", prompt=rendered, max_tokens=8, temperature=0, stop=["<|"])
+    completion = client.completions.create(
+        model="m", prompt=rendered, max_tokens=8, temperature=0, stop=["<|"]
+    )
     assert reply.choices[0].message.content == completion.choices[0].text.strip()
 
 
 def test_streaming_completion_matches_the_plain_one_and_reports_usage(client):
     plain = client.completions.create(model="m", prompt="import ", max_tokens=10, temperature=0)
     stream = client.completions.create(
-        model="m", prompt="import ", max_tokens=10, temperature=0, stream=True, stream_options={"include_usage": True}
+        model="m",
+        prompt="import ",
+        max_tokens=10,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].text for c in chunks if c.choices)
@@ -180,7 +196,11 @@ def test_streaming_completion_matches_the_plain_one_and_reports_usage(client):
 
 
 def test_streaming_chat_sends_the_role_first(client):
-    chunks = list(client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=6, temperature=0, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=6, temperature=0, stream=True
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
 
@@ -193,7 +213,9 @@ def test_a_prompt_beyond_the_context_is_a_400_naming_both_numbers(client):
     assert error.value.body["code"] == "context_length_exceeded"
 
 
-@pytest.mark.parametrize("bad", [{"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"n": 0}, {"max_tokens": -2}])
+@pytest.mark.parametrize(
+    "bad", [{"temperature": -1}, {"top_p": 0}, {"top_p": 1.5}, {"n": 0}, {"max_tokens": -2}]
+)
 def test_invalid_parameters_are_a_422_in_openai_shape(client, bad):
     with pytest.raises(openai.UnprocessableEntityError) as error:
         client.completions.create(model="m", prompt="x", **bad)
@@ -202,7 +224,9 @@ def test_invalid_parameters_are_a_422_in_openai_shape(client, bad):
 
 def test_unknown_fields_are_ignored(server):
     with server.client() as http:
-        response = http.post("/v1/completions", json={"prompt": "x", "max_tokens": 2, "user": "me", "frequency_penalty": 0})
+        response = http.post(
+            "/v1/completions", json={"prompt": "x", "max_tokens": 2, "user": "me", "frequency_penalty": 0}
+        )
     assert response.status_code == 200
 
 
@@ -219,9 +243,21 @@ def test_a_full_queue_is_a_429(client, server, monkeypatch):
 
 def test_concurrent_greedy_requests_get_the_same_text_as_alone(client):
     prompts = ["def ", "class Foo", "import os\n", "x = ", "# a comment", "return", "for i in", "if not"]
-    alone = [client.completions.create(model="m", prompt=p, max_tokens=12, temperature=0).choices[0].text for p in prompts]
+    alone = [
+        client.completions.create(model="m", prompt=p, max_tokens=12, temperature=0).choices[0].text
+        for p in prompts
+    ]
     with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
-        together = list(pool.map(lambda p: client.completions.create(model="m", prompt=p, max_tokens=12, temperature=0).choices[0].text, prompts))
+        together = list(
+            pool.map(
+                lambda p: (
+                    client.completions.create(model="m", prompt=p, max_tokens=12, temperature=0)
+                    .choices[0]
+                    .text
+                ),
+                prompts,
+            )
+        )
     assert together == alone
 
 
@@ -291,5 +327,3 @@ def test_logprob_values_are_finite(client):
     result = client.completions.create(model="m", prompt="def f", max_tokens=4, logprobs=2, temperature=0)
     assert all(math.isfinite(lp) for lp in result.choices[0].logprobs.token_logprobs)
     assert len(result.choices[0].logprobs.tokens) == result.usage.completion_tokens
-
-

@@ -375,7 +375,9 @@ def test_prompt_scores_give_every_token_but_the_first_its_log_probability(model)
     assert scores[0] is None and len(scores) == len(ids)
     with torch.inference_mode():
         raw = model(torch.tensor([ids])).logits[0].float().log_softmax(-1)
-    assert [s.logprob for s in scores[1:]] == pytest.approx([raw[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-5)
+    assert [s.logprob for s in scores[1:]] == pytest.approx(
+        [raw[i - 1, ids[i]].item() for i in range(1, len(ids))], abs=1e-5
+    )
     assert all(s.logprob <= 0 for s in scores[1:])
     for i, score in enumerate(scores[1:], start=1):
         best = raw[i - 1].topk(3)

@@ -17,8 +17,12 @@ from engine.training.trainer import Trainer
 
 @pytest.fixture
 def trained_run(tmp_path, dataset_dir, tokenizer_dir):
-    config = ModelConfig.from_dict({"vocab_size": 512, "d_model": 32, "n_layers": 1, "n_heads": 4, "d_ff": 64, "max_len": 64})
-    settings = TrainConfig(batch_size=2, seq_len=16, max_steps=2, warmup_steps=0, checkpoint_interval=2, device="cpu")
+    config = ModelConfig.from_dict(
+        {"vocab_size": 512, "d_model": 32, "n_layers": 1, "n_heads": 4, "d_ff": 64, "max_len": 64}
+    )
+    settings = TrainConfig(
+        batch_size=2, seq_len=16, max_steps=2, warmup_steps=0, checkpoint_interval=2, device="cpu"
+    )
     run_dir = tmp_path / "workspace" / "runs" / "served"
     Trainer(config, settings, dataset_dir, run_dir, tokenizer_path=tokenizer_dir).run()
     return run_dir
@@ -41,7 +45,9 @@ def test_the_engine_starts_and_stops_serving_a_checkpoint(tmp_path, trained_run)
         started = client.post("/api/serve", {"model": str(trained_run), "port": port})
         assert started["url"] == f"http://127.0.0.1:{port}" and started["auth"] is False
         wait_healthy(client)
-        reply = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "def", "max_tokens": 3}, timeout=30)
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "def", "max_tokens": 3}, timeout=30
+        )
         assert reply.status_code == 200 and reply.json()["choices"]
         assert client.get("/api/serve")["requests"] >= 1, "live request counts for the toggle"
         with pytest.raises(LLModelError, match="already running"):

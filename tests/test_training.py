@@ -35,7 +35,9 @@ def test_training_lowers_the_validation_loss(nano_config, quick_train_config, da
     assert result.final_metrics["val_loss"] < math.log(nano_config.vocab_size) - 0.5
 
 
-def test_resume_after_interrupt_continues_the_same_loss_curve(nano_config, quick_train_config, dataset_dir, tmp_path):
+def test_resume_after_interrupt_continues_the_same_loss_curve(
+    nano_config, quick_train_config, dataset_dir, tmp_path
+):
     straight = train(nano_config, quick_train_config, dataset_dir, tmp_path / "straight")
     assert straight.status == "completed"
 
@@ -46,11 +48,15 @@ def test_resume_after_interrupt_continues_the_same_loss_curve(nano_config, quick
         return calls["n"] >= 7
 
     interrupted_dir = tmp_path / "interrupted"
-    first = train(nano_config, quick_train_config, dataset_dir, interrupted_dir, should_stop=stop_after_seven_steps)
+    first = train(
+        nano_config, quick_train_config, dataset_dir, interrupted_dir, should_stop=stop_after_seven_steps
+    )
     assert first.status == "cancelled" and first.step == 7
     assert (first.last_checkpoint / ckpt.MARKER).is_file()
 
-    resumed = train(nano_config, quick_train_config, dataset_dir, interrupted_dir, resume_from=interrupted_dir)
+    resumed = train(
+        nano_config, quick_train_config, dataset_dir, interrupted_dir, resume_from=interrupted_dir
+    )
     assert resumed.status == "completed" and resumed.step == 12
 
     expected, got = losses(tmp_path / "straight"), losses(interrupted_dir)
@@ -90,7 +96,9 @@ def test_checkpoints_keep_the_last_k_and_the_best(nano_config, quick_train_confi
     assert meta["data_position"]["step"] == 12 and meta["tokens_seen"] == 12 * 4 * 32
 
 
-def test_a_checkpoint_without_its_marker_is_never_used(nano_config, quick_train_config, dataset_dir, tmp_path):
+def test_a_checkpoint_without_its_marker_is_never_used(
+    nano_config, quick_train_config, dataset_dir, tmp_path
+):
     train(nano_config, quick_train_config, dataset_dir, tmp_path / "run")
     checkpoints = tmp_path / "run" / "checkpoints"
     (checkpoints / ckpt.step_dir_name(12) / ckpt.MARKER).unlink()  # as if killed mid-write
@@ -114,7 +122,9 @@ def test_a_corrupt_checkpoint_is_detected_and_the_previous_one_used(
         ckpt.verify_checkpoint(weights.parent)
 
 
-def test_a_checkpoint_refuses_a_config_of_another_shape(nano_config, quick_train_config, dataset_dir, tmp_path):
+def test_a_checkpoint_refuses_a_config_of_another_shape(
+    nano_config, quick_train_config, dataset_dir, tmp_path
+):
     train(nano_config, dataclasses.replace(quick_train_config, max_steps=4), dataset_dir, tmp_path / "run")
     wider = ModelConfig.from_dict({**nano_config.to_dict(), "d_model": 64})
     with pytest.raises(CheckpointError, match="d_model=32") as err:
@@ -140,8 +150,12 @@ def test_both_optimizers_train(nano_config, quick_train_config, dataset_dir, tmp
     assert result.final_metrics["loss"] < first - 0.3
 
 
-def test_gradient_accumulation_and_bf16_autocast_run_on_cpu(nano_config, quick_train_config, dataset_dir, tmp_path):
-    settings = dataclasses.replace(quick_train_config, gradient_accumulation_steps=2, precision="bf16", max_steps=4)
+def test_gradient_accumulation_and_bf16_autocast_run_on_cpu(
+    nano_config, quick_train_config, dataset_dir, tmp_path
+):
+    settings = dataclasses.replace(
+        quick_train_config, gradient_accumulation_steps=2, precision="bf16", max_steps=4
+    )
     result = train(nano_config, settings, dataset_dir, tmp_path / "run")
     assert result.status == "completed" and math.isfinite(result.final_metrics["loss"])
     status = next(e for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "status")

@@ -71,7 +71,9 @@ def test_an_empty_workspace_offers_the_quickstart_and_shows_its_progress():
             await pilot.pause(0.1)
             app.query_one("#quickstart-curves").focus()  # where the finished quickstart leaves the focus
             await pilot.press("c")
-            await wait_for(pilot, lambda: app.main.query_one("TabbedContent").active == "chat", what="the chat tab")
+            await wait_for(
+                pilot, lambda: app.main.query_one("TabbedContent").active == "chat", what="the chat tab"
+            )
             assert app.chosen_model.endswith("step-00000040")
 
     run(scenario)

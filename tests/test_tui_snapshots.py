@@ -131,7 +131,9 @@ def test_run_launcher_with_the_runs_cost(snap_compare):
         await wait_for(pilot, lambda: config.value == "nano", what="the configs to choose from")  # type: ignore[attr-defined]
         pilot.app.query_one("#pretrain-max_steps").value = "500"  # type: ignore[attr-defined]
         cost = pilot.app.query_one("#launch-cost")
-        await wait_for(pilot, lambda: "500" in str(cost.content) or "512,000" in str(cost.content), what="the cost")  # type: ignore[attr-defined]
+        await wait_for(
+            pilot, lambda: "500" in str(cost.content) or "512,000" in str(cost.content), what="the cost"
+        )  # type: ignore[attr-defined]
         await settle(pilot)
 
     assert snap_compare(workbench(FakeClient()), terminal_size=SIZE, run_before=run_before)

@@ -71,7 +71,9 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str) -> None:
         prompt = app.query_one("#attention-prompt")
         prompt.value = "def add(a, b):"
         await prompt.action_submit()
-        await wait_for(pilot, lambda: attention.prompt_model == checkpoint, timeout=60, what="a typed text's maps")
+        await wait_for(
+            pilot, lambda: attention.prompt_model == checkpoint, timeout=60, what="a typed text's maps"
+        )
         assert "".join(attention.data["tokens"]).startswith("def") and len(attention.data["weights"]) == 2
         assert "typed text" in str(app.query_one("#attention-title").render())
 
@@ -105,8 +107,12 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str) -> None:
         # The engine goes away: the workbench says so, and reconnects once an engine is back.
         first_pid = app.client.record.pid
         app.client.post("/api/shutdown")
-        await wait_for(pilot, lambda: "not connected" in app.sub_title, timeout=30, what="the loss to be announced")
-        await asyncio.to_thread(lambda: EngineClient.connect(workspace).close())  # e.g. `llmodel engine start`
+        await wait_for(
+            pilot, lambda: "not connected" in app.sub_title, timeout=30, what="the loss to be announced"
+        )
+        await asyncio.to_thread(
+            lambda: EngineClient.connect(workspace).close()
+        )  # e.g. `llmodel engine start`
         await wait_for(pilot, lambda: app.connected, timeout=60, what="the reconnection")
         assert app.client.record.pid != first_pid and "engine ● connected" in app.sub_title
         await wait_for(pilot, lambda: run_id in tree.runs, what="the run in the tree again")
@@ -144,12 +150,16 @@ async def _config_tokenizer_dataset_run(workspace: Path, corpus_file: Path) -> N
         app.query_one("#config-name").value = "nano-lab"
         await pilot.pause(0.2)
         app.query_one("#config-save").press()
-        await wait_for(pilot, lambda: (workspace / "configs" / "nano-lab.json").is_file(), what="the saved config")
+        await wait_for(
+            pilot, lambda: (workspace / "configs" / "nano-lab.json").is_file(), what="the saved config"
+        )
 
         # A tokenizer, then a dataset with it, each a job launched from the Launch tab.
         await pilot.press("7")
         await mounted(pilot, "#job-launcher")
-        await _launch(app, pilot, "tokenizer", {"inputs": str(corpus_file), "name": "tok", "vocab_size": "512"}, {})
+        await _launch(
+            app, pilot, "tokenizer", {"inputs": str(corpus_file), "name": "tok", "vocab_size": "512"}, {}
+        )
         await wait_for(pilot, lambda: listed("tokenizers", "tok"), timeout=120, what="the tokenizer job")
         stage = app.query_one("#launch-stage")
         await wait_for(pilot, lambda: "tokenizer" in str(stage.content) and "completed" in str(stage.content),
@@ -165,7 +175,9 @@ async def _config_tokenizer_dataset_run(workspace: Path, corpus_file: Path) -> N
                       {"config": "nano-lab", "dataset": str(workspace / "datasets" / "corpus")})  # fmt: skip
         assert "32 tokens/step (2 × 16) · 12,800 tokens in all" in str(app.query_one("#launch-cost").content)
         run_view = await mounted(pilot, "#run-view")
-        await wait_for(pilot, lambda: run_view.run_id and run_view.loaded, timeout=60, what="the new run's view")
+        await wait_for(
+            pilot, lambda: run_view.run_id and run_view.loaded, timeout=60, what="the new run's view"
+        )
         chart = app.query_one("#chart-loss", MetricChart)
         seen_while_running: set[int] = set()
 
@@ -184,7 +196,9 @@ def test_quitting_mid_run_and_reopening_shows_the_whole_curve_as_it_goes_on(
 ):
     workspace = tmp_path / "workspace"
     steps = 100_000  # far more than the test watches: the run is still training throughout, then cancelled
-    run_id = submit_run(workspace, dataset_dir, tokenizer_dir, nano_config.to_dict(), steps=steps, interval=50_000)
+    run_id = submit_run(
+        workspace, dataset_dir, tokenizer_dir, nano_config.to_dict(), steps=steps, interval=50_000
+    )
     try:
         first = asyncio.run(_watch(workspace, run_id, grow_by=100))
         last = asyncio.run(_watch(workspace, run_id, grow_by=100))
@@ -209,6 +223,12 @@ async def _watch(workspace: Path, run_id: str, grow_by: int) -> dict:  # type: i
         chart = app.query_one("#chart-loss", MetricChart)
         await wait_for(pilot, lambda: chart.points, what="the recorded curve")
         reopened_with = len(chart.points)
-        await wait_for(pilot, lambda: len(chart.points) >= reopened_with + grow_by, timeout=120, what="live points")
+        await wait_for(
+            pilot, lambda: len(chart.points) >= reopened_with + grow_by, timeout=120, what="live points"
+        )
         assert view.run.get("status") == "running"
-        return {"points": len(chart.points), "reopened_with": reopened_with, "xs": [x for x, _ in chart.points]}
+        return {
+            "points": len(chart.points),
+            "reopened_with": reopened_with,
+            "xs": [x for x, _ in chart.points],
+        }

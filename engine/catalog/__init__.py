@@ -24,12 +24,15 @@ __all__ = [
     "migrate",
 ]
 
-__getattr__ = lazy_attributes(__name__, {
-    "RUN_STATUSES": "engine.catalog.ingest",
-    "MIGRATIONS": "engine.catalog.schema",
-    "SCHEMA_VERSION": "engine.catalog.schema",
-    "migrate": "engine.catalog.schema",
-    "CATALOG_FILE": "engine.catalog.runs_index",
-    "Catalog": "engine.catalog.store",
-    "CatalogBusy": "engine.catalog.store",
-})
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "RUN_STATUSES": "engine.catalog.ingest",
+        "MIGRATIONS": "engine.catalog.schema",
+        "SCHEMA_VERSION": "engine.catalog.schema",
+        "migrate": "engine.catalog.schema",
+        "CATALOG_FILE": "engine.catalog.runs_index",
+        "Catalog": "engine.catalog.store",
+        "CatalogBusy": "engine.catalog.store",
+    },
+)

@@ -41,10 +41,16 @@ def read_index(workspace: Path) -> list[dict[str, Any]] | None:
 
 
 def select_runs(
-    runs: list[dict[str, Any]], *, kind: str | None = None, status: str | None = None, limit: int | None = None
+    runs: list[dict[str, Any]],
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """The filtering of ``Catalog.list_runs`` applied to rows already in its order."""
-    chosen = [r for r in runs if (kind is None or r["kind"] == kind) and (status is None or r["status"] == status)]
+    chosen = [
+        r for r in runs if (kind is None or r["kind"] == kind) and (status is None or r["status"] == status)
+    ]
     return chosen if limit is None else chosen[: max(int(limit), 0)]
 
 

@@ -70,7 +70,9 @@ class Catalog:
         self.path = path
         self.read_only = read_only
         self._lock = threading.RLock()
-        self._index: RunsIndexWriter | None = None  # the runs list as JSON, kept by the writer (runs_index.py)
+        self._index: RunsIndexWriter | None = (
+            None  # the runs list as JSON, kept by the writer (runs_index.py)
+        )
 
     # -- opening ----------------------------------------------------------------------------------
 

@@ -48,7 +48,10 @@ def serve(workspace: Path, *, max_concurrent: int = 1) -> None:
     config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     supervisor.start()
-    write_record(workspace, EngineRecord(os.getpid(), HOST, port, token, str(workspace), time.time(), start_ticks(os.getpid())))
+    write_record(
+        workspace,
+        EngineRecord(os.getpid(), HOST, port, token, str(workspace), time.time(), start_ticks(os.getpid())),
+    )
     signal.signal(signal.SIGTERM, lambda *_: request_stop())
     try:
         asyncio.run(server.serve(sockets=[sock]))

@@ -23,7 +23,9 @@ def create_app(supervisor: Supervisor, broker: Broker, token: str, *, on_shutdow
     """Build the API; every route but /api/health needs ``Authorization: Bearer <token>``."""
     # No /docs, /redoc or /openapi.json: they would be routes outside the token check.
     app = FastAPI(title="LLModel engine", version="1", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.daemon = DaemonState(supervisor, broker, token, ModelServerManager(supervisor.workspace), on_shutdown)
+    app.state.daemon = DaemonState(
+        supervisor, broker, token, ModelServerManager(supervisor.workspace), on_shutdown
+    )
 
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, error: NotFoundError) -> JSONResponse:

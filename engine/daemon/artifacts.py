@@ -35,7 +35,9 @@ def register_path(catalog: Catalog, path: Path) -> bool:
             return True
         if (path / "tokenizer.model").is_file():
             meta = _json(path / "meta.json")
-            catalog.register_tokenizer(path.name, str(path), int(meta.get("vocab_size", 0)), meta.get("sha256", ""), meta)
+            catalog.register_tokenizer(
+                path.name, str(path), int(meta.get("vocab_size", 0)), meta.get("sha256", ""), meta
+            )
             return True
         if (path / "meta.json").is_file() and (path / "train.bin").is_file():
             catalog.register_dataset(path.name, str(path), _json(path / "meta.json"))

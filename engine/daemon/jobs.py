@@ -50,7 +50,12 @@ def _given(spec: dict[str, Any], *names: str) -> dict[str, Any]:
 def run_job(run_dir: Path, should_stop: Callable[[], bool]) -> dict[str, Any]:
     """Run the job described in ``run_dir/job.json``; returns its result for the final status event."""
     kind, spec = read_job(run_dir)
-    handler = {"tokenizer": _tokenizer, "dataset": _dataset, "pretrain": _pretrain, "quickstart": _quickstart}[kind]
+    handler = {
+        "tokenizer": _tokenizer,
+        "dataset": _dataset,
+        "pretrain": _pretrain,
+        "quickstart": _quickstart,
+    }[kind]
     return handler(run_dir, spec, should_stop)
 
 
@@ -97,7 +102,9 @@ def _pretrain(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], boo
         data_dir = data_paths[0]
     else:
         if tokenizer_path is None:
-            raise LLModelError("raw --data-path needs --tokenizer-path to tokenize it (or pass a prepared dataset)")
+            raise LLModelError(
+                "raw --data-path needs --tokenizer-path to tokenize it (or pass a prepared dataset)"
+            )
         events = EventLog(run_dir)
         try:
             data_dir = prepared_dataset_for(

@@ -46,7 +46,12 @@ class ModelServerManager:
                     requests = _count_requests(metrics.text)
         except (httpx.HTTPError, ValueError):
             pass
-        return {"running": True, **{k: v for k, v in record.items() if k != "local_url"}, "health": health, "requests": requests}
+        return {
+            "running": True,
+            **{k: v for k, v in record.items() if k != "local_url"},
+            "health": health,
+            "requests": requests,
+        }
 
     def start(self, model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
               rate_limit: float | None = None) -> dict[str, Any]:  # fmt: skip
@@ -58,7 +63,17 @@ class ModelServerManager:
         key = resolve_api_key(host, api_key)
         if not Path(model).exists():
             raise LLModelError(f"model path {model} does not exist; pass a run or checkpoint directory")
-        command = [sys.executable, "-m", "engine.server", "--model", str(model), "--host", host, "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "engine.server",
+            "--model",
+            str(model),
+            "--host",
+            host,
+            "--port",
+            str(port),
+        ]
         if rate_limit:
             command += ["--rate-limit", str(rate_limit)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -67,7 +82,12 @@ class ModelServerManager:
             env[API_KEY_ENV] = key
         log = open(self.workspace / "serve.log", "ab")  # noqa: SIM115 - handed to the child
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         log.close()
         started = ProcessRef.of(process.pid)
@@ -109,6 +129,10 @@ def _count_requests(text: str) -> int:
     """Total of the server's request counter in Prometheus text format."""
     total = 0.0
     for line in text.splitlines():
-        if line.startswith("llmodel_requests_total{") and 'endpoint="/metrics"' not in line and 'endpoint="/health"' not in line:
+        if (
+            line.startswith("llmodel_requests_total{")
+            and 'endpoint="/metrics"' not in line
+            and 'endpoint="/health"' not in line
+        ):
             total += float(line.rsplit(" ", 1)[1])
     return int(total)

@@ -61,7 +61,9 @@ class Follower:
                 try:
                     events.append(json.loads(line))
                 except json.JSONDecodeError:
-                    events.append({"type": "log", "level": "warning", "message": "unreadable event line skipped"})
+                    events.append(
+                        {"type": "log", "level": "warning", "message": "unreadable event line skipped"}
+                    )
         return events
 
 
@@ -115,7 +117,12 @@ class Supervisor:
             adopted = self.catalog.list_runs(status="running") + self.catalog.list_runs(status="queued")
             for row in reversed(adopted):
                 run_dir = Path(row["run_dir"])
-                job = Job(row["id"], row["kind"], run_dir, Follower(run_dir / "events.jsonl", self.catalog.event_offset(row["id"])))
+                job = Job(
+                    row["id"],
+                    row["kind"],
+                    run_dir,
+                    Follower(run_dir / "events.jsonl", self.catalog.event_offset(row["id"])),
+                )
                 job.pid, job.pid_start = row.get("pid"), row.get("pid_start")
                 self.jobs[job.run_id] = job
                 if row["status"] == "running" and not (job.pid and job.ref.alive):
@@ -132,7 +139,9 @@ class Supervisor:
         write_job(run_dir, kind, spec)
         config = {k: spec[k] for k in ("model_config", "train_config") if k in spec}
         with self.lock:
-            self.catalog.create_run(run_id, kind, str(run_dir), config or spec, parent_id=parent_id, status="queued")
+            self.catalog.create_run(
+                run_id, kind, str(run_dir), config or spec, parent_id=parent_id, status="queued"
+            )
             self.jobs[run_id] = Job(run_id, kind, run_dir, Follower(run_dir / "events.jsonl", 0))
         self._announce(run_id, "queued")
         return run_id
@@ -162,10 +171,14 @@ class Supervisor:
         """
         with self.lock:
             if run_id in self.jobs and not self._settle(self.jobs[run_id]):
-                raise LLModelError(f"run {run_id} is still {self.catalog.get_run(run_id)['status']}; cancel it first")
+                raise LLModelError(
+                    f"run {run_id} is still {self.catalog.get_run(run_id)['status']}; cancel it first"
+                )
             row = self.catalog.get_run(run_id)
             if row["kind"] not in RESUMABLE_KINDS:
-                raise LLModelError(f"run {run_id} is a {row['kind']} job; only pretraining runs can be resumed")
+                raise LLModelError(
+                    f"run {run_id} is a {row['kind']} job; only pretraining runs can be resumed"
+                )
             if row["status"] == "completed" and spec is None:
                 raise LLModelError(
                     f"run {run_id} already completed; to train it further pass more steps, e.g. "
@@ -175,7 +188,9 @@ class Supervisor:
             from engine.runs.checkpoint import latest_checkpoint
 
             if latest_checkpoint(run_dir / "checkpoints") is None:
-                raise LLModelError(f"run {run_id} has no complete checkpoint to resume from; start it again instead")
+                raise LLModelError(
+                    f"run {run_id} has no complete checkpoint to resume from; start it again instead"
+                )
             kind, old_spec = read_job(run_dir)
             new_spec = {**old_spec, **(spec or {}), "resume_from": str(run_dir)}
             write_job(run_dir, kind, new_spec)
@@ -233,7 +248,9 @@ class Supervisor:
         )  # fmt: skip
         log.close()
         job.pid, job.pid_start = job.process.pid, ProcessRef.of(job.process.pid).started
-        self.catalog.update_run(job.run_id, status="running", pid=job.pid, pid_start=job.pid_start, started=_now())
+        self.catalog.update_run(
+            job.run_id, status="running", pid=job.pid, pid_start=job.pid_start, started=_now()
+        )
         self._announce(job.run_id, "running", pid=job.pid)
 
     def _exit_code(self, job: Job) -> int | bool | None:
@@ -303,7 +320,9 @@ class Supervisor:
         return job.kind in TRAINING_KINDS and latest_checkpoint(job.run_dir / "checkpoints") is not None
 
     def _announce(self, run_id: str, status: str, **fields: Any) -> None:
-        self.broker.publish({"type": "job", "run_id": run_id, "status": status, "time": time.time(), **fields})
+        self.broker.publish(
+            {"type": "job", "run_id": run_id, "status": status, "time": time.time(), **fields}
+        )
 
 
 def _now() -> float:

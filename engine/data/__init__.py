@@ -20,14 +20,17 @@ if TYPE_CHECKING:
 _SOURCES = {
     **dict.fromkeys(("BinaryDatasetWriter", "TokenDataset", "token_dtype"), "engine.data.binary"),
     **dict.fromkeys(
-        ("DatasetMeta", "SplitCounts", "check_tokenizer", "check_vocab", "load_dataset_meta"), "engine.data.meta"
+        ("DatasetMeta", "SplitCounts", "check_tokenizer", "check_vocab", "load_dataset_meta"),
+        "engine.data.meta",
     ),
     **dict.fromkeys(("prepare_dataset", "prepared_dataset_for"), "engine.data.prepare"),
     **dict.fromkeys(
-        ("detect_format", "iter_chat_conversations", "iter_documents", "resolve_sources"), "engine.data.readers"
+        ("detect_format", "iter_chat_conversations", "iter_documents", "resolve_sources"),
+        "engine.data.readers",
     ),
     **dict.fromkeys(
-        ("ChatSetInfo", "CorpusInfo", "build_stdlib_chat_set", "build_stdlib_corpus"), "engine.data.stdlib_corpus"
+        ("ChatSetInfo", "CorpusInfo", "build_stdlib_chat_set", "build_stdlib_corpus"),
+        "engine.data.stdlib_corpus",
     ),
 }
 __all__ = [

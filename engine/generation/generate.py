@@ -27,11 +27,15 @@ class GenerationResult:
     truncated_prompt: bool = False
 
 
-def fit_prompt(ids: list[int], max_len: int, max_new_tokens: int, *, truncate: bool = True) -> tuple[list[int], bool]:
+def fit_prompt(
+    ids: list[int], max_len: int, max_new_tokens: int, *, truncate: bool = True
+) -> tuple[list[int], bool]:
     """Keep the prompt within the context, leaving room for the new tokens; drop its oldest tokens if allowed."""
     room = max_len - max_new_tokens
     if room < 1:
-        raise LLModelError(f"max tokens {max_new_tokens} leaves no room for a prompt in the context of {max_len}")
+        raise LLModelError(
+            f"max tokens {max_new_tokens} leaves no room for a prompt in the context of {max_len}"
+        )
     if len(ids) <= room:
         return ids, False
     if not truncate:
@@ -148,7 +152,9 @@ def generate(
     results = []
     for text in texts:
         ids = prompt_ids(model, tokenizer, text, add_bos=add_bos)
-        ids, truncated = fit_prompt(ids, model.config.max_len, params.max_new_tokens, truncate=truncate_prompt)
+        ids, truncated = fit_prompt(
+            ids, model.config.max_len, params.max_new_tokens, truncate=truncate_prompt
+        )
         results.append(GenerationResult(prompt_tokens=ids, truncated_prompt=truncated))
     detokenizers = [IncrementalDetokenizer(tokenizer, params.stop) for _ in texts]
 

@@ -17,9 +17,12 @@ if TYPE_CHECKING:
 
 __all__ = ["IGNORE_INDEX", "PRESETS", "KVCache", "ModelConfig", "ModelOutput", "Transformer"]
 
-__getattr__ = lazy_attributes(__name__, {
-    "KVCache": "engine.model.kv_cache",
-    "IGNORE_INDEX": "engine.model.transformer",
-    "ModelOutput": "engine.model.transformer",
-    "Transformer": "engine.model.transformer",
-})
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "KVCache": "engine.model.kv_cache",
+        "IGNORE_INDEX": "engine.model.transformer",
+        "ModelOutput": "engine.model.transformer",
+        "Transformer": "engine.model.transformer",
+    },
+)

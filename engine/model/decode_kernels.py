@@ -78,7 +78,12 @@ def matmul(x: np.ndarray, weight_t: np.ndarray, parts: np.ndarray, out: np.ndarr
 
 @njit(**_KERNEL)
 def add_and_norm(
-    x: np.ndarray, residual: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, layernorm: bool,
+    x: np.ndarray,
+    residual: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    eps: float,
+    layernorm: bool,
     out: np.ndarray,
 ) -> None:
     """Per row of x (B, d): ``x += residual``, then RMSNorm (``layernorm`` False; ``bias`` unused) or LayerNorm

@@ -135,10 +135,16 @@ class DecodeStep:
             rows(config.d_model),  # a projection back onto the residual
         )
         self.scores = np.zeros(self.max_len, dtype=np.float32)
-        self.parts = np.zeros((self.threads, max_rows, widest), dtype=np.float32)  # per-thread partial products
+        self.parts = np.zeros(
+            (self.threads, max_rows, widest), dtype=np.float32
+        )  # per-thread partial products
 
     def __call__(
-        self, tokens: Sequence[int], positions: Sequence[int], caches: Sequence[LayerArrays], slots: Sequence[int]
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        caches: Sequence[LayerArrays],
+        slots: Sequence[int],
     ) -> torch.Tensor:
         """Logits (B, vocab) for ``tokens[b]`` at ``positions[b]`` of cache row ``slots[b]``.
 
@@ -154,7 +160,9 @@ class DecodeStep:
             )
         room = min(caches[0][0].shape[2], self.max_len)
         if max(positions) >= room or min(positions) < 0:
-            raise LLModelError(f"KV cache overflow: no room at position {max(positions)}; allocate a larger cache")
+            raise LLModelError(
+                f"KV cache overflow: no room at position {max(positions)}; allocate a larger cache"
+            )
         kernels = self._kernels
         # numba's thread count belongs to the calling thread: the server builds the step in its loading thread
         # and runs it in its batcher thread.

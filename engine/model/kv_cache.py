@@ -45,7 +45,9 @@ class LayerKVCache:
         """Store the new keys/values and return everything cached so far."""
         start, end = self.length, self.length + k.shape[2]
         if end > self.k.shape[2]:
-            raise LLModelError(f"KV cache overflow: {end} positions but the cache holds {self.k.shape[2]}; allocate a larger cache")
+            raise LLModelError(
+                f"KV cache overflow: {end} positions but the cache holds {self.k.shape[2]}; allocate a larger cache"
+            )
         self.k[:, :, start:end] = k
         self.v[:, :, start:end] = v
         self.length = end

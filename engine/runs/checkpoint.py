@@ -119,7 +119,9 @@ def save_checkpoint(
 def verify_checkpoint(path: Path) -> Checkpoint:
     """Return the checkpoint at ``path`` or raise CheckpointError saying what is wrong with it."""
     if not (path / MARKER).is_file():
-        raise CheckpointError(f"checkpoint {path} is incomplete (no {MARKER} marker); it was interrupted while saving")
+        raise CheckpointError(
+            f"checkpoint {path} is incomplete (no {MARKER} marker); it was interrupted while saving"
+        )
     try:
         meta = json.loads((path / META).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
@@ -138,7 +140,9 @@ def list_checkpoints(checkpoints_dir: Path) -> list[Path]:
     return sorted(p for p in checkpoints_dir.iterdir() if p.is_dir() and p.name.startswith("step-"))
 
 
-def latest_checkpoint(checkpoints_dir: Path, *, log: Callable[[str], None] | None = None) -> Checkpoint | None:
+def latest_checkpoint(
+    checkpoints_dir: Path, *, log: Callable[[str], None] | None = None
+) -> Checkpoint | None:
     """The newest checkpoint that verifies; corrupt or partial ones are skipped with a message."""
     for path in reversed(list_checkpoints(checkpoints_dir)):
         try:
@@ -153,7 +157,9 @@ def resolve_checkpoint(path: str | Path, *, log: Callable[[str], None] | None = 
     """Accept a checkpoint directory, a run's ``checkpoints`` directory or a run directory."""
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"checkpoint path {path} does not exist; pass a run directory or a checkpoint directory")
+        raise CheckpointError(
+            f"checkpoint path {path} does not exist; pass a run directory or a checkpoint directory"
+        )
     if (path / META).is_file() or (path / MARKER).is_file() or path.name.startswith("step-"):
         try:
             return verify_checkpoint(path)
@@ -168,7 +174,9 @@ def resolve_checkpoint(path: str | Path, *, log: Callable[[str], None] | None = 
         found = latest_checkpoint(candidate, log=log)
         if found is not None:
             return found
-    raise CheckpointError(f"no complete checkpoint found in {path}; train first or pass a checkpoint directory")
+    raise CheckpointError(
+        f"no complete checkpoint found in {path}; train first or pass a checkpoint directory"
+    )
 
 
 def _step_of(path: Path) -> int:
@@ -196,14 +204,18 @@ def load_weights(checkpoint: Checkpoint, model: nn.Module) -> None:
     missing, unexpected = load_model(model, str(checkpoint.path / WEIGHTS), strict=False)
     if missing or unexpected:
         names = ", ".join((missing or unexpected)[:3])
-        raise CheckpointError(f"checkpoint {checkpoint.path} does not fit the model: {'missing' if missing else 'unexpected'} {names}")
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} does not fit the model: {'missing' if missing else 'unexpected'} {names}"
+        )
 
 
 def load_training_state(checkpoint: Checkpoint) -> dict[str, Any]:
     """The optimizer, scheduler and RNG state, loaded without unpickling arbitrary objects."""
     path = checkpoint.path / STATE
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {checkpoint.path} has no training state; it can be used for inference only")
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} has no training state; it can be used for inference only"
+        )
     import torch
 
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -233,7 +245,14 @@ def read_pointer(checkpoints_dir: Path, name: str) -> dict[str, Any] | None:
 def update_best(checkpoints_dir: Path, checkpoint: Checkpoint, val_loss: float) -> bool:
     """Point ``best`` at ``checkpoint`` if its validation loss is the lowest so far."""
     best = read_pointer(checkpoints_dir, "best")
-    if best is not None and best.get("val_loss", float("inf")) <= val_loss and (checkpoints_dir / best["checkpoint"]).is_dir():
+    if (
+        best is not None
+        and best.get("val_loss", float("inf")) <= val_loss
+        and (checkpoints_dir / best["checkpoint"]).is_dir()
+    ):
         return False
-    write_json_atomic(checkpoints_dir / "best", {"checkpoint": checkpoint.path.name, "step": checkpoint.step, "val_loss": val_loss})
+    write_json_atomic(
+        checkpoints_dir / "best",
+        {"checkpoint": checkpoint.path.name, "step": checkpoint.step, "val_loss": val_loss},
+    )
     return True

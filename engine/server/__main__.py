@@ -24,7 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    options = ServeOptions(model_path=args.model, tokenizer_path=args.tokenizer_path, device=args.device, max_batch=args.max_batch)
+    options = ServeOptions(
+        model_path=args.model,
+        tokenizer_path=args.tokenizer_path,
+        device=args.device,
+        max_batch=args.max_batch,
+    )
     try:
         serve(options, host=args.host, port=args.port, rate_limit=args.rate_limit)
     except LLModelError as error:

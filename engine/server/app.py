@@ -26,7 +26,11 @@ MAX_BODY_BYTES = 1 << 20
 
 
 def create_server(
-    served: ServedModel, *, api_key: str | None = None, rate_limit: float | None = None, max_body: int = MAX_BODY_BYTES
+    served: ServedModel,
+    *,
+    api_key: str | None = None,
+    rate_limit: float | None = None,
+    max_body: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """Build the server app around ``served`` (which may still be loading)."""
     app = FastAPI(title="LLModel model server", version="1")
@@ -62,7 +66,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return error_response(422, f"{where}: {first.get('msg')}", param=where or None, code="invalid_parameter")
+        return error_response(
+            422, f"{where}: {first.get('msg')}", param=where or None, code="invalid_parameter"
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -266,7 +266,10 @@ class ContinuousBatcher:
 
     def submit_many(self, requests: Sequence[tuple[Sequence[int], SamplingParams]]) -> list[RequestHandle]:
         """Queue several requests (one HTTP request's prompts and choices) all together, or none of them."""
-        handles = [RequestHandle(self, next(self._ids), self._checked(ids, params), params) for ids, params in requests]
+        handles = [
+            RequestHandle(self, next(self._ids), self._checked(ids, params), params)
+            for ids, params in requests
+        ]
         capacity = self.max_batch + self.max_queue
         if len(handles) > capacity:
             raise LLModelError(
@@ -434,6 +437,11 @@ class ContinuousBatcher:
         output = None
         if error is None:
             output = GenerationOutput(
-                seq.handle.prompt_tokens, seq.tokens, seq.text.final_text, reason, seq.logprobs, seq.top_logprobs
+                seq.handle.prompt_tokens,
+                seq.tokens,
+                seq.text.final_text,
+                reason,
+                seq.logprobs,
+                seq.top_logprobs,
             )
         seq.handle._finish(output, error)

@@ -33,7 +33,9 @@ def stop_list(stop: str | list[str] | None) -> list[str]:
     return [stop] if isinstance(stop, str) else list(stop or [])
 
 
-def prompt_id_lists(served: ServedModel, prompt: str | list[str] | list[int] | list[list[int]]) -> list[list[int]]:
+def prompt_id_lists(
+    served: ServedModel, prompt: str | list[str] | list[int] | list[list[int]]
+) -> list[list[int]]:
     """OpenAI's four prompt forms → token-id lists."""
     if isinstance(prompt, str):
         return [served.prompt_ids(prompt)]
@@ -45,7 +47,9 @@ def prompt_id_lists(served: ServedModel, prompt: str | list[str] | list[int] | l
     vocab = served.loaded.tokenizer.vocab_size  # type: ignore[union-attr]
     for ids in lists:
         if not ids or any(not 0 <= t < vocab for t in ids):
-            raise APIError(400, f"token-id prompts must be non-empty lists of ids in 0..{vocab - 1}", param="prompt")
+            raise APIError(
+                400, f"token-id prompts must be non-empty lists of ids in 0..{vocab - 1}", param="prompt"
+            )
     return lists
 
 
@@ -72,7 +76,12 @@ def completion_budget(prompt_len: int, max_tokens: int | None, limit: int) -> in
 
 
 def sampling_params(
-    body: SamplingFields, max_new_tokens: int, *, choice: int = 0, stop: list[str] | None = None, logprobs: int = 0
+    body: SamplingFields,
+    max_new_tokens: int,
+    *,
+    choice: int = 0,
+    stop: list[str] | None = None,
+    logprobs: int = 0,
 ) -> SamplingParams:
     """The batcher's settings for one choice of a request; choice ``i`` samples with ``seed + i``."""
     seed = None
@@ -109,7 +118,9 @@ async def deltas(handle: RequestHandle, request: Request, metrics: ServerMetrics
             handle.cancel()
 
 
-async def collect(handles: list[RequestHandle], request: Request, metrics: ServerMetrics) -> list[GenerationOutput]:
+async def collect(
+    handles: list[RequestHandle], request: Request, metrics: ServerMetrics
+) -> list[GenerationOutput]:
     """Wait for every handle's result; if one fails (or the client leaves), the others are cancelled."""
 
     async def one(handle: RequestHandle) -> GenerationOutput:

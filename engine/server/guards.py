@@ -62,8 +62,12 @@ class Guard:
 def authorized(request: Request) -> None:
     """Dependency: the request carries the API key (when the server has one), else 401."""
     guard: Guard = request.app.state.guard
-    if guard.api_key is not None and not bearer_matches(request.headers.get("authorization", ""), guard.api_key):
-        raise APIError(401, "invalid or missing API key; send 'Authorization: Bearer <key>'", code="invalid_api_key")
+    if guard.api_key is not None and not bearer_matches(
+        request.headers.get("authorization", ""), guard.api_key
+    ):
+        raise APIError(
+            401, "invalid or missing API key; send 'Authorization: Bearer <key>'", code="invalid_api_key"
+        )
 
 
 def rate_limited(request: Request) -> None:

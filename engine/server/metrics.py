@@ -16,17 +16,34 @@ class ServerMetrics:
     def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
         self.registry = CollectorRegistry()
         self._stats = stats
-        self.requests = Counter("llmodel_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry)
-        self.prompt_tokens = Counter("llmodel_prompt_tokens", "Prompt tokens processed", registry=self.registry)
-        self.generated_tokens = Counter("llmodel_generation_tokens", "Tokens generated", registry=self.registry)
+        self.requests = Counter(
+            "llmodel_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
+        )
+        self.prompt_tokens = Counter(
+            "llmodel_prompt_tokens", "Prompt tokens processed", registry=self.registry
+        )
+        self.generated_tokens = Counter(
+            "llmodel_generation_tokens", "Tokens generated", registry=self.registry
+        )
         self.latency = Histogram(
-            "llmodel_request_latency_seconds", "Request latency", ["endpoint"], buckets=LATENCY_BUCKETS, registry=self.registry
+            "llmodel_request_latency_seconds",
+            "Request latency",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
         self.ttft = Histogram(
-            "llmodel_time_to_first_token_seconds", "Time to first token", buckets=LATENCY_BUCKETS, registry=self.registry
+            "llmodel_time_to_first_token_seconds",
+            "Time to first token",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
-        self.queue_depth = Gauge("llmodel_queue_depth", "Requests waiting for a batch slot", registry=self.registry)
-        self.batch_size = Gauge("llmodel_batch_size", "Sequences in the last decode step", registry=self.registry)
+        self.queue_depth = Gauge(
+            "llmodel_queue_depth", "Requests waiting for a batch slot", registry=self.registry
+        )
+        self.batch_size = Gauge(
+            "llmodel_batch_size", "Sequences in the last decode step", registry=self.registry
+        )
         self.active = Gauge("llmodel_active_requests", "Sequences being generated", registry=self.registry)
 
     def render(self) -> bytes:

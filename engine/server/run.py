@@ -23,7 +23,9 @@ def resolve_api_key(host: str, api_key: str | None) -> str | None:
             f"${API_KEY_ENV}, or bind 127.0.0.1"
         )
     if key is not None and len(key) < 8:
-        raise LLModelError("the API key is too short; use at least 8 characters (e.g. `openssl rand -hex 16`)")
+        raise LLModelError(
+            "the API key is too short; use at least 8 characters (e.g. `openssl rand -hex 16`)"
+        )
     return key
 
 
@@ -41,6 +43,8 @@ def serve(
     app = create_server(served, api_key=key, rate_limit=rate_limit)
     served.start_loading()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=3)
+        uvicorn.run(
+            app, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=3
+        )
     finally:
         served.stop()

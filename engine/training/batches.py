@@ -25,18 +25,25 @@ class WindowSampler:
         return gather_windows(self.tokens, offsets, self.seq_len)
 
 
-def gather_windows(tokens: np.ndarray, offsets: np.ndarray, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_windows(
+    tokens: np.ndarray, offsets: np.ndarray, seq_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and next-token targets for windows starting at ``offsets``."""
     window = np.stack([np.asarray(tokens[o : o + seq_len + 1], dtype=np.int64) for o in offsets])
     data = torch.from_numpy(window)
     return data[:, :-1], data[:, 1:]
 
 
-def evaluation_windows(tokens: np.ndarray, seq_len: int, batch_size: int, num_batches: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def evaluation_windows(
+    tokens: np.ndarray, seq_len: int, batch_size: int, num_batches: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Evenly spaced windows over the whole validation stream, the same every time."""
     seq_len = min(seq_len, len(tokens) - 1)
     if seq_len < 2:
         return []
     count = batch_size * num_batches
     offsets = np.unique(np.linspace(0, len(tokens) - seq_len - 1, num=count).astype(np.int64))
-    return [gather_windows(tokens, offsets[i : i + batch_size], seq_len) for i in range(0, len(offsets), batch_size)]
+    return [
+        gather_windows(tokens, offsets[i : i + batch_size], seq_len)
+        for i in range(0, len(offsets), batch_size)
+    ]

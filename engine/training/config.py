@@ -45,8 +45,17 @@ class TrainConfig:
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "gradient_accumulation_steps", "log_interval", "eval_interval", "eval_batches",
-                     "sample_interval", "checkpoint_interval", "attention_interval", "keep_last"):
+        for name in (
+            "batch_size",
+            "gradient_accumulation_steps",
+            "log_interval",
+            "eval_interval",
+            "eval_batches",
+            "sample_interval",
+            "checkpoint_interval",
+            "attention_interval",
+            "keep_last",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:

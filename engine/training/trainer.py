@@ -73,11 +73,15 @@ class Trainer:
                 f"dataset {self.data_dir} has {len(self.train_tokens)} training tokens, fewer than one window of "
                 f"{self.seq_len}; add data or lower --seq-len"
             )
-        self.tokens_per_step = train_config.batch_size * self.seq_len * train_config.gradient_accumulation_steps
+        self.tokens_per_step = (
+            train_config.batch_size * self.seq_len * train_config.gradient_accumulation_steps
+        )
         if train_config.max_steps is not None:
             self.total_steps = train_config.max_steps
         else:
-            self.total_steps = max(1, math.ceil(train_config.epochs * len(self.train_tokens) / self.tokens_per_step))
+            self.total_steps = max(
+                1, math.ceil(train_config.epochs * len(self.train_tokens) / self.tokens_per_step)
+            )
         self.resume_from = resume_from
         # Opened last: a config that fails validation leaves no run folder behind.
         self.events = EventLog(self.run_dir, listener=on_event)
@@ -111,7 +115,9 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state.get("scaler", {}))
         except (KeyError, ValueError) as err:
-            raise CheckpointError(f"checkpoint {checkpoint.path} has incompatible optimizer state ({err})") from None
+            raise CheckpointError(
+                f"checkpoint {checkpoint.path} has incompatible optimizer state ({err})"
+            ) from None
         torch.set_rng_state(state["rng"]["torch"])
         if self.device.type == "cuda" and "cuda" in state["rng"]:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
@@ -131,7 +137,9 @@ class Trainer:
         cfg = self.cfg
         start = self._build()
         sampler = WindowSampler(self.train_tokens, self.seq_len, cfg.batch_size, cfg.seed)
-        self.eval_batches = evaluation_windows(self.val_tokens, self.seq_len, cfg.batch_size, cfg.eval_batches)
+        self.eval_batches = evaluation_windows(
+            self.val_tokens, self.seq_len, cfg.batch_size, cfg.eval_batches
+        )
         self._write_run_json("running", start)
         self.events.emit(
             "status", status="running", step=start, total_steps=self.total_steps,
@@ -176,7 +184,9 @@ class Trainer:
                 last = self._save(step, metrics)
             if stopping and not final:
                 status = "cancelled"
-                self.events.log(f"stopped at step {step}; resume with the checkpoint {last.path if last else ''}")
+                self.events.log(
+                    f"stopped at step {step}; resume with the checkpoint {last.path if last else ''}"
+                )
                 break
         self._write_run_json(status, step, metrics)
         self.events.emit("status", status=status, step=step, total_steps=self.total_steps, metrics=metrics)
@@ -217,10 +227,16 @@ class Trainer:
             count += y.numel()
         self.model.train()
         val_loss = loss_sum / count
-        result = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)), "val_accuracy": correct / count}
+        result = {
+            "val_loss": val_loss,
+            "val_ppl": math.exp(min(val_loss, 50.0)),
+            "val_accuracy": correct / count,
+        }
         step = self.scheduler.last_epoch
         self.events.emit("eval", step=step, **result)
-        self.events.log(f"eval step {step}: val loss {val_loss:.4f} ppl {result['val_ppl']:.1f} acc {result['val_accuracy']:.3f}")
+        self.events.log(
+            f"eval step {step}: val loss {val_loss:.4f} ppl {result['val_ppl']:.1f} acc {result['val_accuracy']:.3f}"
+        )
         return result
 
     def _sample(self, step: int) -> None:

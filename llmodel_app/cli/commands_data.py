@@ -14,21 +14,33 @@ from llmodel_app.cli.console import info, success
 from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, absolute, check_outcome, existing, run_job
 
 tokenizer_app = typer.Typer(help="Train and inspect SentencePiece tokenizers.", no_args_is_help=True)
-data_app = typer.Typer(help="Turn text, JSONL and chat files into binary training datasets.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Turn text, JSONL and chat files into binary training datasets.", no_args_is_help=True
+)
 
 InputFormat = Annotated[str, typer.Option(help="auto, text, jsonl, chat or hf.")]
 TextUnit = Annotated[str, typer.Option(help="For plain text: 'file' (one document per file) or 'line'.")]
-Inputs = Annotated[list[Path], typer.Option("--input", "-i", help="Text, JSONL, chat JSONL or dataset paths (repeatable).")]
+Inputs = Annotated[
+    list[Path], typer.Option("--input", "-i", help="Text, JSONL, chat JSONL or dataset paths (repeatable).")
+]
 
 
 @tokenizer_app.command("train")
 def tokenizer_train(
     input_: Inputs,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for tokenizer.model, vocab and meta.json.")],
-    vocab_size: Annotated[int, typer.Option(help="Vocabulary size; lowered automatically for small corpora.")] = DEFAULT_VOCAB_SIZE,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory for tokenizer.model, vocab and meta.json.")
+    ],
+    vocab_size: Annotated[
+        int, typer.Option(help="Vocabulary size; lowered automatically for small corpora.")
+    ] = DEFAULT_VOCAB_SIZE,
     input_format: InputFormat = "auto",
-    character_coverage: Annotated[float, typer.Option(help="Share of characters covered by pieces; the rest use bytes.")] = CHARACTER_COVERAGE,
-    input_sentence_size: Annotated[int, typer.Option(help="At most this many lines are sampled for training.")] = INPUT_SENTENCE_SIZE,
+    character_coverage: Annotated[
+        float, typer.Option(help="Share of characters covered by pieces; the rest use bytes.")
+    ] = CHARACTER_COVERAGE,
+    input_sentence_size: Annotated[
+        int, typer.Option(help="At most this many lines are sampled for training.")
+    ] = INPUT_SENTENCE_SIZE,
     workspace: Annotated[Path | None, WorkspaceOption] = None,
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
@@ -59,13 +71,21 @@ def tokenizer_encode(
 def data_prepare(
     input_: Inputs,
     tokenizer_path: Annotated[Path, typer.Option(help="Tokenizer directory.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Dataset directory (train/val .bin + .idx, meta.json).")],
-    val_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation.")] = VAL_FRACTION,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Dataset directory (train/val .bin + .idx, meta.json).")
+    ],
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of documents held out for validation.")
+    ] = VAL_FRACTION,
     seed: Annotated[int, typer.Option(help="Seed of the deterministic train/val split.")] = SPLIT_SEED,
-    num_workers: Annotated[int | None, typer.Option(help="Tokenizer worker processes (default: CPU count, at most 4).")] = None,
+    num_workers: Annotated[
+        int | None, typer.Option(help="Tokenizer worker processes (default: CPU count, at most 4).")
+    ] = None,
     input_format: InputFormat = "auto",
     text_unit: TextUnit = "file",
-    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Stop at the first malformed line instead of skipping it.")
+    ] = False,
     workspace: Annotated[Path | None, WorkspaceOption] = None,
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:

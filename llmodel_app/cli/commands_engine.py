@@ -20,7 +20,9 @@ JsonOption = typer.Option("--json", help="Print machine-readable JSON.")
 @engine_app.command("start")
 def engine_start(
     workspace: Annotated[Path | None, WorkspaceOption] = None,
-    max_concurrent_jobs: Annotated[int | None, typer.Option(help="Jobs run at once (default 1; more queue).")] = None,
+    max_concurrent_jobs: Annotated[
+        int | None, typer.Option(help="Jobs run at once (default 1; more queue).")
+    ] = None,
 ) -> None:
     """Start the engine for a workspace (commands that need it start it on their own)."""
     from engine.client import EngineClient, start_engine

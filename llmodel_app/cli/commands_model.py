@@ -60,15 +60,26 @@ def default_model(workspace: Path | None) -> Path:
 
 def generate(
     prompt: Annotated[str, typer.Option(help="Text to continue.")],
-    model_path: Annotated[Path | None, typer.Option(help="A checkpoint directory, or a run directory (its latest checkpoint); default: the workspace's newest completed run.")] = None,
-    config: Annotated[Path | None, typer.Option(help="Model config JSON (default: the checkpoint's own).")] = None,
-    tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer directory (default: the one the checkpoint records).")] = None,
+    model_path: Annotated[
+        Path | None,
+        typer.Option(
+            help="A checkpoint directory, or a run directory (its latest checkpoint); default: the workspace's newest completed run."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Model config JSON (default: the checkpoint's own).")
+    ] = None,
+    tokenizer_path: Annotated[
+        Path | None, typer.Option(help="Tokenizer directory (default: the one the checkpoint records).")
+    ] = None,
     max_tokens: Annotated[int, typer.Option(help="Tokens to generate.")] = 100,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 is greedy.")] = 0.8,
     top_k: Annotated[int | None, typer.Option(help="Sample among the k most likely tokens.")] = 50,
     top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass in (0, 1].")] = 0.95,
     repetition_penalty: Annotated[float, typer.Option(help="Penalty > 1 discourages repeats.")] = 1.0,
-    do_sample: Annotated[bool, typer.Option("--do-sample/--greedy", help="Sample, or always take the most likely token.")] = True,
+    do_sample: Annotated[
+        bool, typer.Option("--do-sample/--greedy", help="Sample, or always take the most likely token.")
+    ] = True,
     stop: Annotated[list[str] | None, typer.Option(help="Stop when this text appears (repeatable).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed for reproducible sampling.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
@@ -85,7 +96,9 @@ def generate(
         repetition_penalty=repetition_penalty, do_sample=do_sample, stop=list(stop or []), seed=seed,
     )  # fmt: skip
     model_path = model_path or default_model(workspace)
-    loaded = load_for_inference(model_path, config_path=config, tokenizer_path=tokenizer_path, device=device, log=warn)
+    loaded = load_for_inference(
+        model_path, config_path=config, tokenizer_path=tokenizer_path, device=device, log=warn
+    )
     info(f"model {loaded.checkpoint.path} (step {loaded.checkpoint.step}) on {loaded.device}")
     out.print(prompt, end="", style="bold", highlight=False)
     results = run_generation(

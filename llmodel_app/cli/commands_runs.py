@@ -22,7 +22,9 @@ Workspace = Annotated[Path | None, WorkspaceOption]
 
 @runs_app.command("list")
 def runs_list(
-    kind: Annotated[str | None, typer.Option(help="Only runs of this kind (pretrain, tokenizer, ...).")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="Only runs of this kind (pretrain, tokenizer, ...).")
+    ] = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many (newest first).")] = None,
     as_json: Json = False,
@@ -43,7 +45,9 @@ def runs_show(run_id: RunId, as_json: Json = False, workspace: Workspace = None)
     if as_json:
         print_json(run)
         return
-    out.print(f"[bold]{run['id']}[/bold]  {run['kind']}  {run['status']}  step {run.get('step') or 0}/{run.get('total_steps') or '-'}")
+    out.print(
+        f"[bold]{run['id']}[/bold]  {run['kind']}  {run['status']}  step {run.get('step') or 0}/{run.get('total_steps') or '-'}"
+    )
     out.print(f"folder   {run['run_dir']}")
     out.print(f"created  {when(run.get('created'))}   finished {when(run.get('finished'))}")
     if run.get("error"):
@@ -52,7 +56,9 @@ def runs_show(run_id: RunId, as_json: Json = False, workspace: Workspace = None)
     if metrics:
         out.print("metrics  " + "  ".join(f"{k} {num(v)}" for k, v in metrics.items()))
     for checkpoint in run.get("checkpoints", []):
-        out.print(f"checkpoint step {checkpoint['step']}{' (best)' if checkpoint.get('best') else ''}  {checkpoint['path']}")
+        out.print(
+            f"checkpoint step {checkpoint['step']}{' (best)' if checkpoint.get('best') else ''}  {checkpoint['path']}"
+        )
     for sample in run.get("samples", [])[-3:]:
         out.print(f"sample @ {sample['step']}: {sample['text']!r}", markup=False)
 
@@ -84,7 +90,9 @@ def runs_compare(
 @runs_app.command("logs")
 def runs_logs(
     run_id: RunId,
-    follow_: Annotated[bool, typer.Option("--follow", "-f", help="Keep following the run live until it ends.")] = False,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep following the run live until it ends.")
+    ] = False,
     tail: Annotated[int, typer.Option(help="Lines of the log to show.")] = 50,
     workspace: Workspace = None,
 ) -> None:

@@ -11,19 +11,28 @@ from llmodel_app.cli.console import info
 
 Host = Annotated[str, typer.Option(help="Address to bind; anything but loopback needs an API key.")]
 Port = Annotated[int, typer.Option(help="Port to listen on.")]
-ApiKey = Annotated[str | None, typer.Option(help="Require 'Authorization: Bearer KEY' (default: $LLMODEL_API_KEY).")]
+ApiKey = Annotated[
+    str | None, typer.Option(help="Require 'Authorization: Bearer KEY' (default: $LLMODEL_API_KEY).")
+]
 RateLimit = Annotated[float | None, typer.Option(help="Requests per second allowed per key (token bucket).")]
 MaxBatch = Annotated[int, typer.Option(help="Sequences decoded together (continuous batching).")]
 
 
 def serve(
-    model: Annotated[Path, typer.Argument(help="A run directory (its latest checkpoint), a checkpoint directory, or 'latest' (the workspace's newest run with a checkpoint).")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory (its latest checkpoint), a checkpoint directory, or 'latest' (the workspace's newest run with a checkpoint)."
+        ),
+    ],
     host: Host = "127.0.0.1",
     port: Port = 8000,
     api_key: ApiKey = None,
     rate_limit: RateLimit = None,
     max_batch: MaxBatch = 8,
-    tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer (default: the one the checkpoint records).")] = None,
+    tokenizer_path: Annotated[
+        Path | None, typer.Option(help="Tokenizer (default: the one the checkpoint records).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     workspace: Annotated[Path | None, typer.Option(help="Workspace searched for 'latest'.")] = None,
 ) -> None:
@@ -36,22 +45,35 @@ def serve(
         resolve_api_key(host, api_key)  # refuse a bad bind before looking for a model
         found = latest_run_with_checkpoint(workspace_root(workspace))
         if found is None:
-            raise LLModelError(f"no run with a checkpoint in {workspace_root(workspace)}; train one first (`llmodel quickstart`)")
+            raise LLModelError(
+                f"no run with a checkpoint in {workspace_root(workspace)}; train one first (`llmodel quickstart`)"
+            )
         model = found
     _run(model, None, tokenizer_path, host, port, api_key, rate_limit, max_batch, device, workspace)
 
 
 def api(
-    model_path: Annotated[Path | None, typer.Option(help="A run directory or a checkpoint directory; default: the workspace's newest completed run.")] = None,
-    config: Annotated[Path | None, typer.Option(help="Model config JSON (default: the checkpoint's own).")] = None,
-    tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer (default: the one the checkpoint records).")] = None,
+    model_path: Annotated[
+        Path | None,
+        typer.Option(
+            help="A run directory or a checkpoint directory; default: the workspace's newest completed run."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="Model config JSON (default: the checkpoint's own).")
+    ] = None,
+    tokenizer_path: Annotated[
+        Path | None, typer.Option(help="Tokenizer (default: the one the checkpoint records).")
+    ] = None,
     host: Host = "127.0.0.1",
     port: Port = 8000,
     api_key: ApiKey = None,
     rate_limit: RateLimit = None,
     max_batch: MaxBatch = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
-    workspace: Annotated[Path | None, typer.Option(help="Workspace searched when --model-path is omitted.")] = None,
+    workspace: Annotated[
+        Path | None, typer.Option(help="Workspace searched when --model-path is omitted.")
+    ] = None,
 ) -> None:
     """Serve a model over HTTP (the same server as `serve`, with the config and tokenizer given as flags)."""
     _run(model_path, config, tokenizer_path, host, port, api_key, rate_limit, max_batch, device, workspace)
@@ -71,6 +93,10 @@ def _run(
     model = model or default_model(workspace)
     checkpoint = resolve_checkpoint(model)
     shown = url_host(host)
-    info(f"serving {checkpoint.path} at http://{shown}:{port} (OpenAI base URL http://{shown}:{port}/v1); Ctrl-C stops")
-    options = ServeOptions(model_path=model, config_path=config, tokenizer_path=tokenizer, device=device, max_batch=max_batch)
+    info(
+        f"serving {checkpoint.path} at http://{shown}:{port} (OpenAI base URL http://{shown}:{port}/v1); Ctrl-C stops"
+    )
+    options = ServeOptions(
+        model_path=model, config_path=config, tokenizer_path=tokenizer, device=device, max_batch=max_batch
+    )
     serve(options, host=host, port=port, api_key=api_key, rate_limit=rate_limit)

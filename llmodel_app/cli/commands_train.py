@@ -37,26 +37,50 @@ _FLAG_FIELDS = (
 
 def pretrain(
     ctx: typer.Context,
-    data_path: Annotated[list[Path], typer.Option(help="A prepared dataset directory, or raw text/JSONL files (prepared and cached).")],
-    config: Annotated[Path | None, typer.Option(help="Model config JSON (default when resuming: the checkpoint's).")] = None,
-    tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer directory (default: the dataset's).")] = None,
+    data_path: Annotated[
+        list[Path],
+        typer.Option(help="A prepared dataset directory, or raw text/JSONL files (prepared and cached)."),
+    ],
+    config: Annotated[
+        Path | None, typer.Option(help="Model config JSON (default when resuming: the checkpoint's).")
+    ] = None,
+    tokenizer_path: Annotated[
+        Path | None, typer.Option(help="Tokenizer directory (default: the dataset's).")
+    ] = None,
     epochs: Annotated[float, typer.Option(help="Passes over the training tokens.")] = DEFAULTS.epochs,
     max_steps: Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")] = None,
     batch_size: Annotated[int, typer.Option(help="Sequences per micro-batch.")] = DEFAULTS.batch_size,
-    seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence (default: the model's max_len).")] = None,
-    gradient_accumulation_steps: Annotated[int, typer.Option(help="Micro-batches per optimizer step.")] = DEFAULTS.gradient_accumulation_steps,
+    seq_len: Annotated[
+        int | None, typer.Option(help="Tokens per sequence (default: the model's max_len).")
+    ] = None,
+    gradient_accumulation_steps: Annotated[
+        int, typer.Option(help="Micro-batches per optimizer step.")
+    ] = DEFAULTS.gradient_accumulation_steps,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = DEFAULTS.learning_rate,
     warmup_steps: Annotated[int, typer.Option(help="Linear warmup steps.")] = DEFAULTS.warmup_steps,
-    schedule: Annotated[str, typer.Option(help="cosine, linear, polynomial or constant.")] = DEFAULTS.schedule,
+    schedule: Annotated[
+        str, typer.Option(help="cosine, linear, polynomial or constant.")
+    ] = DEFAULTS.schedule,
     optimizer: Annotated[str, typer.Option(help="adamw or lion.")] = DEFAULTS.optimizer,
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = DEFAULTS.precision,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = DEFAULTS.device,
-    compile_: Annotated[bool, typer.Option("--compile", help="Compile the model with torch.compile.")] = False,
-    eval_interval: Annotated[int, typer.Option(help="Steps between validation runs.")] = DEFAULTS.eval_interval,
-    checkpoint_interval: Annotated[int, typer.Option(help="Steps between checkpoints.")] = DEFAULTS.checkpoint_interval,
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="Compile the model with torch.compile.")
+    ] = False,
+    eval_interval: Annotated[
+        int, typer.Option(help="Steps between validation runs.")
+    ] = DEFAULTS.eval_interval,
+    checkpoint_interval: Annotated[
+        int, typer.Option(help="Steps between checkpoints.")
+    ] = DEFAULTS.checkpoint_interval,
     seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULTS.seed,
-    train_config: Annotated[Path | None, typer.Option(help="JSON file with any training settings; flags typed explicitly win.")] = None,
-    resume_from_checkpoint: Annotated[str | None, typer.Option(help="A checkpoint or run directory, or 'auto' (the newest run with a checkpoint).")] = None,
+    train_config: Annotated[
+        Path | None, typer.Option(help="JSON file with any training settings; flags typed explicitly win.")
+    ] = None,
+    resume_from_checkpoint: Annotated[
+        str | None,
+        typer.Option(help="A checkpoint or run directory, or 'auto' (the newest run with a checkpoint)."),
+    ] = None,
     workspace: Annotated[Path | None, WorkspaceOption] = None,
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
@@ -142,4 +166,6 @@ def _model_config(path: Path | None, checkpoint: Checkpoint | None) -> ModelConf
         return config
     if checkpoint is not None:
         return checkpoint.model_config
-    raise LLModelError("no model config: pass --config PATH (create one with `llmodel create-config --type tiny`)")
+    raise LLModelError(
+        "no model config: pass --config PATH (create one with `llmodel create-config --type tiny`)"
+    )

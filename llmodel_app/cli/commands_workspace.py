@@ -75,7 +75,10 @@ def workspace_show(
     for key in ("configs", "tokenizers", "datasets"):
         out.print(f"  {key:11s} {summary.get(key, 0)}")
     runs = summary.get("runs", {})
-    out.print(f"  runs        {summary.get('runs_total', 0)}  " + "  ".join(f"{k} {v}" for k, v in runs.items() if v))
+    out.print(
+        f"  runs        {summary.get('runs_total', 0)}  "
+        + "  ".join(f"{k} {v}" for k, v in runs.items() if v)
+    )
 
 
 @workspace_app.command("remove")
@@ -88,7 +91,9 @@ def workspace_remove(
     if not root.is_dir():
         raise LLModelError(f"no workspace named {name}")
     if live_record(root) is not None:
-        raise LLModelError(f"workspace {name} has a running engine; stop it first with `llmodel engine stop --workspace {root}`")
+        raise LLModelError(
+            f"workspace {name} has a running engine; stop it first with `llmodel engine stop --workspace {root}`"
+        )
     if not yes and not typer.confirm(f"Delete workspace {name} at {root} and all its runs?"):
         raise typer.Exit(1)
     shutil.rmtree(root)

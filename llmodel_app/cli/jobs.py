@@ -16,8 +16,12 @@ from llmodel_app.cli.progress import JobDisplay
 if TYPE_CHECKING:  # httpx loads only for commands that talk to the engine
     from engine.client import EngineClient
 
-WorkspaceOption = typer.Option(help="Workspace folder (default: $LLMODEL_WORKSPACE, the one chosen by `workspace use`, or ./workspaces/default).")
-DetachOption = typer.Option("--detach", help="Return as soon as the job is queued; follow it later with `llmodel runs logs`.")
+WorkspaceOption = typer.Option(
+    help="Workspace folder (default: $LLMODEL_WORKSPACE, the one chosen by `workspace use`, or ./workspaces/default)."
+)
+DetachOption = typer.Option(
+    "--detach", help="Return as soon as the job is queued; follow it later with `llmodel runs logs`."
+)
 
 
 def connect(workspace: Path | None) -> EngineClient:
@@ -58,7 +62,9 @@ def follow(client: EngineClient, run_id: str, offset: int = 0) -> dict[str, Any]
                     client.post(f"/api/runs/{run_id}/cancel")
                     display.print("[yellow]cancelling: the job checkpoints and stops[/yellow]")
                     continue
-                display.print(f"detached; the job goes on. Follow it again with `llmodel runs logs {run_id} --follow`")
+                display.print(
+                    f"detached; the job goes on. Follow it again with `llmodel runs logs {run_id} --follow`"
+                )
                 return {"status": "detached", "run_id": run_id}
 
 
@@ -84,9 +90,13 @@ def check_outcome(final: dict[str, Any]) -> dict[str, Any]:
     """Turn a failed or cancelled job into the CLI's exit: one error line, or a cancel notice."""
     status = final.get("status")
     if status in ("failed", "failed_resumable"):
-        raise LLModelError(final.get("error") or f"job {final['run_id']} failed; see `llmodel runs logs {final['run_id']}`")
+        raise LLModelError(
+            final.get("error") or f"job {final['run_id']} failed; see `llmodel runs logs {final['run_id']}`"
+        )
     if status == "cancelled":
-        warn(f"job {final['run_id']} was cancelled; resume a training run with `llmodel runs resume {final['run_id']}`")
+        warn(
+            f"job {final['run_id']} was cancelled; resume a training run with `llmodel runs resume {final['run_id']}`"
+        )
         raise typer.Exit(130)
     return final.get("result") or {}
 

@@ -45,7 +45,12 @@ app.add_typer(commands_engine.engine_app, name="engine")
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
-    workspace: Annotated[Path | None, typer.Option(help="Workspace the workbench opens (default: $LLMODEL_WORKSPACE, the one chosen by `workspace use`, or ./workspaces/default).")] = None,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            help="Workspace the workbench opens (default: $LLMODEL_WORKSPACE, the one chosen by `workspace use`, or ./workspaces/default)."
+        ),
+    ] = None,
 ) -> None:
     """Without a subcommand, open the workbench (the Textual TUI)."""
     if ctx.invoked_subcommand is None:

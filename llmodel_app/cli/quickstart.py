@@ -16,9 +16,16 @@ from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, r
 
 def quickstart(
     workspace: Annotated[Path | None, WorkspaceOption] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Training steps (default: the tuned quickstart schedule).")] = None,
-    preset: Annotated[str | None, typer.Option(help="Use a model preset's shape instead of the tuned quickstart shape (e.g. nano).")] = None,
-    corpus_mb: Annotated[float | None, typer.Option(help="Use only this many MB of the corpus (default: all of it).")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Training steps (default: the tuned quickstart schedule).")
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Use a model preset's shape instead of the tuned quickstart shape (e.g. nano)."),
+    ] = None,
+    corpus_mb: Annotated[
+        float | None, typer.Option(help="Use only this many MB of the corpus (default: all of it).")
+    ] = None,
     vocab_size: Annotated[int | None, typer.Option(help="Tokenizer vocabulary size.")] = None,
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:

@@ -63,7 +63,9 @@ def _via_engine(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
     if method == "metrics":
         names = kwargs.get("names") or (args[1] if len(args) > 1 else None)
         return client.get(
-            f"/api/runs/{args[0]}/metrics", names=",".join(names) if names else None, max_points=kwargs.get("max_points")
+            f"/api/runs/{args[0]}/metrics",
+            names=",".join(names) if names else None,
+            max_points=kwargs.get("max_points"),
         )
     if method in ("list_configs", "list_tokenizers", "list_datasets"):
         return client.get(f"/api/{method.removeprefix('list_')}")

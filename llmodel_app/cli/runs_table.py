@@ -22,8 +22,22 @@ def runs_table(rows: list[dict[str, Any]]) -> Table | str:
     """The table `llmodel runs list` prints (id, kind, status, created, step, loss, val loss)."""
     if not rows:
         return "no runs yet"
-    table = Table("id", "kind", "status", "created", "step", "loss", "val loss", box=None, header_style="bold")
+    table = Table(
+        "id", "kind", "status", "created", "step", "loss", "val loss", box=None, header_style="bold"
+    )
     for row in rows:
-        steps = f"{row.get('step') or 0}/{row['total_steps']}" if row.get("total_steps") else str(row.get("step") or "-")
-        table.add_row(row["id"], row["kind"], row["status"], when(row.get("created")), steps, num(row.get("loss")), num(row.get("val_loss")))
+        steps = (
+            f"{row.get('step') or 0}/{row['total_steps']}"
+            if row.get("total_steps")
+            else str(row.get("step") or "-")
+        )
+        table.add_row(
+            row["id"],
+            row["kind"],
+            row["status"],
+            when(row.get("created")),
+            steps,
+            num(row.get("loss")),
+            num(row.get("val_loss")),
+        )
     return table

@@ -70,7 +70,9 @@ def server_error(response: Any) -> LLModelError:
     return LLModelError(f"the model server answered {response.status_code}: {message}")
 
 
-def post_to_server(status: dict[str, Any], path: str, body: dict[str, Any], key: str | None) -> dict[str, Any]:
+def post_to_server(
+    status: dict[str, Any], path: str, body: dict[str, Any], key: str | None
+) -> dict[str, Any]:
     """POST ``body`` to the running model server's ``path`` and return its JSON answer."""
     import httpx  # off the start-up path
 

@@ -20,7 +20,9 @@ router = APIRouter(prefix="/api/runs", dependencies=PROTECTED)
 
 
 @router.get("")
-def runs(state: State, kind: str | None = None, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+def runs(
+    state: State, kind: str | None = None, status: str | None = None, limit: int | None = None
+) -> list[dict[str, Any]]:
     with state.supervisor.lock:
         return state.supervisor.catalog.list_runs(kind=kind, status=status, limit=limit)
 
@@ -57,7 +59,9 @@ def checkpoints(run_id: str, state: State) -> list[dict[str, Any]]:
 
 
 @router.get("/{run_id}/metrics")
-def metrics(run_id: str, state: State, names: str | None = None, max_points: int | None = Query(None, ge=2)) -> dict[str, Any]:
+def metrics(
+    run_id: str, state: State, names: str | None = None, max_points: int | None = Query(None, ge=2)
+) -> dict[str, Any]:
     catalog = state.supervisor.catalog
     with state.supervisor.lock:
         catalog.get_run(run_id)
@@ -97,12 +101,16 @@ def logs(run_id: str, state: State, tail: int = 200) -> dict[str, Any]:
     for name in ("train.log", "job.log"):
         path = run_dir / name
         if path.is_file():
-            lines += [f"[{name}] {line}" for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
+            lines += [
+                f"[{name}] {line}" for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+            ]
     return {"run_id": run_id, "lines": lines[-tail:]}
 
 
 @router.get("/{run_id}/events", response_class=EventSourceResponse)
-async def run_events(run_id: str, request: Request, state: State, offset: int = Query(0, ge=0)) -> AsyncIterator[ServerSentEvent]:
+async def run_events(
+    run_id: str, request: Request, state: State, offset: int = Query(0, ge=0)
+) -> AsyncIterator[ServerSentEvent]:
     """Replay the run's events from line ``offset``, then follow it live until it ends."""
     supervisor = state.supervisor
     with supervisor.lock:

@@ -28,7 +28,11 @@ def serve_status(state: State) -> dict[str, Any]:
 @router.post("/serve")
 def serve_start(request: ServeRequest, state: State) -> dict[str, Any]:
     return state.servers.start(
-        request.model, host=request.host, port=request.port, api_key=request.api_key, rate_limit=request.rate_limit
+        request.model,
+        host=request.host,
+        port=request.port,
+        api_key=request.api_key,
+        rate_limit=request.rate_limit,
     )
 
 

@@ -51,7 +51,9 @@ def datasets(state: State) -> list[dict[str, Any]]:
 
 
 @router.get("/events", response_class=EventSourceResponse)
-async def workspace_events(request: Request, state: State, since: int = Query(0, ge=0)) -> AsyncIterator[ServerSentEvent]:
+async def workspace_events(
+    request: Request, state: State, since: int = Query(0, ge=0)
+) -> AsyncIterator[ServerSentEvent]:
     """Every event of every run and job in the workspace: the buffered ones after ``since``, then live."""
     backlog, queue = state.broker.subscribe(since)
     try:

@@ -28,7 +28,9 @@ router = APIRouter(prefix="/v1", dependencies=PROTECTED)
 def models(served: Served) -> dict[str, Any]:
     return {
         "object": "list",
-        "data": [{"id": served.name, "object": "model", "created": int(served.started), "owned_by": "llmodel"}],
+        "data": [
+            {"id": served.name, "object": "model", "created": int(served.started), "owned_by": "llmodel"}
+        ],
     }
 
 
@@ -39,13 +41,17 @@ async def completions(body: CompletionRequest, request: Request, served: Served,
     requests = []
     for p, i in jobs:
         budget = completion.completion_budget(len(prompts[p]), body.max_tokens, served.max_len)
-        requests.append((prompts[p], completion.sampling_params(body, budget, choice=i, logprobs=body.logprobs or 0)))
+        requests.append(
+            (prompts[p], completion.sampling_params(body, budget, choice=i, logprobs=body.logprobs or 0))
+        )
     handles = completion.submit(served, requests)
     created, ident = int(time.time()), f"cmpl-{uuid.uuid4().hex}"
     tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
     prompt_texts = [tokenizer.decode(ids) for ids in prompts]
     if body.stream:
-        events = _stream_completion(served, body, request, handles, jobs, prompt_texts, created, ident, metrics)
+        events = _stream_completion(
+            served, body, request, handles, jobs, prompt_texts, created, ident, metrics
+        )
         return EventSourceResponse(completion.guarded_stream(events))
     results = await completion.collect(handles, request, metrics)
     choices = []
@@ -54,7 +60,9 @@ async def completions(body: CompletionRequest, request: Request, served: Served,
         logprobs = None
         if body.logprobs is not None:
             logprobs = await _logprobs(served, prompts[p], result, body.echo, body.logprobs)
-        choices.append({"index": index, "text": text, "logprobs": logprobs, "finish_reason": result.finish_reason})
+        choices.append(
+            {"index": index, "text": text, "logprobs": logprobs, "finish_reason": result.finish_reason}
+        )
     return {
         "id": ident, "object": "text_completion", "created": created, "model": served.name, "choices": choices,
         "usage": completion.usage(sum(len(ids) for ids in prompts), sum(len(r.tokens) for r in results)),
@@ -62,12 +70,17 @@ async def completions(body: CompletionRequest, request: Request, served: Served,
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, request: Request, served: Served, metrics: Metrics) -> Any:
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, served: Served, metrics: Metrics
+) -> Any:
     tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
     ids = served.prompt_ids(tokenizer.apply_chat_template([m.model_dump() for m in body.messages]))
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     budget = completion.completion_budget(len(ids), max_tokens, served.max_len)
-    stops = [*completion.stop_list(body.stop), *ROLE_MARKERS.values()]  # a reply ends where the next turn would begin
+    stops = [
+        *completion.stop_list(body.stop),
+        *ROLE_MARKERS.values(),
+    ]  # a reply ends where the next turn would begin
     handles = completion.submit(
         served, [(ids, completion.sampling_params(body, budget, choice=i, stop=stops)) for i in range(body.n)]
     )
@@ -120,16 +133,27 @@ async def _stream_completion(
     common = {"id": ident, "object": "text_completion", "created": created, "model": served.name}
     if body.echo:
         for index, (p, _) in enumerate(jobs):
-            yield sse(**common, choices=[{"index": index, "text": prompt_texts[p], "logprobs": None, "finish_reason": None}])
+            yield sse(
+                **common,
+                choices=[{"index": index, "text": prompt_texts[p], "logprobs": None, "finish_reason": None}],
+            )
     async for index, delta in completion.merge([completion.deltas(h, request, metrics) for h in handles]):
         if delta.text:
-            yield sse(**common, choices=[{"index": index, "text": delta.text, "logprobs": None, "finish_reason": None}])
+            yield sse(
+                **common,
+                choices=[{"index": index, "text": delta.text, "logprobs": None, "finish_reason": None}],
+            )
     results = [h.result() for h in handles]
     for index, result in enumerate(results):
-        yield sse(**common, choices=[{"index": index, "text": "", "logprobs": None, "finish_reason": result.finish_reason}])
+        yield sse(
+            **common,
+            choices=[{"index": index, "text": "", "logprobs": None, "finish_reason": result.finish_reason}],
+        )
     if body.stream_options and body.stream_options.include_usage:
         prompt_tokens = sum(len(r.prompt_tokens) for r in results)
-        yield sse(**common, choices=[], usage=completion.usage(prompt_tokens, sum(len(r.tokens) for r in results)))
+        yield sse(
+            **common, choices=[], usage=completion.usage(prompt_tokens, sum(len(r.tokens) for r in results))
+        )
     yield DONE
 
 
@@ -139,13 +163,40 @@ async def _stream_chat(
 ) -> AsyncIterator[bytes]:  # fmt: skip
     common = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": served.name}
     for index in range(len(handles)):
-        yield sse(**common, choices=[{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
+        yield sse(
+            **common,
+            choices=[
+                {
+                    "index": index,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+        )
     async for index, delta in completion.merge([completion.deltas(h, request, metrics) for h in handles]):
         if delta.text:
-            yield sse(**common, choices=[{"index": index, "delta": {"content": delta.text}, "logprobs": None, "finish_reason": None}])
+            yield sse(
+                **common,
+                choices=[
+                    {
+                        "index": index,
+                        "delta": {"content": delta.text},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ],
+            )
     results = [h.result() for h in handles]
     for index, result in enumerate(results):
-        yield sse(**common, choices=[{"index": index, "delta": {}, "logprobs": None, "finish_reason": result.finish_reason}])
+        yield sse(
+            **common,
+            choices=[{"index": index, "delta": {}, "logprobs": None, "finish_reason": result.finish_reason}],
+        )
     if body.stream_options and body.stream_options.include_usage:
-        yield sse(**common, choices=[], usage=completion.usage(prompt_len * len(handles), sum(len(r.tokens) for r in results)))
+        yield sse(
+            **common,
+            choices=[],
+            usage=completion.usage(prompt_len * len(handles), sum(len(r.tokens) for r in results)),
+        )
     yield DONE

@@ -99,7 +99,11 @@ class AttentionView(Vertical):
             return
         model = getattr(self.app, "chosen_model", None)
         if model is None:
-            self.notify("choose a checkpoint first (the sidebar or the chat's model list)", severity="warning", title="Attention")
+            self.notify(
+                "choose a checkpoint first (the sidebar or the chat's model list)",
+                severity="warning",
+                title="Attention",
+            )
             return
         self.query_one("#attention-title", Label).update(f"computing the attention on {model}…")
         self._load_prompt(event.value, model, self.app.client)  # type: ignore[attr-defined]
@@ -155,7 +159,9 @@ class AttentionView(Vertical):
             if self.prompt_model
             else f"{self.run_id}  step {self.data['step']} (snapshot {self.index + 1}/{len(self.snapshots)})"
         )
-        self.query_one("#attention-title", Label).update(f"{where}  layer {self.layer_index + 1}/{layers}  head {head}")
+        self.query_one("#attention-title", Label).update(
+            f"{where}  layer {self.layer_index + 1}/{layers}  head {head}"
+        )
 
     def on_attention_cursor(self, message: AttentionCursor) -> None:
         self.query_one("#attention-help", Label).update(

@@ -118,4 +118,3 @@ class WelcomePanel(VerticalScroll):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_error(self, event)
-
