@@ -22,6 +22,7 @@ from engine.net import local_host, url_host
 from engine.processes import ProcessRef, terminate
 
 SERVE_FILE = ".serve.json"
+STARTING_GRACE = 120.0  # seconds a new server may take to listen before it counts as unreachable
 
 
 class ModelServerManager:
@@ -30,9 +31,11 @@ class ModelServerManager:
     def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
         self._key: str | None = None
+        self._answered: set[int] = set()  # pids of servers that have answered at least once
 
     def status(self) -> dict[str, Any]:
-        """Whether a server runs, where, for which model, whether it is ready, and its request count."""
+        """Whether a server runs, where, for which model, and its health: "starting" (its process is up but not
+        yet listening), "loading", "ok", "error" (it says why), or "unreachable" (it answered before, not now)."""
         record = self._record()
         if record is None:
             return {"running": False}
@@ -41,11 +44,14 @@ class ModelServerManager:
         try:
             with httpx.Client(base_url=record["local_url"], timeout=1.0, headers=headers) as http:
                 health = http.get("/health").json().get("status", "unknown")
+                self._answered.add(record["pid"])
                 metrics = http.get("/metrics")
                 if metrics.status_code == 200:
                     requests = _count_requests(metrics.text)
         except (httpx.HTTPError, ValueError):
-            pass
+            young = time.time() - float(record.get("started", 0)) < STARTING_GRACE
+            if record["pid"] not in self._answered and young:
+                health = "starting"
         return {
             "running": True,
             **{k: v for k, v in record.items() if k != "local_url"},
