@@ -7,3 +7,5 @@ JOB_KINDS = ("tokenizer", "dataset", "pretrain", "quickstart")
 TRAINING_KINDS = ("pretrain", "quickstart")
 # Training jobs that `runs resume` requeues (the quickstart's stages are cheap to start over).
 RESUMABLE_KINDS = ("pretrain",)
+# Jobs that write their output in one rename at the end: a cancel stops them at once.
+INSTANT_CANCEL_KINDS = ("tokenizer", "dataset")

@@ -89,3 +89,20 @@ def quick_train_config() -> TrainConfig:
         eval_batches=2, sample_interval=6, sample_tokens=8, checkpoint_interval=4, keep_last=2, log_interval=2,
         device="cpu",
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def served_run_dir(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path, tokenizer_dir: Path) -> Path:
+    """A nano model trained 30 steps (d_model 32, context 64), for the model-server tests."""
+    from engine.training.trainer import Trainer
+
+    config = ModelConfig.from_dict(
+        {"vocab_size": TINY_VOCAB, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_len": 64}
+    )
+    settings = TrainConfig(
+        batch_size=4, seq_len=32, max_steps=30, warmup_steps=3, learning_rate=3e-3, eval_interval=30,
+        checkpoint_interval=30, device="cpu",
+    )  # fmt: skip
+    run_dir = tmp_path_factory.mktemp("served") / "run"
+    Trainer(config, settings, dataset_dir, run_dir, tokenizer_path=tokenizer_dir).run()
+    return run_dir

@@ -270,6 +270,24 @@ def test_compare_runs_lists_the_config_keys_that_differ(catalog: Catalog) -> Non
     assert catalog.compare_runs(["base", "base"])["differing"] == []
 
 
+def test_every_training_run_records_its_settings_in_one_shape_so_compare_shows_only_real_differences(
+    catalog: Catalog,
+) -> None:
+    # A quickstart is submitted with its own options; a pretraining run with resolved configs. Both record the
+    # configs their trainer resolved, from its first status event.
+    catalog.create_run(
+        "quick", "quickstart", "/ws/runs/quick", {"workspace": "/ws", "options": {"model": {}}}
+    )
+    catalog.create_run("pre", "pretrain", "/ws/runs/pre", CONFIG)
+    faster = {**CONFIG["train_config"], "learning_rate": 1e-3}
+    for run_id, train in (("quick", faster), ("pre", CONFIG["train_config"])):
+        started = {"type": "status", "status": "running", "step": 0, "time": 1.0,
+                   "model_config": CONFIG["model_config"], "train_config": train}  # fmt: skip
+        catalog.ingest_events(run_id, [started], 1)
+    assert catalog.compare_runs(["quick", "pre"])["differing"] == ["train_config.learning_rate"]
+    assert "model_config" not in catalog.get_run("quick")["info"]
+
+
 def test_remove_run_removes_every_row_of_the_run(catalog: Catalog) -> None:
     for run_id in ("gone", "kept"):
         catalog.create_run(run_id, "pretrain", f"/ws/runs/{run_id}", CONFIG)

@@ -35,7 +35,7 @@ from engine.daemon.record import RECORD_FILE, EngineRecord, read_record, write_r
 from engine.daemon.supervisor import Follower
 from engine.errors import CheckpointError, LLModelError
 from engine.model import ModelConfig, Transformer
-from engine.processes import pid_alive
+from engine.processes import pid_alive, start_ticks
 from engine.runs import checkpoint as ckpt
 from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
@@ -298,6 +298,7 @@ def test_a_stale_record_of_a_dead_engine_is_cleaned_up_and_a_new_engine_starts(c
     assert result.code == 0, result.err
     record = read_record(workspace)
     assert record is not None and record.pid != dead.pid and record.token != "stale-token"
+    assert record.pid_start == start_ticks(record.pid), "the new record knows its process by start time too"
     with EngineClient.connect(workspace, start=False) as client:
         assert client.get("/api/runs") == []
 
@@ -743,3 +744,35 @@ def test_queued_jobs_wait_for_the_running_one_and_start_in_submission_order(engi
         assert finished[before][1] < seq, f"{after} started only after {before} ended"
     assert finished[first][0] == finished[second][0] == "completed"
     assert engine.get(f"/api/runs/{second}")["step"] == 3
+
+
+# -- 8. tokenizer and dataset jobs stop at once on cancel ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A corpus big enough that training a tokenizer on it, or tokenizing it, takes some seconds."""
+    from engine.data.stdlib_corpus import build_stdlib_corpus
+
+    path = tmp_path_factory.mktemp("large") / "corpus.jsonl"
+    build_stdlib_corpus(path, max_bytes=6_000_000)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["tokenizer", "dataset"])
+def test_cancelling_a_tokenizer_or_dataset_job_stops_it_at_once_leaving_no_output(
+    engine, shared, large_corpus, kind
+):
+    output = shared.workspace / f"{kind}s" / f"cancelled-{kind}"
+    if kind == "tokenizer":
+        spec = {"inputs": [str(large_corpus)], "output": str(output), "vocab_size": 8000}
+    else:
+        spec = {"inputs": [str(large_corpus)], "tokenizer_path": str(shared.tokenizer_dir), "output": str(output),
+                "num_workers": 1}  # fmt: skip
+    run_id = engine.submit(kind, spec)
+    follow_until(engine, run_id, lambda e: e["type"] == "progress" and e.get("done", 0) > 0)
+    asked = time.monotonic()
+    engine.post(f"/api/runs/{run_id}/cancel")
+    wait_for(lambda: status_of(engine, run_id) == "cancelled", timeout=5, what="the job to stop")
+    assert time.monotonic() - asked < 5
+    assert not output.exists(), "nothing half-written"

@@ -14,25 +14,14 @@ import torch
 from engine.errors import LLModelError
 from engine.runs.loading import load_for_inference
 from engine.server.run import resolve_api_key
-from engine.training.trainer import Trainer
 from tests.serving_fixtures import live_server
 
 API_KEY = "test-key-0123456789"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, dataset_dir, tokenizer_dir) -> Path:
-    from engine.model import ModelConfig
-    from engine.training.config import TrainConfig
-
-    config = ModelConfig.from_dict(
-        {"vocab_size": 512, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_len": 64}
-    )
-    settings = TrainConfig(batch_size=4, seq_len=32, max_steps=30, warmup_steps=3, learning_rate=3e-3,
-                           eval_interval=30, checkpoint_interval=30, device="cpu")  # fmt: skip
-    run_dir = tmp_path_factory.mktemp("served") / "run"
-    Trainer(config, settings, dataset_dir, run_dir, tokenizer_path=tokenizer_dir).run()
-    return run_dir
+def model_dir(served_run_dir) -> Path:
+    return served_run_dir
 
 
 @pytest.fixture(scope="module")

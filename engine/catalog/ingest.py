@@ -17,7 +17,9 @@ FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled", "failed_resum
 # Fields of a step/eval event that locate it rather than measure something.
 _NOT_METRICS = frozenset({"type", "time", "step"})
 # Fields of a status event that update the run's own columns; the rest (device, parameters…) go to ``info``.
-_STATUS_COLUMNS = frozenset({"type", "time", "status", "step", "total_steps", "metrics", "error"})
+_STATUS_COLUMNS = frozenset(
+    {"type", "time", "status", "step", "total_steps", "metrics", "error", "model_config", "train_config"}
+)
 
 
 @dataclass
@@ -123,6 +125,10 @@ def _apply_status(batch: EventBatch, event: dict[str, Any], step: int | None, wh
         )
     if isinstance(event.get("error"), str):
         batch.run["error"] = event["error"]
+    if isinstance(event.get("model_config"), dict) and isinstance(event.get("train_config"), dict):
+        # Every training run, whatever its kind, records its settings in one shape (runs compare reads it).
+        resolved = {"model_config": event["model_config"], "train_config": event["train_config"]}
+        batch.run["config"] = json.dumps(resolved, separators=(",", ":"))
     batch.info_update.update({k: v for k, v in event.items() if k not in _STATUS_COLUMNS})
     if status not in RUN_STATUSES:
         return

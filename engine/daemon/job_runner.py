@@ -1,7 +1,8 @@
 """The child process of one job: ``python -m engine.daemon.job_runner RUN_DIR``.
 
-SIGTERM asks a training job to checkpoint and stop; any failure is written as a final ``status`` event, so the
-engine (or a later engine) learns how the job ended from the run folder alone.
+SIGTERM asks a training job to checkpoint and stop, and stops a tokenizer or dataset job at once (their output
+appears in one rename at the end, so there is nothing to save and nothing half-written). Any failure is written
+as a final ``status`` event, so the daemon (or a later one) learns how the job ended from the run folder alone.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from engine.daemon.jobs import run_job
+from engine.daemon.jobs import JobCancelled, read_job, run_job
 from engine.errors import LLModelError
+from engine.kinds import INSTANT_CANCEL_KINDS
 from engine.runs.events import EventLog
 
 
@@ -32,10 +34,15 @@ class _Stop:
 def main(argv: list[str]) -> int:
     run_dir = Path(argv[0])
     stop = _Stop()
-    signal.signal(signal.SIGTERM, stop.request)
+    kind, _ = read_job(run_dir)
+    # A long C++ call (SentencePiece training) would hold a Python handler off until it returns.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL if kind in INSTANT_CANCEL_KINDS else stop.request)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C belongs to the client, not to jobs
     try:
         result = run_job(run_dir, stop)
+    except JobCancelled as cancelled:
+        _final(run_dir, "cancelled", result={"message": str(cancelled)})
+        return 0
     except LLModelError as error:
         _final(run_dir, "failed", error=str(error))
         return 1

@@ -28,14 +28,28 @@ def read_job(run_dir: Path) -> tuple[str, dict[str, Any]]:
     return data["kind"], data["spec"]
 
 
-class ProgressEvents:
-    """Turns ``progress(done, total)`` callbacks into throttled ``progress`` events for one stage."""
+class JobCancelled(Exception):
+    """Raised where a job checks for a cancel between two pieces of work; the job ends "cancelled"."""
 
-    def __init__(self, events: EventLog, stage: str, min_interval: float = 0.1) -> None:
+
+class ProgressEvents:
+    """Turns ``progress(done, total)`` callbacks into throttled ``progress`` events for one stage, and stops the
+    stage (:class:`JobCancelled`) at the next callback once a cancel was asked for."""
+
+    def __init__(
+        self,
+        events: EventLog,
+        stage: str,
+        should_stop: Callable[[], bool] | None = None,
+        min_interval: float = 0.1,
+    ) -> None:
         self.events, self.stage, self.min_interval = events, stage, min_interval
+        self.should_stop = should_stop or (lambda: False)
         self._last = 0.0
 
     def __call__(self, done: int, total: int) -> None:
+        if self.should_stop():
+            raise JobCancelled(f"cancelled while {self.stage}")
         now = time.monotonic()
         if now - self._last >= self.min_interval or (total and done >= total):
             self._last = now
@@ -67,7 +81,7 @@ def _tokenizer(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bo
         tokenizer = Tokenizer.train(
             [Path(p) for p in spec["inputs"]], Path(spec["output"]),
             **_given(spec, "vocab_size", "input_format", "character_coverage", "input_sentence_size"),
-            progress=ProgressEvents(events, "reading corpus"), log=events.log,
+            progress=ProgressEvents(events, "reading corpus", should_stop), log=events.log,
         )  # fmt: skip
     finally:
         events.close()
@@ -82,7 +96,7 @@ def _dataset(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool
         meta = prepare_dataset(
             [Path(p) for p in spec["inputs"]], Path(spec["tokenizer_path"]), Path(spec["output"]),
             **_given(spec, "val_fraction", "seed", "num_workers", "input_format", "text_unit", "strict"),
-            progress=ProgressEvents(events, "tokenizing"), log=events.log,
+            progress=ProgressEvents(events, "tokenizing", should_stop), log=events.log,
         )  # fmt: skip
     finally:
         events.close()
@@ -109,7 +123,7 @@ def _pretrain(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], boo
         try:
             data_dir = prepared_dataset_for(
                 data_paths, tokenizer_path, Path(spec["cache_root"]),
-                progress=ProgressEvents(events, "preparing dataset"), log=events.log,
+                progress=ProgressEvents(events, "preparing dataset", should_stop), log=events.log,
             )  # fmt: skip
         finally:
             events.close()
@@ -140,7 +154,9 @@ def _quickstart(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], b
     @contextmanager
     def stage(description: str):  # type: ignore[no-untyped-def]
         events.emit("progress", stage=description, done=0, total=0)
-        yield ProgressEvents(events, description)
+        if should_stop():
+            raise JobCancelled(f"cancelled before {description}")
+        yield ProgressEvents(events, description, should_stop)
 
     try:
         result = run_quickstart(

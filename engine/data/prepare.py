@@ -25,6 +25,7 @@ from engine.data.readers import iter_documents
 from engine.data.split import SPLIT_SEED, VAL_FRACTION, choose_validation, document_hash
 from engine.data.tokenize_pool import default_num_workers, tokenize_documents
 from engine.errors import ConfigError, DataError
+from engine.fileio import atomic_dir
 from engine.tokenizer import Tokenizer
 
 __all__ = [
@@ -90,46 +91,44 @@ def prepare_dataset(
     if num_workers is None:
         num_workers = default_num_workers() if characters >= _POOL_MIN_CHARS else 1
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / META_FILE).unlink(
-        missing_ok=True
-    )  # the dataset counts as complete only once meta.json is back
     vocab_size = tokenizer.vocab_size
-    with (
-        BinaryDatasetWriter(output_dir / "train", vocab_size) as train,
-        BinaryDatasetWriter(output_dir / "val", vocab_size) as val,
-    ):
-        done = 0
-        chunks = tokenize_documents(
-            documents(None), tokenizer.model_proto, num_workers=num_workers, dtype=token_dtype(vocab_size)
+    # Written into a temporary directory that replaces output_dir at the end: a cancel or a crash leaves the old
+    # dataset (or none), never half of one.
+    with atomic_dir(output_dir) as staging:
+        with (
+            BinaryDatasetWriter(staging / "train", vocab_size) as train,
+            BinaryDatasetWriter(staging / "val", vocab_size) as val,
+        ):
+            done = 0
+            chunks = tokenize_documents(
+                documents(None), tokenizer.model_proto, num_workers=num_workers, dtype=token_dtype(vocab_size)
+            )
+            for arrays in chunks:
+                for ids in arrays:
+                    if done >= total:
+                        raise DataError("the inputs changed while they were being prepared; run it again")
+                    if total == 1:
+                        _split_lone_document(ids, train, val, val_fraction, log)
+                    else:
+                        (val if is_val[done] else train).add_document(ids)
+                    done += 1
+                if progress:
+                    progress(done, total)
+            if done != total:
+                raise DataError("the inputs changed while they were being prepared; run it again")
+        meta = DatasetMeta(
+            tokenizer=str(tokenizer_path),
+            tokenizer_sha256=tokenizer.sha256,
+            vocab_size=vocab_size,
+            dtype=token_dtype(vocab_size).name,
+            train=SplitCounts(train.num_documents, train.num_tokens),
+            val=SplitCounts(val.num_documents, val.num_tokens),
+            sources=[str(p) for p in paths],
+            val_fraction=val_fraction,
+            seed=seed,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        for arrays in chunks:
-            for ids in arrays:
-                if done >= total:
-                    raise DataError("the inputs changed while they were being prepared; run it again")
-                if total == 1:
-                    _split_lone_document(ids, train, val, val_fraction, log)
-                else:
-                    (val if is_val[done] else train).add_document(ids)
-                done += 1
-            if progress:
-                progress(done, total)
-        if done != total:
-            raise DataError("the inputs changed while they were being prepared; run it again")
-
-    meta = DatasetMeta(
-        tokenizer=str(tokenizer_path),
-        tokenizer_sha256=tokenizer.sha256,
-        vocab_size=vocab_size,
-        dtype=token_dtype(vocab_size).name,
-        train=SplitCounts(train.num_documents, train.num_tokens),
-        val=SplitCounts(val.num_documents, val.num_tokens),
-        sources=[str(p) for p in paths],
-        val_fraction=val_fraction,
-        seed=seed,
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    meta.save(output_dir)
+        meta.save(staging)
     return meta
 
 

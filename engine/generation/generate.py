@@ -125,9 +125,14 @@ def generate_ids(
     return outputs
 
 
-def prompt_ids(model: Transformer, tokenizer: Tokenizer, text: str, *, add_bos: bool = True) -> list[int]:
-    """``text``'s token ids, after the model's ``bos_token_id`` when ``add_bos``; never empty."""
-    ids = tokenizer.encode(text)
+def prompt_ids(
+    model: Transformer, tokenizer: Tokenizer, text: str, *, add_bos: bool = True, parse_special: bool = False
+) -> list[int]:
+    """``text``'s token ids, after the model's ``bos_token_id`` when ``add_bos``; never empty.
+
+    ``parse_special`` turns special tokens written in the text into their ids (what API clients expect).
+    """
+    ids = tokenizer.encode(text, parse_special=parse_special)
     bos = [model.config.bos_token_id]
     return bos + ids if add_bos or not ids else ids
 

@@ -71,8 +71,10 @@ def filter_top_p(logits: torch.Tensor, p: float | None) -> torch.Tensor:
         return logits
     sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
     cumulative = sorted_logits.softmax(-1).cumsum(-1)
-    # Drop a token when the mass before it already reaches p; the top token always stays.
+    # Drop a token when the mass before it already reaches p; the top token always stays (a p below float32's
+    # smallest value would otherwise compare as 0 and drop it too).
     drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= p
+    drop_sorted[..., 0] = False
     drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 

@@ -7,18 +7,15 @@ anything unexpected 500 without a traceback.
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.errors import BusyError, LLModelError, NotFoundError
 from engine.server.errors import APIError, error_response
 from engine.server.guards import BodyLimitMiddleware, Guard, RateLimiter
-from engine.server.metrics import ServerMetrics
+from engine.server.metrics import RequestMetricsMiddleware, ServerMetrics
 from engine.server.routes import openai, seed, tokenizer
 from engine.server.served_model import ServedModel
 
@@ -37,17 +34,9 @@ def create_server(
     app.state.served = served
     app.state.guard = Guard(api_key, RateLimiter(rate_limit) if rate_limit else None)
     app.state.metrics = metrics = ServerMetrics(lambda: served.batcher.stats() if served.ready else {})  # type: ignore[union-attr]
+    # Plain ASGI middleware only: Starlette's BaseHTTPMiddleware hides a client's disconnect from the routes.
+    app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)
-
-    @app.middleware("http")
-    async def count(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = route.path if route is not None else "other"
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
 
     _add_error_handlers(app)
     app.include_router(seed.public)

@@ -1,19 +1,25 @@
 """Continuous batching: one background thread admits requests into cache slots and decodes them together.
 
-Between two decode steps the loop prefills newly submitted requests into free slots (each emits its first
-token at once), then runs one batched decode step for every active sequence, samples each row with its own
-SamplingParams, hands each new token to its request and retires the finished ones, freeing their slots.
+Between two decode steps the loop runs the other work queued for the model (scoring, embeddings, attention maps:
+the loop's thread is the model's one owner), prefills newly submitted requests into free slots (each emits its
+first token at once), then runs one batched decode step for every active sequence, samples each row with its own
+SamplingParams, hands each new token to its request and retires the finished ones, freeing their slots. A failure
+fails the request it belongs to; should the loop itself ever die, :attr:`alive` turns false and every waiting
+request fails at once, so the server's health check can say so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
@@ -55,6 +61,8 @@ class GenerationOutput:
 
 
 _END = object()
+T = TypeVar("T")
+log = logging.getLogger("llmodel.server")
 
 
 class RequestHandle:
@@ -216,10 +224,17 @@ class ContinuousBatcher:
         self._pending: deque[RequestHandle] = deque()
         self._active: dict[int, _Sequence] = {}
         self._ids = itertools.count(1)
+        self._calls: deque[tuple[Callable[[], object], Future]] = deque()
         self._thread: threading.Thread | None = None
         self._running = False
         self._closed = False
+        self.failure: BaseException | None = None  # what killed the loop, if anything ever did
         self._steps = self._tokens_generated = self._last_batch_size = 0
+
+    @property
+    def alive(self) -> bool:
+        """True while the loop runs (or has not been started yet) and nothing has killed it."""
+        return self.failure is None and not self._closed
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -241,15 +256,36 @@ class ContinuousBatcher:
             self._cond.notify_all()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        self._fail_everything(
+            LLModelError("the model server stopped before this request finished; send it again")
+        )
+
+    def _fail_everything(self, error: BaseException) -> None:
         with self._cond:
             pending, self._pending = list(self._pending), deque()
             active, self._active = list(self._active.values()), {}
-        error = LLModelError("the model server stopped before this request finished; send it again")
+            calls, self._calls = list(self._calls), deque()
         for handle in pending:
             handle._finish(None, error)
         for seq in active:
             self.cache.release(seq.slot)
             seq.handle._finish(None, error)
+        for _, future in calls:
+            future.set_exception(error)
+
+    def call(self, work: Callable[[], T], timeout: float | None = None) -> T:
+        """Run ``work`` (anything that uses the model) on the loop's thread between two steps; return its result.
+
+        The loop's thread is the model's one owner: a forward pass from another thread would race the decode
+        steps for the threads and caches of the same model.
+        """
+        future: Future = Future()
+        with self._cond:
+            if not self._running or self.failure is not None:
+                raise LLModelError("the model server is not running; start it again")
+            self._calls.append((work, future))
+            self._cond.notify()
+        return future.result(timeout)
 
     def __enter__(self) -> ContinuousBatcher:
         self.start()
@@ -283,7 +319,7 @@ class ContinuousBatcher:
         if not queued:
             return handles
         with self._cond:
-            if self._closed:
+            if self._closed or self.failure is not None:
                 raise LLModelError("the batcher is stopped; start a new one")
             # Requests that a free slot will take at the next step are not waiting.
             waiting = len(self._pending) - self.cache.free_slots
@@ -333,26 +369,47 @@ class ContinuousBatcher:
     # -- the loop --------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        with torch.inference_mode():
-            while True:
-                with self._cond:
-                    while self._running and not self._pending and not self._active:
-                        self._cond.wait()
-                    if not self._running:
-                        return
-                    admitted = [
-                        self._pending.popleft() for _ in range(min(len(self._pending), self.cache.free_slots))
-                    ]
-                for handle in admitted:
-                    self._admit(handle)
-                for seq in [s for s in self._active.values() if s.handle.cancel_requested]:
-                    self._retire(seq, "cancelled")
-                if self._active:
-                    try:
-                        self._step()
-                    except Exception as err:  # a broken step fails the requests in it, never the loop
-                        for seq in list(self._active.values()):
-                            self._retire(seq, error=err)
+        try:
+            with torch.inference_mode():
+                while self._turn():
+                    pass
+        except BaseException as error:  # never expected: the loop is dead, and everyone must hear it at once
+            self.failure = error
+            with self._cond:
+                self._running = False
+            self._fail_everything(
+                LLModelError(f"the batching loop stopped ({type(error).__name__}: {error})")
+            )
+            log.exception("the batching loop stopped; the server reports 503 until it is restarted")
+
+    def _turn(self) -> bool:
+        """One turn of the loop: queued model work, admissions, one decode step. False once stopped."""
+        with self._cond:
+            while self._running and not self._pending and not self._active and not self._calls:
+                self._cond.wait()
+            if not self._running:
+                return False
+            calls, self._calls = list(self._calls), deque()
+            admitted = [
+                self._pending.popleft() for _ in range(min(len(self._pending), self.cache.free_slots))
+            ]
+        for work, future in calls:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(work())
+                except Exception as error:  # the caller gets it
+                    future.set_exception(error)
+        for handle in admitted:
+            self._admit(handle)
+        for seq in [s for s in self._active.values() if s.handle.cancel_requested]:
+            self._retire(seq, "cancelled")
+        if self._active:
+            try:
+                self._step()
+            except Exception as err:  # a broken step fails the requests in it, never the loop
+                for seq in list(self._active.values()):
+                    self._retire(seq, error=err)
+        return True
 
     def _admit(self, handle: RequestHandle) -> None:
         """Prefill a request into a free slot and emit its first token; a failure fails this request only."""
@@ -377,6 +434,8 @@ class ContinuousBatcher:
             self._active[slot] = seq
         try:
             (choice,) = self._sample([seq], logits.unsqueeze(0))
+            if isinstance(choice, Exception):
+                raise choice
             self._accept(seq, choice)
         except Exception as err:
             self._retire(seq, error=err)
@@ -388,18 +447,26 @@ class ContinuousBatcher:
             self._steps += 1
             self._last_batch_size = len(seqs)
         for seq, choice in zip(seqs, self._sample(seqs, logits), strict=True):
-            self._accept(seq, choice)
+            if isinstance(choice, Exception):
+                self._retire(seq, error=choice)
+            else:
+                self._accept(seq, choice)
 
-    def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[TokenScore]:
-        """One token per row, each row with its own params and generator, scored on the raw logits."""
-        chosen = torch.cat(
-            [
-                next_tokens(logits[i : i + 1], seq.handle.params, seq.seen, seq.generator)
-                for i, seq in enumerate(seqs)
-            ]
-        )
-        top = max(seq.handle.params.logprobs for seq in seqs)
-        return score_rows(logits, chosen, top)
+    def _sample(self, seqs: list[_Sequence], logits: torch.Tensor) -> list[TokenScore | Exception]:
+        """One token per row, each row with its own params and generator, scored on the raw logits; a row whose
+        sampling fails gets its exception instead (it fails that request only)."""
+        chosen: list[int | Exception] = []
+        for i, seq in enumerate(seqs):
+            try:
+                chosen.append(int(next_tokens(logits[i : i + 1], seq.handle.params, seq.seen, seq.generator)))
+            except Exception as error:
+                chosen.append(error)
+        rows = [i for i, c in enumerate(chosen) if not isinstance(c, Exception)]
+        if not rows:
+            return chosen  # type: ignore[return-value]
+        top = max(seqs[i].handle.params.logprobs for i in rows)
+        scores = iter(score_rows(logits[rows], [chosen[i] for i in rows], top))
+        return [c if isinstance(c, Exception) else next(scores) for c in chosen]
 
     def _accept(self, seq: _Sequence, choice: TokenScore) -> None:
         params = seq.handle.params

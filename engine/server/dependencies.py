@@ -19,7 +19,9 @@ def served_model(request: Request) -> ServedModel:
     """The served model, or 503 while it loads (or failed to load, saying why)."""
     served: ServedModel = request.app.state.served
     if not served.ready:
-        raise APIError(503, served.error or "the model is still loading; retry shortly", code="model_loading")
+        problem = served.problem
+        code = "model_unavailable" if problem else "model_loading"
+        raise APIError(503, problem or "the model is still loading; retry shortly", code=code)
     return served
 
 

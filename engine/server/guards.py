@@ -83,7 +83,11 @@ def rate_limited(request: Request) -> None:
 
 
 class BodyLimitMiddleware:
-    """ASGI middleware: refuse a body over ``max_body`` bytes, whether announced or streamed (chunked)."""
+    """ASGI middleware: refuse a body over ``max_body`` bytes, announced or streamed (chunked), with 413.
+
+    The body is read here first (it is small by definition) and handed on whole, so a refusal never comes after
+    a route has started; a refused body is left unread, so that answer says ``Connection: close``.
+    """
 
     def __init__(self, app: ASGIApp, *, max_body: int) -> None:
         self.app, self.max_body = app, max_body
@@ -94,22 +98,36 @@ class BodyLimitMiddleware:
             return
         length = dict(scope.get("headers", [])).get(b"content-length", b"").decode("latin-1")
         if length.isdigit() and int(length) > self.max_body:
-            message = f"request body of {length} bytes exceeds the limit of {self.max_body}"
-            await error_response(413, message)(scope, receive, send)
+            await self._refuse(length, scope, receive, send)
             return
-        await self.app(scope, self._limited(receive), send)
-
-    def _limited(self, receive: Receive) -> Receive:
-        """Count streamed body bytes too; past the limit the body is cut off as a client disconnect."""
-        seen = 0
-
-        async def wrapped() -> Message:
-            nonlocal seen
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    return {"type": "http.disconnect"}
-            return message
+            if message["type"] != "http.request":  # the client left before sending its body
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_body:
+                await self._refuse(f"more than {self.max_body}", scope, receive, send)
+                return
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
 
-        return wrapped
+    async def _refuse(self, size: str, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"request body of {size} bytes exceeds the limit of {self.max_body}"
+        await error_response(413, message, headers={"Connection": "close"})(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that gives ``body`` as one message, then whatever the client sends next (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.errors import LLModelError
 
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
     from engine.generation.scoring import TokenScore
     from engine.runs.loading import LoadedModel
     from engine.server.batcher import ContinuousBatcher
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,7 +43,18 @@ class ServedModel:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        """Loaded, and its batching loop alive (a dead loop turns /health to 503, so the server gets restarted)."""
+        return self._ready.is_set() and self.batcher is not None and self.batcher.alive
+
+    @property
+    def problem(self) -> str | None:
+        """Why the model cannot serve: it failed to load, or its batching loop stopped; None otherwise."""
+        if self.error:
+            return self.error
+        if self.batcher is not None and self.batcher.failure is not None:
+            failure = self.batcher.failure
+            return f"the batching loop stopped ({type(failure).__name__}: {failure}); restart the server"
+        return None
 
     @property
     def name(self) -> str:
@@ -100,30 +115,47 @@ class ServedModel:
         }
 
     def prompt_ids(self, text: str, *, add_bos: bool = True) -> list[int]:
-        """A prompt's token ids, starting with the model's BOS when ``add_bos``."""
+        """A prompt's token ids, starting with the model's BOS when ``add_bos``; special tokens written in the
+        text (``<s>``, ``</s>``) are their ids, as clients of Hugging Face-style servers expect."""
         from engine.generation import prompt_ids
 
-        return prompt_ids(self._loaded.model, self._loaded.tokenizer, text, add_bos=add_bos)
+        return prompt_ids(
+            self._loaded.model, self._loaded.tokenizer, text, add_bos=add_bos, parse_special=True
+        )
+
+    # Forward passes outside generation run on the batcher's thread, the model's one owner (blocking calls).
 
     def score(self, ids: list[int], top: int = 0) -> list[TokenScore | None]:
         """Each token's log-probability given the ones before it (the first is None), with the ``top`` best."""
         from engine.generation.scoring import score_tokens
 
-        return score_tokens(self._loaded.model, ids, top)
+        return self._on_model(lambda: score_tokens(self._loaded.model, ids, top))
 
     def attention(self, text: str) -> dict[str, Any]:
         """Every layer's and head's attention on ``text`` (at most 64x64) with the token labels of both axes."""
         from engine.model.attention_maps import attention_on_text
 
-        weights, tokens = attention_on_text(self._loaded.model, self._loaded.tokenizer, text)
+        weights, tokens = self._on_model(
+            lambda: attention_on_text(self._loaded.model, self._loaded.tokenizer, text)
+        )
         return {"tokens": tokens, "weights": weights.double().round(decimals=4).tolist()}
 
-    def embed(self, text: str) -> tuple[list[list[float]], list[float]]:
-        """Final hidden state of every token, and their mean as the pooled vector."""
+    def embed(self, texts: list[str]) -> list[tuple[list[list[float]], list[float]]]:
+        """For each text, the final hidden state of every token and their mean as the pooled vector."""
         import torch
 
         model = self._loaded.model
-        ids = self.prompt_ids(text)[: model.config.max_len]
-        with torch.inference_mode():
-            hidden = model(torch.tensor([ids], device=self._loaded.device)).hidden_states[0].float()
-        return hidden.tolist(), hidden.mean(0).tolist()
+        prompts = [self.prompt_ids(text)[: model.config.max_len] for text in texts]
+
+        def hidden_states() -> list[torch.Tensor]:  # no autograd: the loop runs under inference mode
+            return [
+                model(torch.tensor([ids], device=self._loaded.device)).hidden_states[0].float().cpu()
+                for ids in prompts
+            ]
+
+        return [(h.tolist(), h.mean(0).tolist()) for h in self._on_model(hidden_states)]
+
+    def _on_model(self, work: Callable[[], T]) -> T:
+        if self.batcher is None:
+            raise LLModelError("the model is not loaded yet")
+        return self.batcher.call(work)

@@ -1,6 +1,12 @@
 """SentencePiece BPE tokenizer with fixed special ids and the chat template."""
 
-from engine.tokenizer.chat_template import CHAT_ROLES, GENERATION_PROMPT, ROLE_MARKERS, render_chat
+from engine.tokenizer.chat_template import (
+    CHAT_ROLES,
+    GENERATION_PROMPT,
+    JINJA_TEMPLATE,
+    ROLE_MARKERS,
+    render_chat,
+)
 from engine.tokenizer.sentencepiece_tokenizer import (
     BOS_ID,
     DEFAULT_VOCAB_SIZE,
@@ -18,6 +24,7 @@ __all__ = [
     "DEFAULT_VOCAB_SIZE",
     "EOS_ID",
     "GENERATION_PROMPT",
+    "JINJA_TEMPLATE",
     "MASK_ID",
     "PAD_ID",
     "ROLE_MARKERS",

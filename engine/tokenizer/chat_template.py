@@ -34,6 +34,14 @@ ROLE_ALIASES = {
 }
 
 
+# The same template for Jinja, as Hugging Face tokenizers and OpenAI-compatible servers publish it
+# (``/tokenizer_info``): rendering it gives exactly what :func:`render_chat` gives.
+JINJA_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
 def normalize_role(role: object) -> str:
     """Return the canonical role for ``role`` or raise DataError naming the accepted roles."""
     name = str(role).strip().lower()

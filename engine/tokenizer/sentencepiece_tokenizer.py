@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import sentencepiece as spm
 
 from engine.errors import DataError, LLModelError, VocabMismatchError
-from engine.fileio import atomic_path, write_json_atomic, write_text_atomic
+from engine.fileio import atomic_dir
 from engine.tokenizer.chat_template import render_chat
 from engine.tokenizer.trainer import (
     BOS_ID,
@@ -46,6 +47,8 @@ MODEL_FILE = "tokenizer.model"
 VOCAB_FILE = "tokenizer.vocab"
 META_FILE = "meta.json"
 _SKIPPED_ON_DECODE = frozenset({PAD_ID, BOS_ID, EOS_ID, MASK_ID})
+_SPECIAL_IDS = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+_SPECIAL_PATTERN = re.compile("(" + "|".join(re.escape(token) for token in SPECIAL_TOKENS) + ")")
 
 
 class Tokenizer:
@@ -144,13 +147,8 @@ class Tokenizer:
             ) from None
 
     def save(self, output_dir: Path | str) -> None:
-        """Write ``tokenizer.model``, a readable ``tokenizer.vocab`` and ``meta.json``, each atomically."""
+        """Write ``tokenizer.model``, a readable ``tokenizer.vocab`` and ``meta.json`` as one directory, atomically."""
         output_dir = Path(output_dir)
-        with atomic_path(output_dir / MODEL_FILE) as tmp:
-            tmp.write_bytes(self._model_proto)
-        write_text_atomic(
-            output_dir / VOCAB_FILE, "".join(f"{_escape(p)}\t{s:g}\n" for p, s in self._pieces())
-        )
         self.meta.update(
             {
                 "vocab_size": self.vocab_size,
@@ -159,7 +157,11 @@ class Tokenizer:
                 "sha256": self.sha256,
             }
         )
-        write_json_atomic(output_dir / META_FILE, self.meta)
+        with atomic_dir(output_dir) as tmp:
+            (tmp / MODEL_FILE).write_bytes(self._model_proto)
+            vocab = "".join(f"{_escape(p)}\t{s:g}\n" for p, s in self._pieces())
+            (tmp / VOCAB_FILE).write_text(vocab, encoding="utf-8")
+            (tmp / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n", encoding="utf-8")
         self.path = output_dir
 
     @property
@@ -195,9 +197,32 @@ class Tokenizer:
     def mask_id(self) -> int:
         return MASK_ID
 
-    def encode(self, text: str, *, add_bos: bool = False, add_eos: bool = False) -> list[int]:
-        """Token ids of ``text``; any UTF-8 round-trips through :meth:`decode`."""
-        return self._sp.encode(text, add_bos=add_bos, add_eos=add_eos)
+    def encode(
+        self, text: str, *, add_bos: bool = False, add_eos: bool = False, parse_special: bool = False
+    ) -> list[int]:
+        """Token ids of ``text``; any UTF-8 round-trips through :meth:`decode`.
+
+        With ``parse_special``, special tokens written in the text (``<s>``, ``</s>``, ...) become their ids, as
+        Hugging Face tokenizers do for API clients; otherwise they are ordinary text (training data).
+        """
+        try:
+            if parse_special and any(token in text for token in SPECIAL_TOKENS):
+                ids = [BOS_ID] if add_bos else []
+                for part in _SPECIAL_PATTERN.split(text):
+                    if part in _SPECIAL_IDS:
+                        ids.append(_SPECIAL_IDS[part])
+                    elif part:
+                        ids.extend(self._sp.encode(part))
+                return ids + ([EOS_ID] if add_eos else [])
+            return self._sp.encode(text, add_bos=add_bos, add_eos=add_eos)
+        except RuntimeError:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # what SentencePiece's binding reports as a failed cast
+                raise DataError(
+                    "the text is not valid Unicode (it holds a lone surrogate); fix its encoding"
+                ) from None
+            raise
 
     def encode_batch(
         self, texts: Sequence[str], *, add_bos: bool = False, add_eos: bool = False, num_threads: int = -1

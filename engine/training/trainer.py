@@ -146,6 +146,7 @@ class Trainer:
             resumed_from=start if self.resume_from is not None else None,
             tokens_per_step=self.tokens_per_step, device=str(self.device), precision=self.precision,
             parameters=self.model.num_parameters(), flops_per_token=self.model_config.flops_per_token(self.seq_len),
+            model_config=self.model_config.to_dict(), train_config=self.cfg.to_dict(),
         )  # fmt: skip
         self.events.log(
             f"training {self.model.num_parameters():,} parameters on {self.device} ({self.precision}), "

@@ -28,8 +28,10 @@ def health(request: Request) -> JSONResponse:
     served: ServedModel = request.app.state.served
     if served.ready:
         return JSONResponse({"status": "ok", "model": served.name})
-    status = "error" if served.error else "loading"
-    return JSONResponse(status_code=503, content={"status": status, "error": served.error})
+    problem = served.problem
+    return JSONResponse(
+        status_code=503, content={"status": "error" if problem else "loading", "error": problem}
+    )
 
 
 @router.get("/model-info")
@@ -65,7 +67,7 @@ async def embed(body: EmbedRequest, served: Served) -> dict[str, Any]:
     if texts is None:
         raise APIError(422, "give 'text' (a string or a list of strings)", param="text")
     items = [texts] if isinstance(texts, str) else texts
-    results = [await asyncio.to_thread(served.embed, t) for t in items]
+    results = await asyncio.to_thread(served.embed, items)
     return {
         "model": served.name, "dimension": served.info()["config"]["d_model"],
         "embeddings": [pooled for _, pooled in results], "token_embeddings": [tokens for tokens, _ in results],

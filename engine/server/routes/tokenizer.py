@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from engine.server.dependencies import PROTECTED, Served
 from engine.server.errors import APIError
 from engine.server.protocol import DetokenizeRequest, TokenizeRequest
-from engine.tokenizer import ROLE_MARKERS
+from engine.tokenizer import JINJA_TEMPLATE
 
 router = APIRouter(dependencies=PROTECTED)
 
@@ -41,9 +41,16 @@ def detokenize(body: DetokenizeRequest, served: Served) -> dict[str, Any]:
 @router.get("/tokenizer_info")
 def tokenizer_info(served: Served) -> dict[str, Any]:
     tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
+    config = served.loaded.model.config  # type: ignore[union-attr]
+    specials = {
+        "bos": config.bos_token_id,
+        "eos": config.eos_token_id,
+        "pad": config.pad_token_id,
+        "unk": tokenizer.unk_id,
+    }
     return {
         "tokenizer_class": "SentencePieceBPE", "vocab_size": tokenizer.vocab_size, "model_max_length": served.max_len,
-        "bos_token": tokenizer.id_to_piece(tokenizer.bos_id), "eos_token": tokenizer.id_to_piece(tokenizer.eos_id),
-        "pad_token": tokenizer.id_to_piece(tokenizer.pad_id), "unk_token": tokenizer.id_to_piece(tokenizer.unk_id),
-        "chat_template": "".join(f"{marker}\\n{{content}}\\n" for marker in ROLE_MARKERS.values()),
+        **{f"{name}_token": tokenizer.id_to_piece(i) for name, i in specials.items()},
+        **{f"{name}_token_id": i for name, i in specials.items()},
+        "chat_template": JINJA_TEMPLATE,
     }  # fmt: skip
