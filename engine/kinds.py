@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-JOB_KINDS = ("tokenizer", "dataset", "pretrain", "quickstart")
+JOB_KINDS = ("tokenizer", "dataset", "pretrain", "finetune", "quickstart")
 # Jobs that train a model: they write checkpoints, draw loss curves, and resume from a checkpoint.
-TRAINING_KINDS = ("pretrain", "quickstart")
+TRAINING_KINDS = ("pretrain", "finetune", "quickstart")
 # Training jobs that `runs resume` requeues (the quickstart's stages are cheap to start over).
-RESUMABLE_KINDS = ("pretrain",)
+RESUMABLE_KINDS = ("pretrain", "finetune")
 # Jobs that write their output in one rename at the end: a cancel stops them at once.
 INSTANT_CANCEL_KINDS = ("tokenizer", "dataset")

@@ -24,7 +24,7 @@ def validate_name(name: str, what: str = "name") -> str:
 
 WORKSPACES_DIR = Path("workspaces")
 CURRENT_FILE = ".current"
-LAYOUT = ("configs", "tokenizers", "datasets", "runs")
+LAYOUT = ("configs", "tokenizers", "datasets", "adapters", "runs")
 
 
 def workspaces_dir() -> Path:

@@ -113,6 +113,27 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # A job's process is known by pid and start time, so a recycled pid is never signalled.
     Migration(2, ("ALTER TABLE runs ADD COLUMN pid_start BIGINT",)),
+    # Adapters (LoRA, QLoRA): a workspace artifact bound to the base checkpoint it was trained on.
+    Migration(
+        3,
+        (
+            """CREATE TABLE adapters (
+                name VARCHAR PRIMARY KEY,
+                path VARCHAR NOT NULL,
+                run_id VARCHAR,
+                method VARCHAR NOT NULL,
+                base_checkpoint VARCHAR NOT NULL,
+                base_sha256 VARCHAR NOT NULL,
+                rank INTEGER NOT NULL,
+                alpha DOUBLE NOT NULL,
+                targets JSON NOT NULL,
+                dataset VARCHAR,
+                metrics JSON NOT NULL,
+                meta JSON NOT NULL,
+                created TIMESTAMP NOT NULL
+            )""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

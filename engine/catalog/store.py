@@ -224,6 +224,55 @@ class Catalog:
                 ],
             )
 
+    def register_adapter(self, name: str, path: str | Path, meta: dict[str, Any]) -> None:
+        """Record (or replace) an adapter from its ``llmodel_adapter.json`` contents."""
+        settings = meta.get("settings", {})
+        with self._transaction() as conn:
+            conn.execute(
+                f"INSERT INTO adapters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_TS}) ON CONFLICT (name) DO UPDATE "
+                "SET path = excluded.path, run_id = excluded.run_id, method = excluded.method, "
+                "base_checkpoint = excluded.base_checkpoint, base_sha256 = excluded.base_sha256, "
+                "rank = excluded.rank, alpha = excluded.alpha, targets = excluded.targets, "
+                "dataset = excluded.dataset, metrics = excluded.metrics, meta = excluded.meta",
+                [
+                    name,
+                    str(path),
+                    meta.get("run_id"),
+                    meta.get("method", "lora"),
+                    str(meta.get("base_checkpoint", "")),
+                    str(meta.get("base_sha256", "")),
+                    int(settings.get("rank", 0)),
+                    float(settings.get("alpha", 0.0)),
+                    _json(settings.get("target_modules", [])),
+                    meta.get("dataset"),
+                    _json(meta.get("metrics", {})),
+                    _json(meta),
+                    time.time(),
+                ],
+            )
+
+    def list_adapters(self, base_checkpoint: str | None = None) -> list[dict[str, Any]]:
+        """The workspace's adapters, optionally only those of one base checkpoint."""
+        where, params = ("WHERE base_checkpoint = ?", [base_checkpoint]) if base_checkpoint else ("", [])
+        rows = self._rows(
+            "SELECT name, path, run_id, method, base_checkpoint, base_sha256, rank, alpha, targets, dataset, "
+            f"metrics, meta, epoch(created) AS created FROM adapters {where} ORDER BY name",
+            params,
+        )
+        return [self._decode(row, "targets", "metrics", "meta") for row in rows]
+
+    def get_adapter(self, name: str) -> dict[str, Any]:
+        found = [row for row in self.list_adapters() if row["name"] == name]
+        if not found:
+            raise NotFoundError(f"no adapter named {name}; see `llmodel adapters list`")
+        return found[0]
+
+    def remove_adapter(self, name: str) -> None:
+        with self._transaction() as conn:
+            if not conn.execute("SELECT count(*) FROM adapters WHERE name = ?", [name]).fetchone()[0]:  # type: ignore[index]
+                raise NotFoundError(f"no adapter named {name}; see `llmodel adapters list`")
+            conn.execute("DELETE FROM adapters WHERE name = ?", [name])
+
     def list_configs(self, kind: str | None = None) -> list[dict[str, Any]]:
         where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
         rows = self._rows(
@@ -581,7 +630,7 @@ class Catalog:
         """How many configs, tokenizers, datasets and runs (by status) the workspace holds."""
         counts = self._rows(
             "SELECT (SELECT count(*) FROM configs) AS configs, (SELECT count(*) FROM tokenizers) AS tokenizers, "
-            "(SELECT count(*) FROM datasets) AS datasets"
+            "(SELECT count(*) FROM datasets) AS datasets, (SELECT count(*) FROM adapters) AS adapters"
         )[0]
         by_status = dict.fromkeys(RUN_STATUSES, 0)
         for row in self._rows("SELECT status, count(*) AS n FROM runs GROUP BY status"):

@@ -10,7 +10,7 @@ from engine.catalog import Catalog
 
 
 def register_artifacts(catalog: Catalog, workspace: Path, extra: Iterable[Path] = ()) -> int:
-    """Record every config, tokenizer and dataset under ``workspace`` plus the ``extra`` paths; returns the count.
+    """Record every config, tokenizer, dataset and adapter under ``workspace`` plus ``extra`` paths; returns the count.
 
     Files made without the engine (``create-config``, a copied tokenizer) are picked up the same way as job output.
     """
@@ -18,6 +18,7 @@ def register_artifacts(catalog: Catalog, workspace: Path, extra: Iterable[Path] 
         *sorted((workspace / "configs").glob("*.json")),
         *sorted((workspace / "tokenizers").glob("*/")),
         *sorted((workspace / "datasets").glob("*/")),
+        *sorted((workspace / "adapters").glob("*/")),
         *extra,
     ]
     return sum(1 for path in candidates if register_path(catalog, Path(path)))
@@ -38,6 +39,9 @@ def register_path(catalog: Catalog, path: Path) -> bool:
             catalog.register_tokenizer(
                 path.name, str(path), int(meta.get("vocab_size", 0)), meta.get("sha256", ""), meta
             )
+            return True
+        if (path / "adapter_config.json").is_file() and (path / "llmodel_adapter.json").is_file():
+            catalog.register_adapter(path.name, str(path), _json(path / "llmodel_adapter.json"))
             return True
         if (path / "meta.json").is_file() and (path / "train.bin").is_file():
             catalog.register_dataset(path.name, str(path), _json(path / "meta.json"))

@@ -68,6 +68,7 @@ def run_job(run_dir: Path, should_stop: Callable[[], bool]) -> dict[str, Any]:
         "tokenizer": _tokenizer,
         "dataset": _dataset,
         "pretrain": _pretrain,
+        "finetune": _finetune,
         "quickstart": _quickstart,
     }[kind]
     return handler(run_dir, spec, should_stop)
@@ -142,6 +143,12 @@ def _pretrain(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], boo
         "status": result.status, "step": result.step, "total_steps": result.total_steps,
         "metrics": result.final_metrics, "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
     }  # fmt: skip
+
+
+def _finetune(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    from engine.finetune.run import FinetuneJob
+
+    return FinetuneJob.from_spec(run_dir, spec, should_stop).run()
 
 
 def _quickstart(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:

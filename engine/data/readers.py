@@ -77,6 +77,33 @@ def iter_chat_conversations(
     return _conversations(sources, _Reporter(strict, on_bad_line))
 
 
+def iter_sft_records(
+    paths: Paths,
+    *,
+    input_format: str = "auto",
+    text_unit: str = "file",
+    strict: bool = False,
+    on_bad_line: OnBadLine | None = None,
+) -> Iterator[tuple[str, list[Message] | str]]:
+    """Yield ``(where, example)`` for supervised fine-tuning: a conversation in any format
+    :func:`engine.data.records.record_messages` reads, or plain text (``text``/``content`` fields, text files)."""
+    sources = resolve_sources(paths, input_format)
+    report = _Reporter(strict, on_bad_line)
+    for source in sources:
+        if source.format == "text":
+            for n, text in enumerate(_text_documents(source.path, text_unit, report)):
+                yield f"{source.path}#{n + 1}", text
+            continue
+        for where, record in _records(source, report):
+            try:
+                messages = record_messages(record)
+                example: list[Message] | str = messages if messages is not None else record_text(record)
+            except RecordError as err:
+                report(where, str(err))
+                continue
+            yield where, example
+
+
 def resolve_sources(paths: Paths, input_format: str = "auto") -> list[Source]:
     """Expand directories (sorted, recursive) and decide each input's format; missing paths raise DataError."""
     if input_format not in FORMATS:

@@ -24,22 +24,32 @@ def record_text(record: Any) -> str:
     messages = record_messages(record)
     if messages is None:
         raise RecordError(
-            "record has no 'text', 'content', 'prompt'+'response', 'conversation' or 'messages' field"
+            "record has no 'text', 'content', 'prompt'+'response', 'prompt'+'completion', "
+            "'instruction'+'output', 'conversation', 'messages' or 'conversations' field"
         )
     return render_chat(messages, add_generation_prompt=False)
 
 
 def record_messages(record: Any) -> list[Message] | None:
-    """The record's conversation (``conversation``/``messages``, or ``prompt``+``response``); None if it has none."""
+    """The record's conversation: LMSYS ``conversation``, OpenAI ``messages``, ShareGPT ``conversations``,
+    ``prompt`` + ``response``/``completion``, or Alpaca ``instruction`` (+ ``input``) + ``output``; None if none."""
     if not isinstance(record, dict):
         raise RecordError(f"expected a JSON object, got {type(record).__name__}")
     for key in ("conversation", "messages", "conversations"):
         if key in record:
             return parse_messages(record[key], key)
-    if "prompt" in record and "response" in record:
+    for reply in ("response", "completion"):
+        if "prompt" in record and reply in record:
+            return [
+                {"role": "user", "content": _string(record, "prompt")},
+                {"role": "assistant", "content": _string(record, reply)},
+            ]
+    if "instruction" in record and "output" in record:  # Alpaca
+        request = _string(record, "instruction")
+        extra = _string(record, "input") if record.get("input") else ""
         return [
-            {"role": "user", "content": _string(record, "prompt")},
-            {"role": "assistant", "content": _string(record, "response")},
+            {"role": "user", "content": f"{request}\n\n{extra}" if extra else request},
+            {"role": "assistant", "content": _string(record, "output")},
         ]
     return None
 

@@ -40,6 +40,19 @@ class ChatSetInfo:
     items: int
 
 
+@dataclass(frozen=True)
+class InstructionSetInfo:
+    """A written instruction set: Alpaca-style records split into training and held-out files."""
+
+    train_path: Path
+    heldout_path: Path
+    train_items: int
+    heldout_items: int
+
+
+HELDOUT_FRACTION = 0.05
+
+
 def stdlib_root() -> Path:
     """The running interpreter's standard library directory."""
     return Path(sysconfig.get_paths()["stdlib"])
@@ -108,6 +121,70 @@ def build_stdlib_chat_set(output_path: str | Path, max_items: int | None = None)
                 _write_record(fh, {"conversation": conversation, "source": relative})
                 items += 1
     return ChatSetInfo(output_path, items)
+
+
+def build_stdlib_instructions(
+    directory: str | Path, *, max_items: int | None = None, heldout_fraction: float = HELDOUT_FRACTION
+) -> InstructionSetInfo:
+    """Write the embedded instruction set: a public stdlib function's docstring summary as the instruction, its
+    signature as the response (Alpaca ``instruction``/``output`` records), split by content hash into
+    ``instructions.train.jsonl`` and ``instructions.heldout.jsonl`` (what evaluation scores).
+
+    Parsed with ``ast``, never imported; the same interpreter always writes the same files.
+    """
+    from engine.data.split import SPLIT_SEED, choose_validation, document_hash
+
+    directory = Path(directory)
+    records = list(_instruction_records(max_items))
+    hashes = [document_hash(record["instruction"], SPLIT_SEED) for record in records]
+    import numpy as np
+
+    heldout = choose_validation(np.array(hashes, dtype=np.uint64), heldout_fraction)
+    paths = (directory / "instructions.train.jsonl", directory / "instructions.heldout.jsonl")
+    counts = [0, 0]
+    for index, path in enumerate(paths):
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for record, is_heldout in zip(records, heldout, strict=True):
+                if bool(is_heldout) == bool(index):
+                    _write_record(fh, record)
+                    counts[index] += 1
+    return InstructionSetInfo(paths[0], paths[1], counts[0], counts[1])
+
+
+def _instruction_records(max_items: int | None) -> Iterator[dict[str, str]]:
+    seen: set[str] = set()
+    for relative, text in iter_stdlib_sources():
+        module = _public_module_name(relative)
+        if module is None:
+            continue
+        for summary, signature in _signature_pairs(text):
+            if summary in seen:  # the same docstring twice would leak across the split
+                continue
+            seen.add(summary)
+            yield {
+                "instruction": f"Write the signature of the {module} function described here: {summary}",
+                "input": "",
+                "output": signature,
+                "source": relative,
+            }
+            if max_items is not None and len(seen) >= max_items:
+                return
+
+
+def _signature_pairs(source: str) -> Iterator[tuple[str, str]]:
+    """(docstring summary, ``def name(args):``) of each public module-level function."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError):
+            return
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("_"):
+            summary = _summary(node)
+            if summary:
+                prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
+                yield summary, f"{prefix} {node.name}({ast.unparse(node.args)}):"
 
 
 def _write_record(fh: TextIO, record: dict[str, object]) -> None:

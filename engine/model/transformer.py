@@ -109,6 +109,7 @@ class Transformer(nn.Module):
         labels: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
         kv_cache: Cache | None = None,
         return_attention: bool = False,
         logits_for: str = "all",
@@ -116,7 +117,9 @@ class Transformer(nn.Module):
         """Run the model on ``input_ids`` (B, T).
 
         ``attention_mask`` (B, past + T) marks real tokens with 1 (left padding for batched prompts);
-        ``labels`` (B, T) gives the loss, with -100 ignored; ``logits_for="last"`` keeps only the final position.
+        ``segment_ids`` (B, T) packs several sequences in a row: a token attends only to earlier tokens of its own
+        segment (give ``positions`` restarting at each segment too); ``labels`` (B, T) gives the loss, with -100
+        ignored; ``logits_for="last"`` keeps only the final position.
         """
         B, T = input_ids.shape
         past = kv_cache.length if kv_cache is not None else 0
@@ -137,7 +140,11 @@ class Transformer(nn.Module):
             x = x + self.sinusoidal[positions].to(x.dtype)
         if self.training:
             x = self.drop(x)
-        bias = self._attention_bias(T, past, attention_mask, input_ids.device)
+        if segment_ids is not None and past:
+            raise LLModelError(
+                "packed sequences (segment_ids) cannot continue a KV cache; run them without one"
+            )
+        bias = self._attention_bias(T, past, attention_mask, input_ids.device, segment_ids)
         rope = self.rope(positions) if self.rope is not None else None
         attentions: list[torch.Tensor] | None = [] if return_attention else None
         for i, layer in enumerate(self.model.layers):
@@ -160,12 +167,17 @@ class Transformer(nn.Module):
         return ModelOutput(logits=logits, loss=loss, hidden_states=hidden, attentions=attentions)
 
     def _attention_bias(
-        self, q_len: int, past: int, attention_mask: torch.Tensor | None, device: torch.device
+        self,
+        q_len: int,
+        past: int,
+        attention_mask: torch.Tensor | None,
+        device: torch.device,
+        segment_ids: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """The additive attention bias, or None when plain causal masking suffices (the fast SDPA path)."""
         k_len = past + q_len
         alibi = self.config.pos_type == "alibi"
-        if not alibi and attention_mask is None and (past == 0 or q_len == 1):
+        if not alibi and attention_mask is None and segment_ids is None and (past == 0 or q_len == 1):
             return None
         bias = causal_bias(q_len, k_len, device, past)
         if alibi:
@@ -173,6 +185,9 @@ class Transformer(nn.Module):
             k_pos = torch.arange(k_len, device=device).unsqueeze(0)
             distance = (q_pos - k_pos).clamp(min=0).float()
             bias = bias - self.alibi.view(1, -1, 1, 1) * distance.view(1, 1, q_len, k_len)
+        if segment_ids is not None:
+            same = segment_ids.unsqueeze(2) == segment_ids.unsqueeze(1)  # (B, T, T)
+            bias = bias.masked_fill(~same.unsqueeze(1), float("-inf"))
         if attention_mask is not None:
             key_ok = attention_mask.bool().view(-1, 1, 1, k_len)
             bias = bias.masked_fill(~key_ok, float("-inf"))

@@ -78,19 +78,27 @@ def save_checkpoint(
     step: int,
     model: nn.Module,
     model_config: ModelConfig,
+    tensors: dict[str, Any] | None = None,
     training_state: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Write ``checkpoints_dir/step-N`` atomically and point ``latest`` at it."""
+    """Write ``checkpoints_dir/step-N`` atomically and point ``latest`` at it.
+
+    The weights file holds the model's state, or only ``tensors`` when given (a LoRA run saves its adapter; its
+    base is the checkpoint its meta names).
+    """
     import torch
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
 
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoints_dir / step_dir_name(step)
     tmp = checkpoints_dir / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(model, str(tmp / WEIGHTS))
+    if tensors is None:
+        save_model(model, str(tmp / WEIGHTS))
+    else:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp / WEIGHTS))
     files = [WEIGHTS]
     if training_state is not None:
         torch.save(training_state, tmp / STATE)
@@ -207,6 +215,13 @@ def load_weights(checkpoint: Checkpoint, model: nn.Module) -> None:
         raise CheckpointError(
             f"checkpoint {checkpoint.path} does not fit the model: {'missing' if missing else 'unexpected'} {names}"
         )
+
+
+def load_tensors(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The checkpoint's weights file as a name → tensor dict (what a LoRA run saved)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(checkpoint.path / WEIGHTS))
 
 
 def load_training_state(checkpoint: Checkpoint) -> dict[str, Any]:

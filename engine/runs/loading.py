@@ -20,8 +20,9 @@ from engine.tokenizer import Tokenizer
 class LoadedModel:
     model: Transformer
     tokenizer: Tokenizer
-    checkpoint: ckpt.Checkpoint
+    checkpoint: ckpt.Checkpoint  # the base weights' checkpoint
     device: torch.device
+    adapter: str | None = None  # the adapter merged into the weights, if any
 
 
 def load_for_inference(
@@ -29,11 +30,30 @@ def load_for_inference(
     *,
     config_path: str | Path | None = None,
     tokenizer_path: str | Path | None = None,
+    adapter: str | Path | None = None,
     device: str = "auto",
     log: Callable[[str], None] | None = None,
 ) -> LoadedModel:
-    """Load weights from a checkpoint or run directory; the config and tokenizer default to the checkpoint's own."""
+    """Load weights from a checkpoint or run directory; the config and tokenizer default to the checkpoint's own.
+
+    A LoRA run's checkpoint holds only its adapter: its base (the checkpoint it started from) is loaded and the
+    adapter merged in. ``adapter`` (an adapter directory) is merged the same way, after checking that it was
+    trained on this base. Merged weights decode as fast as the base.
+    """
     checkpoint = ckpt.resolve_checkpoint(model_path, log=log)
+    run_adapter = None
+    if checkpoint.meta.get("adapter"):
+        if adapter is not None:
+            raise LLModelError(
+                f"{model_path} is a LoRA run and carries its own adapter; pass its base "
+                f"({checkpoint.meta.get('init_from')}) as --model-path to load another adapter"
+            )
+        from engine.finetune.lora import LoraSettings
+
+        settings = LoraSettings(**{**checkpoint.meta["adapter"], "quantize_base": None})
+        run_adapter = (settings, ckpt.load_tensors(checkpoint), str(checkpoint.path))
+        tokenizer_path = tokenizer_path or checkpoint.meta.get("tokenizer")
+        checkpoint = ckpt.resolve_checkpoint(checkpoint.meta["init_from"], log=log)
     config = ModelConfig.load(config_path) if config_path else checkpoint.model_config
     ckpt.check_compatible(checkpoint, config)
     if tokenizer_path is None:
@@ -49,7 +69,22 @@ def load_for_inference(
     target = resolve_device(device)
     model = Transformer(config)
     ckpt.load_weights(checkpoint, model)
+    adapter_name = None
+    if run_adapter is not None or adapter is not None:
+        from engine.finetune.adapters import attach_adapter, load_adapter
+        from engine.finetune.lora import apply_lora, load_adapter_state, merge_lora
+
+        if adapter is not None:
+            loaded = load_adapter(adapter)
+            attach_adapter(model, loaded, checkpoint)
+            adapter_name = loaded.name
+        else:
+            settings, tensors, source = run_adapter  # type: ignore[misc]
+            apply_lora(model, settings)
+            load_adapter_state(model, tensors, source)
+            adapter_name = Path(source).parent.parent.name
+        merge_lora(model)
     model.to(target).eval()
     if target.type == "cpu":
         prepare_for_decoding(model)
-    return LoadedModel(model, tokenizer, checkpoint, target)
+    return LoadedModel(model, tokenizer, checkpoint, target, adapter_name)
