@@ -27,9 +27,15 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(model_dir: Path, *, load: bool = True, **server_options: object) -> Iterator[LiveServer]:
-    """Serve ``model_dir`` in a background thread; the model is loaded first unless ``load`` is False."""
-    served = ServedModel(ServeOptions(model_path=model_dir, device="cpu", max_batch=8, max_queue=64))
+def live_server(
+    model_dir: Path, *, load: bool = True, adapters: dict[str, Path] | None = None, **server_options: object
+) -> Iterator[LiveServer]:
+    """Serve ``model_dir`` (and ``adapters`` over it) in a background thread; the model is loaded first unless
+    ``load`` is False."""
+    options = ServeOptions(
+        model_path=model_dir, device="cpu", max_batch=8, max_queue=64, adapters=adapters or {}
+    )
+    served = ServedModel(options)
     if load:
         served.load()
         assert served.ready, served.error

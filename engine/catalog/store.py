@@ -243,7 +243,7 @@ class Catalog:
                     str(meta.get("base_sha256", "")),
                     int(settings.get("rank", 0)),
                     float(settings.get("alpha", 0.0)),
-                    _json(settings.get("target_modules", [])),
+                    _json(meta.get("targets") or settings.get("target_modules", [])),
                     meta.get("dataset"),
                     _json(meta.get("metrics", {})),
                     _json(meta),

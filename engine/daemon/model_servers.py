@@ -60,8 +60,9 @@ class ModelServerManager:
         }
 
     def start(self, model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-              rate_limit: float | None = None) -> dict[str, Any]:  # fmt: skip
-        """Start serving ``model`` (a run or checkpoint directory); refuses while another server runs."""
+              rate_limit: float | None = None, adapters: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Start serving ``model`` (a run or checkpoint directory), with ``adapters`` (name → directory) over it;
+        refuses while another server runs."""
         if self._record() is not None:
             raise LLModelError("a model server is already running for this workspace; stop it first")
         from engine.server.run import API_KEY_ENV, resolve_api_key
@@ -82,6 +83,8 @@ class ModelServerManager:
         ]
         if rate_limit:
             command += ["--rate-limit", str(rate_limit)]
+        for name, path in (adapters or {}).items():
+            command += ["--adapter", f"{name}={path}"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop(API_KEY_ENV, None)
         if key:
@@ -100,7 +103,7 @@ class ModelServerManager:
         record = {
             "pid": process.pid, "pid_start": started.started, "model": str(model), "host": host, "port": port,
             "url": f"http://{url_host(host)}:{port}", "local_url": f"http://{local_host(host)}:{port}",
-            "auth": key is not None, "started": time.time(),
+            "auth": key is not None, "started": time.time(), "adapters": dict(adapters or {}),
         }  # fmt: skip
         write_json_atomic(self.workspace / SERVE_FILE, record)
         self._key = key

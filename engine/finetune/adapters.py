@@ -18,7 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from engine.errors import CheckpointError, ConfigError
+from engine.errors import CheckpointError, ConfigError, NotFoundError
 from engine.fileio import atomic_dir
 from engine.finetune.lora import LoraSettings, adapter_state, apply_lora, load_adapter_state, target_names
 from engine.model import Transformer
@@ -95,6 +95,7 @@ def save_adapter(
         "base_step": base.step,
         "base_sha256": base_sha256(base),
         "settings": settings.to_dict(),
+        "targets": target_names(settings.target_modules),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **meta,
     }
@@ -148,3 +149,46 @@ def attach_adapter(model: Transformer, adapter: Adapter, base: Checkpoint) -> No
     check_base(adapter, base)
     apply_lora(model, adapter.settings)
     load_adapter_state(model, adapter.tensors(), str(adapter.path))
+
+
+def resolve_adapter(name_or_path: str | Path, workspace: Path) -> Adapter:
+    """An adapter directory given by path, or by name under the workspace's ``adapters/``."""
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        return load_adapter(candidate)
+    named = workspace / "adapters" / str(name_or_path)
+    if named.is_dir():
+        return load_adapter(named)
+    raise NotFoundError(f"no adapter named {name_or_path} in {workspace}; see `llmodel adapters list`")
+
+
+def base_of(adapter: Adapter) -> Checkpoint:
+    """The checkpoint the adapter was trained on (as its record names it)."""
+    from engine.runs.checkpoint import resolve_checkpoint
+
+    recorded = adapter.meta.get("base_checkpoint")
+    if not recorded:
+        raise CheckpointError(
+            f"adapter {adapter.name} does not record its base checkpoint; pass --model-path"
+        )
+    return resolve_checkpoint(recorded)
+
+
+def merge_to_checkpoint(adapter: Adapter, output: Path, base: Checkpoint | None = None) -> Checkpoint:
+    """Write base + adapter as one full checkpoint under ``output`` (a run-like folder ``generate`` and ``serve``
+    take); its logits equal the base's with the adapter."""
+    from engine.finetune.lora import merge_lora
+    from engine.runs.checkpoint import load_weights, save_checkpoint
+
+    base = base or base_of(adapter)
+    model = Transformer(base.model_config)
+    load_weights(base, model)
+    attach_adapter(model, adapter, base)
+    merge_lora(model)
+    meta = {
+        "tokenizer": base.meta.get("tokenizer"),
+        "merged_from": {"base": str(base.path), "adapter": str(adapter.path), "adapter_name": adapter.name},
+    }
+    return save_checkpoint(
+        output / "checkpoints", step=base.step, model=model, model_config=base.model_config, meta=meta
+    )

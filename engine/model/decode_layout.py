@@ -12,6 +12,9 @@ checkpoints, ``load_state_dict``, the state dict and training are unchanged.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -41,10 +44,26 @@ def few_row_product(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
     return out.view(*x.shape[:-1], n_out)
 
 
+_plain = threading.local()
+
+
+@contextmanager
+def plain_products() -> Iterator[None]:
+    """Within the block, every projection on this thread runs its module's own forward (no fused q|k|v or
+    gate|up product that would go around it): what per-row adapters wrapped around a projection need."""
+    previous = getattr(_plain, "on", False)
+    _plain.on = True
+    try:
+        yield
+    finally:
+        _plain.on = previous
+
+
 def _few_rows(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """True for a CPU product of a few rows, without autograd, on a weight stored transposed."""
     return (
-        weight.stride(1) != 1
+        not getattr(_plain, "on", False)
+        and weight.stride(1) != 1
         and x.device.type == "cpu"
         and x.numel() <= FEW_ROWS * x.shape[-1]
         and not torch.is_grad_enabled()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import LLModelError
-from engine.server.run import serve
+from engine.server.run import parse_adapters, serve
 from engine.server.served_model import ServeOptions
 
 
@@ -23,14 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-limit", type=float)
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--adapter", action="append", default=[], help="NAME=PATH of an adapter to serve too")
     args = parser.parse_args(argv)
-    options = ServeOptions(
-        model_path=args.model,
-        tokenizer_path=args.tokenizer_path,
-        device=args.device,
-        max_batch=args.max_batch,
-    )
     try:
+        options = ServeOptions(
+            model_path=args.model,
+            tokenizer_path=args.tokenizer_path,
+            device=args.device,
+            max_batch=args.max_batch,
+            adapters=parse_adapters(args.adapter),
+        )
         serve(options, host=args.host, port=args.port, rate_limit=args.rate_limit)
     except LLModelError as error:
         print(f"error: {error}", file=sys.stderr)

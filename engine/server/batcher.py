@@ -24,6 +24,7 @@ from typing import TypeVar
 import torch
 
 from engine.errors import BusyError, LLModelError
+from engine.finetune.multi_adapter import BASE
 from engine.generation.detokenize import IncrementalDetokenizer
 from engine.generation.sampling import SamplingParams, next_tokens
 from engine.generation.scoring import TokenScore, score_rows
@@ -69,11 +70,17 @@ class RequestHandle:
     """One submitted request: stream its deltas (sync or async), wait for its result, or cancel it."""
 
     def __init__(
-        self, batcher: ContinuousBatcher, request_id: int, prompt_tokens: list[int], params: SamplingParams
+        self,
+        batcher: ContinuousBatcher,
+        request_id: int,
+        prompt_tokens: list[int],
+        params: SamplingParams,
+        adapter: int = BASE,
     ) -> None:
         self.id = request_id
         self.prompt_tokens = prompt_tokens
         self.params = params
+        self.adapter = adapter  # which served adapter generates it (BASE: the base model)
         self._batcher = batcher
         self._lock = threading.Lock()
         self._items: queue.SimpleQueue = queue.SimpleQueue()
@@ -296,14 +303,17 @@ class ContinuousBatcher:
 
     # -- requests --------------------------------------------------------------------------------------
 
-    def submit(self, prompt_ids: Sequence[int], params: SamplingParams) -> RequestHandle:
+    def submit(self, prompt_ids: Sequence[int], params: SamplingParams, adapter: int = BASE) -> RequestHandle:
         """Queue a request; raises QueueFull when ``max_queue`` requests already wait for a slot to free up."""
-        return self.submit_many([(prompt_ids, params)])[0]
+        return self.submit_many([(prompt_ids, params)], adapter)[0]
 
-    def submit_many(self, requests: Sequence[tuple[Sequence[int], SamplingParams]]) -> list[RequestHandle]:
-        """Queue several requests (one HTTP request's prompts and choices) all together, or none of them."""
+    def submit_many(
+        self, requests: Sequence[tuple[Sequence[int], SamplingParams]], adapter: int = BASE
+    ) -> list[RequestHandle]:
+        """Queue several requests (one HTTP request's prompts and choices) all together, or none of them; each
+        is generated through ``adapter`` (a served adapter's index, or BASE)."""
         handles = [
-            RequestHandle(self, next(self._ids), self._checked(ids, params), params)
+            RequestHandle(self, next(self._ids), self._checked(ids, params), params, adapter)
             for ids, params in requests
         ]
         capacity = self.max_batch + self.max_queue
@@ -418,7 +428,7 @@ class ContinuousBatcher:
             return
         slot = self.cache.allocate()
         try:
-            logits = self.cache.prefill(slot, handle.prompt_tokens)
+            logits = self.cache.prefill(slot, handle.prompt_tokens, handle.adapter)
         except Exception as err:
             self.cache.release(slot)
             handle._finish(None, err)
@@ -442,7 +452,9 @@ class ContinuousBatcher:
 
     def _step(self) -> None:
         seqs = [self._active[slot] for slot in sorted(self._active)]
-        logits = self.cache.decode([s.slot for s in seqs], [s.tokens[-1] for s in seqs])
+        logits = self.cache.decode(
+            [s.slot for s in seqs], [s.tokens[-1] for s in seqs], [s.handle.adapter for s in seqs]
+        )
         with self._cond:
             self._steps += 1
             self._last_batch_size = len(seqs)

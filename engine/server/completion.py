@@ -96,10 +96,13 @@ def sampling_params(
     )  # fmt: skip
 
 
-def submit(served: ServedModel, requests: Sequence[tuple[list[int], SamplingParams]]) -> list[RequestHandle]:
-    """Queue one HTTP request's generations together: all of them, or none (a failure queues nothing)."""
+def submit(
+    served: ServedModel, requests: Sequence[tuple[list[int], SamplingParams]], model: str | None = None
+) -> list[RequestHandle]:
+    """Queue one HTTP request's generations together through the ``model`` it names (the base or an adapter):
+    all of them, or none (a failure queues nothing)."""
     assert served.batcher is not None
-    return served.batcher.submit_many(requests)
+    return served.batcher.submit_many(requests, served.adapter_index(model))
 
 
 async def deltas(handle: RequestHandle, request: Request, metrics: ServerMetrics) -> AsyncIterator[TextDelta]:

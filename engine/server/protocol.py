@@ -50,6 +50,7 @@ class SamplingFields(_Body):
 class GenerateRequest(SamplingFields):
     """The seed's ``POST /generate``."""
 
+    model: str | None = None  # the base (default) or a served adapter's name
     prompt: Text
     max_tokens: int | None = Field(100, ge=0)
 

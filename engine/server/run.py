@@ -6,6 +6,7 @@ Light to import: the daemon checks a bind here before it starts a server process
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from engine.errors import LLModelError
 from engine.net import is_loopback
@@ -27,6 +28,32 @@ def resolve_api_key(host: str, api_key: str | None) -> str | None:
             "the API key is too short; use at least 8 characters (e.g. `openssl rand -hex 16`)"
         )
     return key
+
+
+def parse_adapters(values: list[str], workspace: Path | None = None) -> dict[str, Path]:
+    """``name=PATH`` pairs (or a workspace adapter's name, or a directory named after its adapter) → name → dir."""
+    from engine.workspace import validate_name
+
+    adapters: dict[str, Path] = {}
+    for value in values:
+        name, has_path, path = value.partition("=")
+        if not has_path:
+            candidate = Path(value)
+            if candidate.is_dir():
+                name, path = candidate.name, value
+            elif workspace is not None and (workspace / "adapters" / value).is_dir():
+                path = str(workspace / "adapters" / value)
+            else:
+                raise LLModelError(
+                    f"no adapter {value!r}: give NAME=PATH, an adapter folder, or a workspace adapter's name"
+                )
+        validate_name(name, "adapter name")
+        if name in adapters:
+            raise LLModelError(f"adapter name {name!r} is given twice; name each adapter once")
+        if not Path(path).is_dir():
+            raise LLModelError(f"adapter {name}: {path} is not a directory")
+        adapters[name] = Path(path).resolve()
+    return adapters
 
 
 def serve(

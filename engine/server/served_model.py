@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine.errors import LLModelError
+from engine.errors import LLModelError, NotFoundError
 
 if TYPE_CHECKING:
     from engine.generation.scoring import TokenScore
@@ -28,6 +28,9 @@ class ServeOptions:
     device: str = "auto"
     max_batch: int = 8
     max_queue: int = 64
+    adapters: dict[str, Path] = field(
+        default_factory=dict
+    )  # name → adapter directory, served beside the base
 
 
 class ServedModel:
@@ -37,6 +40,7 @@ class ServedModel:
         self.options = options
         self.loaded: LoadedModel | None = None
         self.batcher: ContinuousBatcher | None = None
+        self.adapters: list[str] = []  # served adapter names; adapter i is row index i
         self.error: str | None = None
         self.started = time.time()
         self._ready = threading.Event()
@@ -72,6 +76,7 @@ class ServedModel:
             self.loaded = load_for_inference(
                 o.model_path, config_path=o.config_path, tokenizer_path=o.tokenizer_path, device=o.device
             )
+            self._install_adapters()
             self.batcher = ContinuousBatcher(
                 self.loaded.model, self.loaded.tokenizer, max_batch=o.max_batch, max_queue=o.max_queue
             )
@@ -79,6 +84,37 @@ class ServedModel:
             self._ready.set()
         except Exception as error:  # reported by /health; the server stays up to say why
             self.error = str(error) or type(error).__name__
+
+    def _install_adapters(self) -> None:
+        """Load the adapters of the options (each checked against this base) behind per-row LoRA layers."""
+        if not self.options.adapters:
+            return
+        from engine.finetune.adapters import check_base, load_adapter
+        from engine.finetune.multi_adapter import install
+
+        found = []
+        for name, path in self.options.adapters.items():
+            adapter = load_adapter(path)
+            check_base(adapter, self._loaded.checkpoint)
+            found.append(adapter)
+            self.adapters.append(name)
+        install(self._loaded.model, found)
+
+    def adapter_index(self, model: str | None) -> int:
+        """The row index of the OpenAI ``model`` a request names: an adapter's, or the base's (-1).
+
+        A server with no adapters answers to any model name, as it always did; with adapters, a name that is
+        neither the base's nor an adapter's is refused (404), so a typo never silently reaches the base.
+        """
+        from engine.finetune.multi_adapter import BASE
+
+        if model in self.adapters:
+            return self.adapters.index(model)
+        if not self.adapters or not model or model == self.name:
+            return BASE
+        raise NotFoundError(
+            f"the model {model!r} is not served here; choose one of: {', '.join([self.name, *self.adapters])}"
+        )
 
     def start_loading(self) -> None:
         threading.Thread(target=self.load, name="model-loader", daemon=True).start()
@@ -112,6 +148,7 @@ class ServedModel:
             "device": str(loaded.device),
             "tokenizer": {"path": str(loaded.tokenizer.path), "vocab_size": loaded.tokenizer.vocab_size},
             "checkpoint": {"path": str(loaded.checkpoint.path), "step": loaded.checkpoint.step},
+            "adapters": {name: str(self.options.adapters[name]) for name in self.adapters},
         }
 
     def prompt_ids(self, text: str, *, add_bos: bool = True) -> list[int]:
@@ -125,11 +162,20 @@ class ServedModel:
 
     # Forward passes outside generation run on the batcher's thread, the model's one owner (blocking calls).
 
-    def score(self, ids: list[int], top: int = 0) -> list[TokenScore | None]:
-        """Each token's log-probability given the ones before it (the first is None), with the ``top`` best."""
+    def score(self, ids: list[int], top: int = 0, adapter: int = -1) -> list[TokenScore | None]:
+        """Each token's log-probability given the ones before it (the first is None), with the ``top`` best,
+        under the base model or a served adapter."""
+        from engine.finetune.multi_adapter import BASE, rows_use
         from engine.generation.scoring import score_tokens
+        from engine.model.decode_layout import plain_products
 
-        return self._on_model(lambda: score_tokens(self._loaded.model, ids, top))
+        def scores() -> list[TokenScore | None]:
+            if adapter == BASE:
+                return score_tokens(self._loaded.model, ids, top)
+            with plain_products(), rows_use([adapter]):
+                return score_tokens(self._loaded.model, ids, top)
+
+        return self._on_model(scores)
 
     def attention(self, text: str) -> dict[str, Any]:
         """Every layer's and head's attention on ``text`` (at most 64x64) with the token labels of both axes."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 
 from engine.errors import LLModelError
+from engine.finetune.multi_adapter import BASE, rows_use
 from engine.model import Transformer
+from engine.model.decode_layout import plain_products
 from engine.model.decode_step import DecodeStep, cache_arrays, supports_decode_step
 from engine.model.kv_cache import LayerCache, LayerKVCache
 
@@ -62,13 +65,14 @@ class SlotKVCache:
     # -- running the model -----------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def prefill(self, slot: int, ids: Sequence[int]) -> torch.Tensor:
-        """Run ``ids`` alone into ``slot`` (replacing what it held); return the last position's logits (V,)."""
+    def prefill(self, slot: int, ids: Sequence[int], adapter: int = BASE) -> torch.Tensor:
+        """Run ``ids`` alone into ``slot`` (replacing what it held), through ``adapter`` (row index of a served
+        adapter, or BASE); return the last position's logits (V,)."""
         if not ids:
             raise LLModelError("a prompt needs at least one token")
         if len(ids) > self.max_len:
             raise LLModelError(f"prompt of {len(ids)} tokens exceeds the cache length {self.max_len}")
-        if self._decode_step is not None:
+        if self._decode_step is not None and adapter == BASE:
             # Through the compiled step, a few prompt tokens a call: each row attends to the rows before it.
             chunk = self._decode_step.max_rows
             for start in range(0, len(ids), chunk):
@@ -85,13 +89,18 @@ class SlotKVCache:
             ]
         )
         input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
-        logits = self.model(input_ids, kv_cache=view, logits_for="last").logits[0, -1]
+        with _adapted([adapter]):
+            logits = self.model(input_ids, kv_cache=view, logits_for="last").logits[0, -1]
         self.lengths[slot] = len(ids)
         return logits
 
     @torch.inference_mode()
-    def decode(self, slots: Sequence[int], tokens: Sequence[int]) -> torch.Tensor:
-        """Feed ``tokens[i]`` to ``slots[i]`` (one step each, batched); return the next-token logits (B, V)."""
+    def decode(
+        self, slots: Sequence[int], tokens: Sequence[int], adapters: Sequence[int] | None = None
+    ) -> torch.Tensor:
+        """Feed ``tokens[i]`` to ``slots[i]`` (one step each, batched), row ``i`` through ``adapters[i]`` (BASE by
+        default); return the next-token logits (B, V). A step with no adapter row takes the compiled step."""
+        adapters = list(adapters) if adapters is not None else [BASE] * len(slots)
         if len(slots) != len(tokens) or not slots:
             raise LLModelError(
                 f"decode needs one token per slot, got {len(tokens)} tokens for {len(slots)} slots"
@@ -101,7 +110,7 @@ class SlotKVCache:
             raise LLModelError(f"a sequence reached the cache length {self.max_len}; it cannot grow further")
         if min(positions) == 0:
             raise LLModelError("decode needs slots that were prefilled first")
-        if self._decode_step is not None:
+        if self._decode_step is not None and all(a == BASE for a in adapters):
             logits = self._decode_step(tokens, positions, self._arrays, slots)
             for s in slots:
                 self.lengths[s] += 1
@@ -121,12 +130,23 @@ class SlotKVCache:
         # Each row sees its own keys 0..pos; everything after belongs to nobody (stale or empty).
         mask = (torch.arange(window, device=self.device).unsqueeze(0) <= pos.unsqueeze(1)).long()
         input_ids = torch.tensor(list(tokens), dtype=torch.long, device=self.device).unsqueeze(1)
-        out = self.model(
-            input_ids, attention_mask=mask, positions=pos.unsqueeze(1), kv_cache=view, logits_for="last"
-        )
+        with _adapted(adapters):
+            out = self.model(
+                input_ids, attention_mask=mask, positions=pos.unsqueeze(1), kv_cache=view, logits_for="last"
+            )
         for s in slots:
             self.lengths[s] += 1
         return out.logits[:, -1]
+
+
+@contextmanager
+def _adapted(adapters: Sequence[int]) -> Iterator[None]:
+    """Rows through their adapters (and the projections' own forward, so the adapters are not skipped)."""
+    if all(a == BASE for a in adapters):
+        yield
+        return
+    with plain_products(), rows_use(adapters):
+        yield
 
 
 class _SlotView:

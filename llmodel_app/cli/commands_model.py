@@ -83,9 +83,13 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option(help="Stop when this text appears (repeatable).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed for reproducible sampling.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    adapter: Annotated[
+        str | None,
+        typer.Option(help="A LoRA adapter (name or folder) applied to the model; default model: its base."),
+    ] = None,
     workspace: Annotated[Path | None, WorkspaceOption] = None,
 ) -> None:
-    """Generate text from a trained model, streaming tokens as they come."""
+    """Generate text from a trained model (with an adapter, if given), streaming tokens as they come."""
     from engine.generation import SamplingParams
     from engine.generation import generate as run_generation
     from engine.runs.loading import load_for_inference
@@ -95,11 +99,24 @@ def generate(
         max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
         repetition_penalty=repetition_penalty, do_sample=do_sample, stop=list(stop or []), seed=seed,
     )  # fmt: skip
+    adapter_dir = None
+    if adapter is not None:
+        from engine.finetune.adapters import base_of, resolve_adapter
+        from engine.workspace import workspace_root
+
+        found = resolve_adapter(adapter, workspace_root(workspace))
+        adapter_dir, model_path = found.path, model_path or base_of(found).path
     model_path = model_path or default_model(workspace)
     loaded = load_for_inference(
-        model_path, config_path=config, tokenizer_path=tokenizer_path, device=device, log=warn
+        model_path,
+        config_path=config,
+        tokenizer_path=tokenizer_path,
+        adapter=adapter_dir,
+        device=device,
+        log=warn,
     )
-    info(f"model {loaded.checkpoint.path} (step {loaded.checkpoint.step}) on {loaded.device}")
+    with_adapter = f" + adapter {loaded.adapter}" if loaded.adapter else ""
+    info(f"model {loaded.checkpoint.path} (step {loaded.checkpoint.step}){with_adapter} on {loaded.device}")
     out.print(prompt, end="", style="bold", highlight=False)
     results = run_generation(
         loaded.model, loaded.tokenizer, prompt, params,

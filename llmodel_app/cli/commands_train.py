@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from engine.errors import LLModelError
-from engine.training.config import TrainConfig
-from engine.workspace import latest_run_with_checkpoint, runs_dir, workspace_root
-from llmodel_app.cli.console import success, warn
+from engine.workspace import workspace_root
+from llmodel_app.cli import training_options as opts
+from llmodel_app.cli.console import success
 from llmodel_app.cli.jobs import (
     DetachOption,
     WorkspaceOption,
@@ -26,13 +25,7 @@ if TYPE_CHECKING:  # torch-backed modules load only when a command runs, so `llm
     from engine.model import ModelConfig
     from engine.runs.checkpoint import Checkpoint
 
-DEFAULTS = TrainConfig()  # every flag's default is the training config's own
-
-# Flags that map one-to-one onto TrainConfig fields (the parameter name minus a trailing underscore).
-_FLAG_FIELDS = (
-    "epochs", "max_steps", "batch_size", "seq_len", "gradient_accumulation_steps", "learning_rate", "warmup_steps",
-    "schedule", "optimizer", "precision", "device", "compile_", "eval_interval", "checkpoint_interval", "seed",
-)  # fmt: skip
+DEFAULTS = opts.DEFAULTS
 
 
 def pretrain(
@@ -47,48 +40,33 @@ def pretrain(
     tokenizer_path: Annotated[
         Path | None, typer.Option(help="Tokenizer directory (default: the dataset's).")
     ] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the training tokens.")] = DEFAULTS.epochs,
-    max_steps: Annotated[int | None, typer.Option(help="Optimizer steps; overrides --epochs.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Sequences per micro-batch.")] = DEFAULTS.batch_size,
-    seq_len: Annotated[
-        int | None, typer.Option(help="Tokens per sequence (default: the model's max_len).")
-    ] = None,
-    gradient_accumulation_steps: Annotated[
-        int, typer.Option(help="Micro-batches per optimizer step.")
-    ] = DEFAULTS.gradient_accumulation_steps,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = DEFAULTS.learning_rate,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warmup steps.")] = DEFAULTS.warmup_steps,
-    schedule: Annotated[
-        str, typer.Option(help="cosine, linear, polynomial or constant.")
-    ] = DEFAULTS.schedule,
-    optimizer: Annotated[str, typer.Option(help="adamw or lion.")] = DEFAULTS.optimizer,
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = DEFAULTS.precision,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = DEFAULTS.device,
-    compile_: Annotated[
-        bool, typer.Option("--compile", help="Compile the model with torch.compile.")
-    ] = False,
-    eval_interval: Annotated[
-        int, typer.Option(help="Steps between validation runs.")
-    ] = DEFAULTS.eval_interval,
-    checkpoint_interval: Annotated[
-        int, typer.Option(help="Steps between checkpoints.")
-    ] = DEFAULTS.checkpoint_interval,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = DEFAULTS.seed,
-    train_config: Annotated[
-        Path | None, typer.Option(help="JSON file with any training settings; flags typed explicitly win.")
-    ] = None,
-    resume_from_checkpoint: Annotated[
-        str | None,
-        typer.Option(help="A checkpoint or run directory, or 'auto' (the newest run with a checkpoint)."),
-    ] = None,
+    epochs: opts.Epochs = DEFAULTS.epochs,
+    max_steps: opts.MaxSteps = None,
+    batch_size: opts.BatchSize = DEFAULTS.batch_size,
+    seq_len: opts.SeqLen = None,
+    gradient_accumulation_steps: opts.Accumulation = DEFAULTS.gradient_accumulation_steps,
+    learning_rate: opts.LearningRate = DEFAULTS.learning_rate,
+    warmup_steps: opts.Warmup = DEFAULTS.warmup_steps,
+    schedule: opts.Schedule = DEFAULTS.schedule,
+    optimizer: opts.Optimizer = DEFAULTS.optimizer,
+    precision: opts.Precision = DEFAULTS.precision,
+    device: opts.Device = DEFAULTS.device,
+    compile_: opts.Compile = False,
+    eval_interval: opts.EvalInterval = DEFAULTS.eval_interval,
+    checkpoint_interval: opts.CheckpointInterval = DEFAULTS.checkpoint_interval,
+    seed: opts.Seed = DEFAULTS.seed,
+    train_config: opts.TrainConfigFile = None,
+    resume_from_checkpoint: opts.ResumeFrom = None,
     workspace: Annotated[Path | None, WorkspaceOption] = None,
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Pretrain a causal language model, checkpointing as it goes; Ctrl-C offers to cancel (with a checkpoint) or detach."""
     root = workspace_root(workspace)
-    checkpoint = _resume_checkpoint(resume_from_checkpoint, root)
+    checkpoint = opts.resume_checkpoint(resume_from_checkpoint, root)
     model_config = _model_config(config, checkpoint)
-    settings = _train_settings(ctx, train_config, checkpoint)
+    settings = opts.train_settings(
+        ctx, train_config, checkpoint.meta.get("train_config") if checkpoint else None
+    )
     spec = {
         "model_config": model_config.to_dict(),
         "train_config": settings.to_dict(),
@@ -96,7 +74,7 @@ def pretrain(
         "tokenizer_path": existing([tokenizer_path])[0] if tokenizer_path else None,
         "cache_root": str(root / "datasets"),
     }
-    own_run = _run_in_workspace(checkpoint, root)
+    own_run = opts.run_in_workspace(checkpoint.path if checkpoint else None, root)
     if own_run is not None:
         # Resuming a run of this workspace continues that run: same folder, one unbroken loss curve.
         with connect(workspace) as client:
@@ -112,47 +90,6 @@ def pretrain(
     if result:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.get("metrics", {}).items() if k != "lr")
         success(f"trained {result['step']} steps: {metrics}; checkpoint {result['checkpoint']}")
-
-
-def _resume_checkpoint(resume: str | None, root: Path) -> Checkpoint | None:
-    from engine.runs.checkpoint import resolve_checkpoint
-
-    if resume is None:
-        return None
-    if resume == "auto":
-        found = latest_run_with_checkpoint(root)
-        if found is None:
-            warn("--resume-from-checkpoint auto found no checkpoint in this workspace; starting a new run")
-            return None
-        return resolve_checkpoint(found, log=warn)
-    return resolve_checkpoint(resume, log=warn)
-
-
-def _run_in_workspace(checkpoint: Checkpoint | None, root: Path) -> str | None:
-    """The run id when the checkpoint belongs to a run folder of this workspace."""
-    if checkpoint is None:
-        return None
-    run_dir = checkpoint.path.resolve().parent.parent
-    return run_dir.name if run_dir.parent == runs_dir(root).resolve() else None
-
-
-def _train_settings(ctx: typer.Context, path: Path | None, checkpoint: Checkpoint | None) -> TrainConfig:
-    """The checkpoint's settings, then the --train-config file, then the flags the user typed."""
-    data: dict[str, Any] = dict(checkpoint.meta.get("train_config", {})) if checkpoint else {}
-    if path is not None:
-        if not path.is_file():
-            raise LLModelError(f"training config {path} not found")
-        try:
-            data.update(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as error:
-            raise LLModelError(f"{path}:{error.lineno}: malformed JSON ({error.msg})") from None
-    for name in _FLAG_FIELDS:
-        key = name.rstrip("_")
-        source = ctx.get_parameter_source(name)
-        typed = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
-        if typed or key not in data:
-            data[key] = ctx.params[name]
-    return TrainConfig.from_dict(data, source=str(path) if path else "training settings")
 
 
 def _model_config(path: Path | None, checkpoint: Checkpoint | None) -> ModelConfig:

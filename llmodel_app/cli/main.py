@@ -12,6 +12,7 @@ from engine.errors import LLModelError
 from llmodel_app.cli import (
     commands_data,
     commands_engine,
+    commands_finetune,
     commands_model,
     commands_runs,
     commands_serve,
@@ -32,6 +33,9 @@ app = typer.Typer(
 app.command("create-config")(commands_model.create_config)
 app.command("generate")(commands_model.generate)
 app.command("pretrain")(commands_train.pretrain)
+app.command("finetune")(commands_finetune.finetune)
+app.command("train", help="Alias of `finetune`.")(commands_finetune.finetune)
+app.command("lora-finetune")(commands_finetune.lora_finetune)
 app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(commands_serve.serve)
 app.command("api")(commands_serve.api)
@@ -40,6 +44,8 @@ app.add_typer(commands_data.data_app, name="data")
 app.add_typer(commands_workspace.workspace_app, name="workspace")
 app.add_typer(commands_runs.runs_app, name="runs")
 app.add_typer(commands_engine.engine_app, name="engine")
+app.add_typer(commands_finetune.adapters_app, name="adapters")
+app.add_typer(commands_finetune.lora_app, name="lora")
 
 
 @app.callback(invoke_without_command=True)

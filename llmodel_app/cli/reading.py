@@ -67,6 +67,10 @@ def _via_engine(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
             names=",".join(names) if names else None,
             max_points=kwargs.get("max_points"),
         )
+    if method == "list_adapters":
+        return client.get("/api/adapters", base=args[0] if args else kwargs.get("base_checkpoint"))
+    if method == "get_adapter":
+        return client.get(f"/api/adapters/{args[0]}")
     if method in ("list_configs", "list_tokenizers", "list_datasets"):
         return client.get(f"/api/{method.removeprefix('list_')}")
     raise ValueError(f"no engine route for {method}")
@@ -75,6 +79,8 @@ def _via_engine(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
 def _empty(method: str, *args: Any) -> Any:
     if method == "summary":
         return {"configs": 0, "tokenizers": 0, "datasets": 0, "runs": {}, "runs_total": 0}
+    if method == "get_adapter":
+        raise LLModelError(f"no adapter named {args[0]}; this workspace has no adapters yet")
     if method in ("get_run", "compare_runs"):
         name = args[0] if method == "get_run" else ", ".join(args[0])
         raise LLModelError(f"no run named {name}; this workspace has no runs yet")

@@ -18,6 +18,7 @@ class ServeRequest(BaseModel):
     port: int = 8000
     api_key: str | None = None
     rate_limit: float | None = None
+    adapters: dict[str, str] | None = None  # name → adapter directory, served over the model too
 
 
 @router.get("/serve")
@@ -33,6 +34,7 @@ def serve_start(request: ServeRequest, state: State) -> dict[str, Any]:
         port=request.port,
         api_key=request.api_key,
         rate_limit=request.rate_limit,
+        adapters=request.adapters,
     )
 
 

@@ -26,12 +26,13 @@ router = APIRouter(prefix="/v1", dependencies=PROTECTED)
 
 @router.get("/models")
 def models(served: Served) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": [
-            {"id": served.name, "object": "model", "created": int(served.started), "owned_by": "llmodel"}
-        ],
-    }
+    """The base model, then each adapter served over it (with the base as its ``parent``, as vLLM lists LoRA)."""
+    base = {"id": served.name, "object": "model", "created": int(served.started), "owned_by": "llmodel"}
+    adapters = [
+        {**base, "id": name, "parent": served.name, "root": str(served.options.adapters[name])}
+        for name in served.adapters
+    ]
+    return {"object": "list", "data": [base, *adapters]}
 
 
 @router.post("/completions")
@@ -44,7 +45,7 @@ async def completions(body: CompletionRequest, request: Request, served: Served,
         requests.append(
             (prompts[p], completion.sampling_params(body, budget, choice=i, logprobs=body.logprobs or 0))
         )
-    handles = completion.submit(served, requests)
+    handles = completion.submit(served, requests, body.model)
     created, ident = int(time.time()), f"cmpl-{uuid.uuid4().hex}"
     tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
     prompt_texts = [tokenizer.decode(ids) for ids in prompts]
@@ -59,7 +60,7 @@ async def completions(body: CompletionRequest, request: Request, served: Served,
         text = (prompt_texts[p] if body.echo else "") + result.text
         logprobs = None
         if body.logprobs is not None:
-            logprobs = await _logprobs(served, prompts[p], result, body.echo, body.logprobs)
+            logprobs = await _logprobs(served, prompts[p], result, body.echo, body.logprobs, body.model)
         choices.append(
             {"index": index, "text": text, "logprobs": logprobs, "finish_reason": result.finish_reason}
         )
@@ -82,7 +83,9 @@ async def chat_completions(
         *ROLE_MARKERS.values(),
     ]  # a reply ends where the next turn would begin
     handles = completion.submit(
-        served, [(ids, completion.sampling_params(body, budget, choice=i, stop=stops)) for i in range(body.n)]
+        served,
+        [(ids, completion.sampling_params(body, budget, choice=i, stop=stops)) for i in range(body.n)],
+        body.model,
     )
     created, ident = int(time.time()), f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
@@ -100,7 +103,7 @@ async def chat_completions(
 
 
 async def _logprobs(
-    served: ServedModel, prompt: list[int], result: GenerationOutput, echo: bool, top: int
+    served: ServedModel, prompt: list[int], result: GenerationOutput, echo: bool, top: int, model: str | None
 ) -> dict[str, Any]:
     """Legacy completions logprobs: one entry per returned token (prompt tokens first when echoed, the first null).
 
@@ -111,7 +114,7 @@ async def _logprobs(
     chosen: list[float | None] = []
     best: list[dict[int, float] | None] = []
     if echo:
-        scores = await asyncio.to_thread(served.score, prompt, top)
+        scores = await asyncio.to_thread(served.score, prompt, top, served.adapter_index(model))
         chosen += [None if s is None else s.logprob for s in scores]
         best += [None if s is None else s.top for s in scores]
     chosen += result.token_logprobs

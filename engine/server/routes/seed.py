@@ -43,7 +43,7 @@ def model_info(served: Served) -> dict[str, Any]:
 async def generate(body: GenerateRequest, request: Request, served: Served, metrics: Metrics) -> Any:
     ids = served.prompt_ids(body.prompt)
     budget = completion.completion_budget(len(ids), body.max_tokens, served.max_len)
-    handles = completion.submit(served, [(ids, completion.sampling_params(body, budget))])
+    handles = completion.submit(served, [(ids, completion.sampling_params(body, budget))], body.model)
     if body.stream:
 
         async def events() -> AsyncIterator[bytes]:
