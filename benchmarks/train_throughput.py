@@ -22,7 +22,6 @@ from benchmarks.report import format_table, write_results
 from benchmarks.shapes import BATCH_SIZE, SEQ_LEN, benchmark_shapes
 from engine.data import BinaryDatasetWriter, DatasetMeta, SplitCounts, token_dtype
 from engine.model import ModelConfig
-from engine.training.batches import WindowSampler
 from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
 
@@ -58,11 +57,10 @@ def measure_training(
         try:
             trainer._build()
             trainer.model.train()
-            sampler = WindowSampler(trainer.train_tokens, trainer.seq_len, batch_size, train_config.seed)
             times = []
             for step in range(warmup + steps):
                 started = time.perf_counter()
-                trainer._train_step(sampler, step)
+                trainer._train_step(step)
                 if step >= warmup:
                     times.append(time.perf_counter() - started)
         finally:

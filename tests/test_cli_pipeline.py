@@ -115,14 +115,18 @@ def test_pretrain_prepares_raw_text_automatically_and_resumes_with_auto(
     assert listed[0]["step"] == 4 and listed[0]["status"] == "completed"
 
 
-def test_quickstart_runs_end_to_end_on_a_small_slice(capsys, tmp_path):
+def test_quickstart_runs_end_to_end_on_a_small_slice_and_its_chat_adapter_answers(capsys, tmp_path):
     result = run_cli(
         capsys, "quickstart", "--preset", "nano", "--corpus-mb", "0.3", "--vocab-size", "512", "--max-steps", "20",
+        "--chat", "--chat-steps", "6",
     )  # fmt: skip
     assert result.code == 0, result.err
     assert "validation loss" in result.err
     assert "def " in result.out and "The " in result.out
     assert (tmp_path / "workspace" / "configs" / "quickstart.json").is_file()
+    assert "the chat adapter quickstart-chat answers a held-out instruction" in result.err
+    assert "<|user|>\nWrite the signature of the" in result.out and "<|assistant|>\n" in result.out
+    assert (tmp_path / "workspace" / "adapters" / "quickstart-chat" / "adapter_config.json").is_file()
 
 
 def test_training_settings_come_from_the_file_unless_a_flag_is_typed(capsys, tmp_path, dataset_dir):

@@ -174,5 +174,5 @@ def _quickstart(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], b
         events.close()
     return {
         "status": result.status, "val_loss": result.val_loss, "unigram_entropy": result.unigram_entropy,
-        "samples": result.samples, "run_dir": str(result.run_dir),
+        "samples": result.samples, "run_dir": str(result.run_dir), "chat": result.chat,
     }  # fmt: skip

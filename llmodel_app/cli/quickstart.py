@@ -27,6 +27,13 @@ def quickstart(
         float | None, typer.Option(help="Use only this many MB of the corpus (default: all of it).")
     ] = None,
     vocab_size: Annotated[int | None, typer.Option(help="Tokenizer vocabulary size.")] = None,
+    chat: Annotated[
+        bool,
+        typer.Option(
+            "--chat", help="Then fine-tune a chat adapter (LoRA) on the embedded instruction set, ~1 minute."
+        ),
+    ] = False,
+    chat_steps: Annotated[int | None, typer.Option(help="Fine-tuning steps of the chat stage.")] = None,
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Build a corpus from Python's standard library, train a tokenizer and a small model, and generate text."""
@@ -38,6 +45,11 @@ def quickstart(
         options.corpus_bytes = int(corpus_mb * 1_000_000)
     if vocab_size is not None:
         options.vocab_size = vocab_size
+    options.chat = chat
+    if chat_steps is not None:
+        options.chat_training["max_steps"] = chat_steps
+        for key in ("eval_interval", "checkpoint_interval", "sample_interval"):
+            options.chat_training[key] = min(options.chat_training[key], chat_steps)
     if preset is not None:
         shape = ModelConfig.from_preset(preset).to_dict()
         options.model = {k: shape[k] for k in ("d_model", "n_layers", "n_heads", "d_ff", "max_len")}
@@ -60,6 +72,16 @@ def quickstart(
         out.rule(style="dim")
         out.print(sample, highlight=False, markup=False)
     out.rule(style="dim")
+    chat = result.get("chat")
+    if chat:
+        success(
+            f"the chat adapter {chat['adapter']} answers a held-out instruction (expected: {chat['expected']}):"
+        )
+        out.print(
+            f"<|user|>\n{chat['instruction']}\n<|assistant|>\n{chat['reply']}", highlight=False, markup=False
+        )
+        out.rule(style="dim")
+        err.print(f"Chat with it: [bold]llmodel generate --adapter {chat['adapter']} --prompt '...'[/bold]")
     err.print(
         f"Generate more: [bold]llmodel generate --model-path {result['run_dir']} --prompt 'def '[/bold]\n"
         "Open the workbench: [bold]llmodel[/bold]"
