@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-JOB_KINDS = ("tokenizer", "dataset", "pretrain", "finetune", "quickstart")
+JOB_KINDS = ("tokenizer", "dataset", "pretrain", "finetune", "quickstart", "evaluate", "benchmark")
 # Jobs that train a model: they write checkpoints, draw loss curves, and resume from a checkpoint.
 TRAINING_KINDS = ("pretrain", "finetune", "quickstart")
 # Training jobs that `runs resume` requeues (the quickstart's stages are cheap to start over).

@@ -39,6 +39,8 @@ class EventBatch:
     run: dict[str, Any] = field(default_factory=dict)
     metrics_update: dict[str, float] = field(default_factory=dict)
     info_update: dict[str, Any] = field(default_factory=dict)
+    # (model, checkpoint, step, adapter, task, metric, value, stderr, n, chance, settings JSON, time)
+    results: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def _int(value: Any) -> int | None:
@@ -109,7 +111,27 @@ def events_to_batch(events: list[dict[str, Any]], *, now: float) -> EventBatch:
             )
         elif kind == "status":
             _apply_status(batch, event, step, when if when is not None else now)
+        elif (
+            kind == "result" and isinstance(event.get("task"), str) and isinstance(event.get("scores"), list)
+        ):
+            _apply_result(batch, event, when if when is not None else now)
     return batch
+
+
+def _apply_result(batch: EventBatch, event: dict[str, Any], when: float) -> None:
+    """A task's scores (``result`` event of an evaluation) as eval_results rows."""
+    baseline = event.get("baseline") if isinstance(event.get("baseline"), dict) else {}
+    settings = json.dumps(event.get("settings") or {}, separators=(",", ":"))
+    for score in event["scores"]:
+        if not isinstance(score, dict) or not isinstance(score.get("metric"), str):
+            continue
+        batch.results.append(
+            (
+                event.get("model"), event.get("checkpoint"), _int(event.get("step")), event.get("adapter"),
+                event["task"], score["metric"], _number(score.get("value")), _number(score.get("stderr")),
+                _int(score.get("n")), _number(baseline.get(score["metric"])), settings, when,
+            )
+        )  # fmt: skip
 
 
 def _apply_status(batch: EventBatch, event: dict[str, Any], step: int | None, when: float) -> None:

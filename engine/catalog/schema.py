@@ -134,6 +134,28 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    # Evaluation results: one row per task and metric of an evaluation (or of a training run's task evals).
+    Migration(
+        4,
+        (
+            """CREATE TABLE eval_results (
+                run_id VARCHAR NOT NULL,
+                model VARCHAR,
+                checkpoint VARCHAR,
+                step BIGINT,
+                adapter VARCHAR,
+                task VARCHAR NOT NULL,
+                metric VARCHAR NOT NULL,
+                value DOUBLE,
+                stderr DOUBLE,
+                n INTEGER,
+                chance DOUBLE,
+                settings JSON NOT NULL,
+                created TIMESTAMP
+            )""",
+            "CREATE INDEX eval_results_run ON eval_results (run_id)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -25,7 +25,9 @@ from engine.errors import LLModelError, NotFoundError
 
 CONFIG_KINDS = ("model", "train")
 # Tables whose rows belong to one run, keyed by run_id.
-RUN_TABLES = ("metrics", "samples", "checkpoints", "evaluations", "attention_snapshots", "event_offsets")
+RUN_TABLES = (
+    "metrics", "samples", "checkpoints", "evaluations", "attention_snapshots", "eval_results", "event_offsets",
+)  # fmt: skip
 _RUN_FIELDS = frozenset(
     {"status", "step", "total_steps", "metrics", "info", "error", "pid", "pid_start", "started", "finished"}
 )
@@ -440,6 +442,11 @@ class Catalog:
                 f"INSERT INTO attention_snapshots VALUES (?, ?, ?, ?, ?, ?, {_TS})",
                 [[run_id, *row] for row in batch.attention],
             )
+        if batch.results:
+            conn.executemany(
+                f"INSERT INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_TS})",
+                [[run_id, *row] for row in batch.results],
+            )
 
     @staticmethod
     def _update_run(
@@ -611,11 +618,14 @@ class Catalog:
         ids = list(dict.fromkeys(run_ids))
         runs: dict[str, dict[str, Any]] = {}
         for run_id in ids:
-            rows = self._rows("SELECT kind, status, step, config, metrics FROM runs WHERE id = ?", [run_id])
+            rows = self._rows(
+                "SELECT kind, status, step, config, metrics, run_dir FROM runs WHERE id = ?", [run_id]
+            )
             if not rows:
                 raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
             row = self._decode(rows[0], "config", "metrics")
             row["config"] = _flatten(row["config"])
+            row["evaluations"] = self._latest_evaluations(run_id, row.pop("run_dir"))
             runs[run_id] = row
         missing = object()
         keys = sorted({key for run in runs.values() for key in run["config"]})
@@ -625,6 +635,42 @@ class Catalog:
             if any(value is missing or value != values[0] for value in values):
                 differing.append(key)
         return {"runs": runs, "differing": differing}
+
+    def _latest_evaluations(self, run_id: str, run_dir: str) -> dict[str, float]:
+        """``task/metric`` → the newest value measured by this run or on one of its checkpoints."""
+        latest: dict[str, float] = {}
+        for row in [
+            *self.eval_results(run_id=run_id),
+            *self.eval_results(checkpoint_prefix=run_dir.rstrip("/") + "/"),
+        ]:
+            latest.setdefault(f"{row['task']}/{row['metric']}", row["value"])
+        return latest
+
+    def run_evaluations(self, run_id: str) -> list[dict[str, Any]]:
+        """The evaluation results this run measured, or that were measured on its checkpoints."""
+        run_dir = self.get_run(run_id)["run_dir"]
+        return self.eval_results(run_id=run_id) + self.eval_results(
+            checkpoint_prefix=run_dir.rstrip("/") + "/"
+        )
+
+    def eval_results(
+        self, run_id: str | None = None, checkpoint_prefix: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Evaluation results, newest first: of one evaluation run, or of checkpoints under a folder."""
+        clauses, params = [], []
+        if run_id:
+            clauses.append("run_id = ?")
+            params.append(run_id)
+        if checkpoint_prefix:
+            clauses.append("starts_with(checkpoint, ?)")
+            params.append(checkpoint_prefix)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._rows(
+            "SELECT run_id, model, checkpoint, step, adapter, task, metric, value, stderr, n, chance, settings, "
+            f"epoch(created) AS created FROM eval_results {where} ORDER BY created DESC, task, metric",
+            params,
+        )
+        return [self._decode(row, "settings") for row in rows]
 
     def summary(self) -> dict[str, Any]:
         """How many configs, tokenizers, datasets and runs (by status) the workspace holds."""

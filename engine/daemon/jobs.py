@@ -70,6 +70,8 @@ def run_job(run_dir: Path, should_stop: Callable[[], bool]) -> dict[str, Any]:
         "pretrain": _pretrain,
         "finetune": _finetune,
         "quickstart": _quickstart,
+        "evaluate": _evaluate,
+        "benchmark": _benchmark,
     }[kind]
     return handler(run_dir, spec, should_stop)
 
@@ -149,6 +151,38 @@ def _finetune(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], boo
     from engine.finetune.run import FinetuneJob
 
     return FinetuneJob.from_spec(run_dir, spec, should_stop).run()
+
+
+def _evaluate(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    from engine.evaluation.evaluate import evaluate_model
+    from engine.evaluation.runner import EvalSettings
+
+    events = EventLog(run_dir)
+    try:
+        reports = evaluate_model(
+            spec["model_path"], list(spec["tasks"]), EvalSettings(**spec.get("settings", {})),
+            adapter=spec.get("adapter"), device=spec.get("device", "auto"), batch_size=spec.get("batch_size", 8),
+            results_dir=run_dir, on_result=lambda row: events.emit("result", **row),
+            stage=lambda task: ProgressEvents(events, task, should_stop), should_stop=should_stop,
+        )  # fmt: skip
+    finally:
+        events.close()
+    return {"tasks": [r.task for r in reports], "results": str(run_dir / "results.json")}
+
+
+def _benchmark(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    from engine.evaluation.efficiency import benchmark_model
+
+    events = EventLog(run_dir)
+    try:
+        report = benchmark_model(
+            spec["model_path"], adapter=spec.get("adapter"), device=spec.get("device", "auto"),
+            new_tokens=spec.get("new_tokens", 64), progress=ProgressEvents(events, "measuring", should_stop),
+        )  # fmt: skip
+        events.emit("result", **report)
+    finally:
+        events.close()
+    return {"figures": report}
 
 
 def _quickstart(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:

@@ -132,23 +132,33 @@ def build_stdlib_instructions(
 
     Parsed with ``ast``, never imported; the same interpreter always writes the same files.
     """
-    from engine.data.split import SPLIT_SEED, choose_validation, document_hash
-
     directory = Path(directory)
-    records = list(_instruction_records(max_items))
-    hashes = [document_hash(record["instruction"], SPLIT_SEED) for record in records]
+    train, heldout = stdlib_instruction_split(max_items, heldout_fraction)
+    paths = (directory / "instructions.train.jsonl", directory / "instructions.heldout.jsonl")
+    for path, records in zip(paths, (train, heldout), strict=True):
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for record in records:
+                _write_record(fh, record)
+    return InstructionSetInfo(paths[0], paths[1], len(train), len(heldout))
+
+
+def stdlib_instruction_split(
+    max_items: int | None = None, heldout_fraction: float = HELDOUT_FRACTION
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The instruction set's (training, held-out) records, split by a hash of each instruction."""
     import numpy as np
 
-    heldout = choose_validation(np.array(hashes, dtype=np.uint64), heldout_fraction)
-    paths = (directory / "instructions.train.jsonl", directory / "instructions.heldout.jsonl")
-    counts = [0, 0]
-    for index, path in enumerate(paths):
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            for record, is_heldout in zip(records, heldout, strict=True):
-                if bool(is_heldout) == bool(index):
-                    _write_record(fh, record)
-                    counts[index] += 1
-    return InstructionSetInfo(paths[0], paths[1], counts[0], counts[1])
+    from engine.data.split import SPLIT_SEED, choose_validation, document_hash
+
+    records = list(_instruction_records(max_items))
+    hashes = np.array(
+        [document_hash(record["instruction"], SPLIT_SEED) for record in records], dtype=np.uint64
+    )
+    heldout = choose_validation(hashes, heldout_fraction)
+    return (
+        [r for r, h in zip(records, heldout, strict=True) if not h],
+        [r for r, h in zip(records, heldout, strict=True) if h],
+    )
 
 
 def _instruction_records(max_items: int | None) -> Iterator[dict[str, str]]:
@@ -157,7 +167,7 @@ def _instruction_records(max_items: int | None) -> Iterator[dict[str, str]]:
         module = _public_module_name(relative)
         if module is None:
             continue
-        for summary, signature in _signature_pairs(text):
+        for summary, name, signature in _signature_pairs(text):
             if summary in seen:  # the same docstring twice would leak across the split
                 continue
             seen.add(summary)
@@ -166,13 +176,16 @@ def _instruction_records(max_items: int | None) -> Iterator[dict[str, str]]:
                 "input": "",
                 "output": signature,
                 "source": relative,
+                "module": module,
+                "name": name,
+                "summary": summary,
             }
             if max_items is not None and len(seen) >= max_items:
                 return
 
 
-def _signature_pairs(source: str) -> Iterator[tuple[str, str]]:
-    """(docstring summary, ``def name(args):``) of each public module-level function."""
+def _signature_pairs(source: str) -> Iterator[tuple[str, str, str]]:
+    """(docstring summary, name, ``def name(args):``) of each public module-level function."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -184,7 +197,7 @@ def _signature_pairs(source: str) -> Iterator[tuple[str, str]]:
             summary = _summary(node)
             if summary:
                 prefix = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
-                yield summary, f"{prefix} {node.name}({ast.unparse(node.args)}):"
+                yield summary, node.name, f"{prefix} {node.name}({ast.unparse(node.args)}):"
 
 
 def _write_record(fh: TextIO, record: dict[str, object]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.errors import ConfigError
@@ -43,6 +43,8 @@ class TrainConfig:
     attention_interval: int = 500
     keep_last: int = 3
     num_threads: int | None = None
+    eval_tasks: list[str] = field(default_factory=list)  # evaluation tasks run at every validation, as curves
+    eval_task_limit: int = 20  # documents per task at each of those evaluations
 
     def __post_init__(self) -> None:
         for name in (

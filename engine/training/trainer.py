@@ -77,6 +77,11 @@ class Trainer:
         self.total_steps = total_steps(data, train_config)
         if init_from is not None:
             ckpt.check_compatible(init_from, model_config)
+        if train_config.eval_tasks:  # an unknown task fails now, not at the first evaluation
+            from engine.evaluation.tasks import resolve_task
+
+            for name in train_config.eval_tasks:
+                resolve_task(name)
         self.init_from, self.adapter = init_from, adapter
         self.resume_from = resume_from
         # Opened last: a config that fails validation leaves no run folder behind.
@@ -254,17 +259,36 @@ class Trainer:
         if not count:
             return {}
         val_loss = loss_sum / count
-        result = {
+        result: dict[str, float] = {
             "val_loss": val_loss,
             "val_ppl": math.exp(min(val_loss, 50.0)),
             "val_accuracy": correct / count,
         }
         step = self.scheduler.last_epoch
+        result |= self._task_scores(step)
         self.events.emit("eval", step=step, **result)
         self.events.log(
             f"eval step {step}: val loss {val_loss:.4f} ppl {result['val_ppl']:.1f} acc {result['val_accuracy']:.3f}"
         )
         return result
+
+    def _task_scores(self, step: int) -> dict[str, float]:
+        """The ``eval_tasks`` scores of the model as it is now, as ``task/metric`` (drawn as curves), each task's
+        result also recorded as an evaluation of this run."""
+        if not self.cfg.eval_tasks or self.tokenizer is None:
+            return {}
+        from engine.evaluation.requests import ModelScorer
+        from engine.evaluation.runner import EvalSettings, run_task
+        from engine.evaluation.tasks import resolve_task
+
+        scorer = ModelScorer(self.model, self.tokenizer)
+        scores: dict[str, float] = {}
+        for name in self.cfg.eval_tasks:
+            report = run_task(resolve_task(name), scorer, EvalSettings(limit=self.cfg.eval_task_limit))
+            scores |= {f"{report.task}/{s.metric}": s.value for s in report.scores}
+            self.events.emit("result", model=str(self.run_dir), step=step, **report.to_dict())
+        self.model.train()
+        return scores
 
     def _sample(self, step: int) -> None:
         assert self.tokenizer is not None

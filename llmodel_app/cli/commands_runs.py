@@ -61,6 +61,25 @@ def runs_show(run_id: RunId, as_json: Json = False, workspace: Workspace = None)
         )
     for sample in run.get("samples", [])[-3:]:
         out.print(f"sample @ {sample['step']}: {sample['text']!r}", markup=False)
+    evaluations = query(workspace_root(workspace), "run_evaluations", run_id)
+    if evaluations:
+        from llmodel_app.cli.commands_evaluate import results_table
+
+        out.print(results_table(_as_reports(evaluations)))
+
+
+def _as_reports(rows: list[dict]) -> list[dict]:
+    """Catalog evaluation rows grouped as the results table shows them (one entry per task and checkpoint)."""
+    grouped: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["task"], row.get("checkpoint"), row.get("step"))
+        entry = grouped.setdefault(key, {"task": row["task"], "scores": [], "baseline": {}})
+        entry["scores"].append(
+            {"metric": row["metric"], "value": row["value"], "stderr": row["stderr"], "n": row["n"]}
+        )
+        if row.get("chance") is not None:
+            entry["baseline"][row["metric"]] = row["chance"]
+    return list(grouped.values())
 
 
 @runs_app.command("compare")
@@ -84,6 +103,11 @@ def runs_compare(
     names = sorted({k for r in runs for k in (r.get("metrics") or {})})
     for name in names:
         table.add_row(f"[bold]{name}[/bold]", *[num((r.get("metrics") or {}).get(name)) for r in runs])
+    evaluated = sorted({k for r in runs for k in (r.get("evaluations") or {})})
+    for name in evaluated:  # task/metric: the newest evaluation of each run or its checkpoints
+        table.add_row(
+            f"[bold cyan]{name}[/bold cyan]", *[num((r.get("evaluations") or {}).get(name)) for r in runs]
+        )
     out.print(table)
 
 

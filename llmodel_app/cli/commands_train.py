@@ -54,6 +54,7 @@ def pretrain(
     compile_: opts.Compile = False,
     eval_interval: opts.EvalInterval = DEFAULTS.eval_interval,
     checkpoint_interval: opts.CheckpointInterval = DEFAULTS.checkpoint_interval,
+    eval_tasks: opts.EvalTasks = None,
     seed: opts.Seed = DEFAULTS.seed,
     train_config: opts.TrainConfigFile = None,
     resume_from_checkpoint: opts.ResumeFrom = None,

@@ -12,6 +12,7 @@ from engine.errors import LLModelError
 from llmodel_app.cli import (
     commands_data,
     commands_engine,
+    commands_evaluate,
     commands_finetune,
     commands_model,
     commands_runs,
@@ -36,6 +37,8 @@ app.command("pretrain")(commands_train.pretrain)
 app.command("finetune")(commands_finetune.finetune)
 app.command("train", help="Alias of `finetune`.")(commands_finetune.finetune)
 app.command("lora-finetune")(commands_finetune.lora_finetune)
+app.command("evaluate")(commands_evaluate.evaluate)
+app.command("benchmark")(commands_evaluate.benchmark)
 app.command("quickstart")(quickstart.quickstart)
 app.command("serve")(commands_serve.serve)
 app.command("api")(commands_serve.api)

@@ -67,6 +67,8 @@ def _via_engine(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
             names=",".join(names) if names else None,
             max_points=kwargs.get("max_points"),
         )
+    if method == "run_evaluations":
+        return client.get(f"/api/runs/{args[0]}/evaluations")
     if method == "list_adapters":
         return client.get("/api/adapters", base=args[0] if args else kwargs.get("base_checkpoint"))
     if method == "get_adapter":

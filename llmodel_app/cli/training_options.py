@@ -37,6 +37,10 @@ Seed = Annotated[int, typer.Option(help="Random seed.")]
 TrainConfigFile = Annotated[
     Path | None, typer.Option(help="JSON file with any training settings; flags typed explicitly win.")
 ]
+EvalTasks = Annotated[
+    str | None,
+    typer.Option(help="Evaluation tasks (comma-separated) run at every validation and drawn as curves."),
+]
 ResumeFrom = Annotated[
     str | None,
     typer.Option(help="A checkpoint or run directory, or 'auto' (the newest run with a checkpoint)."),
@@ -46,6 +50,7 @@ ResumeFrom = Annotated[
 FLAG_FIELDS = (
     "epochs", "max_steps", "batch_size", "seq_len", "gradient_accumulation_steps", "learning_rate", "warmup_steps",
     "schedule", "optimizer", "precision", "device", "compile_", "eval_interval", "checkpoint_interval", "seed",
+    "eval_tasks",
 )  # fmt: skip
 
 
@@ -69,7 +74,10 @@ def train_settings(
         source = ctx.get_parameter_source(name)
         typed = source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
         if typed or key not in data:
-            data[key] = ctx.params[name]
+            value = ctx.params.get(name)
+            if key == "eval_tasks":  # typed as one comma-separated option
+                value = [t.strip() for t in value.split(",") if t.strip()] if value else data.get(key, [])
+            data[key] = value
     return TrainConfig.from_dict(data, source=str(path) if path else "training settings")
 
 

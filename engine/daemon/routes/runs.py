@@ -52,6 +52,13 @@ def remove(run_id: str, state: State) -> dict[str, Any]:
     return {"removed": run_id}
 
 
+@router.get("/{run_id}/evaluations")
+def evaluations(run_id: str, state: State) -> list[dict[str, Any]]:
+    """The evaluation results this run measured, or that were measured on its checkpoints."""
+    with state.supervisor.lock:
+        return state.supervisor.catalog.run_evaluations(run_id)
+
+
 @router.get("/{run_id}/checkpoints")
 def checkpoints(run_id: str, state: State) -> list[dict[str, Any]]:
     with state.supervisor.lock:

@@ -1,0 +1,179 @@
+"""``evaluate`` and ``benchmark``: engine jobs whose results are catalog rows and a JSON file in the run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from engine.errors import LLModelError
+from llmodel_app.cli.console import out, print_json, success
+from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, existing, run_job
+
+ModelPath = Annotated[
+    Path | None,
+    typer.Option(help="A run or checkpoint directory (default: the workspace's newest completed run)."),
+]
+Adapter = Annotated[str | None, typer.Option(help="Evaluate with this adapter (name or folder) merged in.")]
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
+
+
+def evaluate(
+    tasks: Annotated[
+        str, typer.Option(help="Comma-separated task names or task files; 'list' shows them all.")
+    ],
+    model_path: ModelPath = None,
+    adapter: Adapter = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many documents per task.")] = None,
+    data_path: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="TASK=FILE for tasks that read a local file (a bare FILE when only one task needs one)."
+        ),
+    ] = None,
+    stride: Annotated[
+        int | None, typer.Option(help="Perplexity windows advance this many tokens (default: the context).")
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option(help="Sampling temperature of generation tasks (0: greedy).")
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of sampled generations.")] = 1234,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    as_json: JsonOutput = False,
+    workspace: Annotated[Path | None, WorkspaceOption] = None,
+    detach: Annotated[bool, DetachOption] = False,
+) -> None:
+    """Score a model on tasks: perplexity, multiple choice, generation, code; every result goes to the catalog."""
+    from engine.evaluation.evaluate import resolve_tasks
+    from engine.evaluation.tasks import builtin_tasks
+
+    if tasks.strip() == "list":
+        _list_tasks(builtin_tasks())
+        return
+    names = [name.strip() for name in tasks.split(",") if name.strip()]
+    resolved = resolve_tasks(names)  # an unknown task or a malformed task file fails here, before any job
+    paths = _data_paths(data_path or [], [t.name for t in resolved if t.needs_data])
+    for task in resolved:
+        if task.needs_data and task.name not in paths:
+            raise LLModelError(
+                f"task {task.name} reads a local file (nothing is downloaded): pass --data-path {task.name}=FILE, "
+                f"{task.data_layout}"
+            )
+    model = _model(model_path, adapter, workspace)
+    spec = {
+        "model_path": str(model), "adapter": _adapter_dir(adapter, workspace), "tasks": names, "device": device,
+        "settings": {"limit": limit, "stride": stride, "temperature": temperature, "seed": seed, "data_paths": paths},
+    }  # fmt: skip
+    final = run_job(workspace, "evaluate", spec, detach=detach)
+    result = check_outcome(final)
+    if not result:
+        return
+    from engine.evaluation.evaluate import read_results
+
+    rows = read_results(Path(result["results"]).parent)
+    if as_json:
+        print_json(rows)
+        return
+    out.print(results_table(rows))
+    success(f"results saved to {result['results']} and the workspace catalog")
+
+
+def benchmark(
+    model_path: ModelPath = None,
+    adapter: Adapter = None,
+    new_tokens: Annotated[int, typer.Option(help="Tokens generated per timed call.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    as_json: JsonOutput = False,
+    workspace: Annotated[Path | None, WorkspaceOption] = None,
+    detach: Annotated[bool, DetachOption] = False,
+) -> None:
+    """Measure generation speed and latency, peak memory, energy (where a counter exists) and training speed."""
+    model = _model(model_path, adapter, workspace)
+    spec = {
+        "model_path": str(model),
+        "adapter": _adapter_dir(adapter, workspace),
+        "device": device,
+        "new_tokens": new_tokens,
+    }
+    result = check_outcome(run_job(workspace, "benchmark", spec, detach=detach))
+    if not result:
+        return
+    figures = result["figures"]
+    if as_json:
+        print_json(figures)
+        return
+    out.print(results_table([figures]))
+    for note in (figures["settings"].get("energy"),):
+        if note:
+            out.print(f"energy: {note}")
+
+
+def _model(model_path: Path | None, adapter: str | None, workspace: Path | None) -> Path:
+    if model_path is not None:
+        existing([model_path])
+        return model_path.resolve()
+    if adapter is not None:
+        from engine.finetune.adapters import base_of, resolve_adapter
+        from engine.workspace import workspace_root
+
+        return base_of(resolve_adapter(adapter, workspace_root(workspace))).path
+    from llmodel_app.cli.commands_model import default_model
+
+    return default_model(workspace).resolve()
+
+
+def _adapter_dir(adapter: str | None, workspace: Path | None) -> str | None:
+    if adapter is None:
+        return None
+    from engine.finetune.adapters import resolve_adapter
+    from engine.workspace import workspace_root
+
+    return str(resolve_adapter(adapter, workspace_root(workspace)).path)
+
+
+def _data_paths(values: list[str], needing: list[str]) -> dict[str, str]:
+    paths: dict[str, str] = {}
+    for value in values:
+        task, has_path, path = value.partition("=")
+        if not has_path:
+            if len(needing) != 1:
+                raise LLModelError(f"--data-path {value}: say which task it is for, as TASK=FILE")
+            task, path = needing[0], value
+        paths[task] = existing([Path(path)])[0]
+    return paths
+
+
+def _list_tasks(tasks: dict[str, Any]) -> None:
+    table = Table(box=None, header_style="bold")
+    table.add_column("task", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("what it measures (chance)")
+    for task in tasks.values():
+        source = " — needs --data-path" if task.needs_data else ""
+        table.add_row(task.name, task.kind, f"{task.description} ({task.chance}){source}")
+    out.print(table)
+    out.print(
+        "Custom tasks: a .json or .yaml task file (name, kind, data, prompt, choices/answer or target)."
+    )
+
+
+def results_table(rows: list[dict[str, Any]]) -> Table:
+    """Task, metric, value ± standard error, documents, and how a guess (or a constant answer) does."""
+    table = Table(box=None, header_style="bold")
+    table.add_column("task", no_wrap=True)
+    table.add_column("metric", no_wrap=True)
+    for name in ("value", "± stderr", "n", "chance", "seconds"):
+        table.add_column(name, justify="right")
+    for row in rows:
+        baseline = row.get("baseline") or {}
+        for score in row["scores"]:
+            stderr = score.get("stderr")
+            guess = baseline.get(score["metric"])
+            table.add_row(
+                row["task"], score["metric"], f"{score['value']:.4g}", f"{stderr:.3g}" if stderr is not None else "",
+                str(score.get("n", "")), f"{guess:.4g}" if guess is not None else "",
+                f"{row.get('seconds', 0):.1f}" if row.get("seconds") else "",
+            )  # fmt: skip
+    return table
