@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -199,7 +198,7 @@ def test_unknown_tasks_and_missing_suite_files_say_what_is_expected(scorer):
         DataError, match=r"pass --data-path hellaswag=FILE, a JSONL/JSON/parquet file with ctx"
     ):
         run_task(builtin_tasks()["hellaswag"], scorer, EvalSettings())
-    with pytest.raises(DataError, match="nowhere.jsonl not found"):
+    with pytest.raises(DataError, match=r"nowhere\.jsonl not found"):
         run_task(builtin_tasks()["arc_easy"], scorer, EvalSettings(data_paths={"arc_easy": "nowhere.jsonl"}))
 
 
@@ -223,7 +222,7 @@ def test_standard_suite_layouts_are_read_from_local_files(tmp_path, scorer):
 
 def test_a_failed_task_keeps_the_results_of_the_tasks_before_it(scorer):
     kept = []
-    with pytest.raises(LLModelError, match="hellaswag.*the other 1 task"):
+    with pytest.raises(LLModelError, match=r"hellaswag.*the other 1 task"):
         run_tasks([builtin_tasks()["stdlib-names"], builtin_tasks()["hellaswag"]], scorer, EvalSettings(limit=3),
                   on_result=kept.append)  # fmt: skip
     assert [r.task for r in kept] == ["stdlib-names"]
