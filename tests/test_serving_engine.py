@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 
 import httpx
@@ -64,3 +66,34 @@ def test_serving_beyond_loopback_needs_a_key(tmp_path, trained_run, monkeypatch)
         with pytest.raises(LLModelError, match="API key"):
             client.post("/api/serve", {"model": str(trained_run), "host": "0.0.0.0", "port": free_port()})
         assert client.get("/api/serve") == {"running": False}
+
+
+def test_a_server_that_misses_a_probe_reads_loading_until_it_was_once_ok_and_errors_carry_the_reason(
+    tmp_path, monkeypatch
+):
+    from engine.daemon import model_servers
+
+    record = {"pid": os.getpid(), "local_url": "http://127.0.0.1:9", "started": time.time(), "model": "m"}
+    (tmp_path / model_servers.SERVE_FILE).write_text(json.dumps(record))
+    answers = iter(["timeout", (503, "loading"), "timeout", (200, "ok"), "timeout", (503, "error")])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/metrics":
+            return httpx.Response(404)
+        answer = next(answers)
+        if answer == "timeout":
+            raise httpx.ReadTimeout("no answer", request=request)
+        code, status = answer
+        return httpx.Response(
+            code, json={"status": status, "error": "CUDA out of memory" if status == "error" else None}
+        )
+
+    real_client = httpx.Client
+    monkeypatch.setattr(
+        model_servers.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(handler), **kw)
+    )
+    manager = model_servers.ModelServerManager(tmp_path)
+    seen = [manager.status()["health"] for _ in range(5)]
+    assert seen == ["starting", "loading", "loading", "ok", "unreachable"]
+    failed = manager.status()
+    assert failed["health"] == "error" and failed["error"] == "CUDA out of memory"

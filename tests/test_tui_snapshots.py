@@ -59,6 +59,14 @@ def test_run_view_with_charts_samples_checkpoints_and_log(snap_compare):
     assert snap_compare(workbench(FakeClient()), terminal_size=SIZE, run_before=run_before)
 
 
+def test_run_view_in_a_100_by_30_terminal(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await open_run(pilot)
+        await settle(pilot)
+
+    assert snap_compare(workbench(FakeClient()), terminal_size=(100, 30), run_before=run_before)
+
+
 def test_run_view_smoothed_on_a_log_scale_in_the_light_theme(snap_compare):
     async def run_before(pilot: Pilot) -> None:
         await loaded(pilot)

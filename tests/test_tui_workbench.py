@@ -66,7 +66,27 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str) -> None:
         )
         assert chat.history[1]["role"] == "assistant" and chat.history[1]["content"]
 
-        # The attention view on a typed text: the chosen checkpoint's maps, computed by the model server.
+        # Picking another checkpoint in the chat: the next message restarts the server with it, on the same port.
+        first = app.client.get("/api/serve")
+        assert first["model"] == checkpoint
+        checkpoint = tree.runs[run_id]["checkpoints"][0]["path"]  # step 4
+        chat.query_one("#chat-model").value = checkpoint
+        await wait_for(pilot, lambda: app.chosen_model == checkpoint, what="the pick")
+        chat.send("def bye():")
+        assert chat.streaming
+        await wait_for(pilot, lambda: not chat.streaming, timeout=90, what="the second reply")
+        assert not [n.message for n in app._notifications if n.title == "Chat"], (
+            "the reply came without error"
+        )
+        served = app.client.get("/api/serve")
+        assert (
+            served["model"] == checkpoint
+            and served["port"] == first["port"]
+            and served["pid"] != first["pid"]
+        )
+        assert f"answering: {run_id} · step 4" in str(app.query_one("#chat-server").content)
+
+        # The attention view on a typed text: the picked checkpoint's maps, computed by the model server.
         await pilot.press("3")
         prompt = app.query_one("#attention-prompt")
         prompt.value = "def add(a, b):"

@@ -87,6 +87,8 @@ class FakeClient:
         self.posts: list[tuple[str, dict[str, Any]]] = []
         self.deletes: list[str] = []
         self.serve: dict[str, Any] = {"running": False}
+        self.serve_health: list[str] = []  # the healths a newly started server reports, one per status read
+        self.attention_steps: tuple[int, ...] = (20, 40)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.live: dict[
             str, list[dict[str, Any]]
@@ -143,6 +145,8 @@ class FakeClient:
                 else []
             )
         if path == "/api/serve":
+            if self.serve.get("running"):
+                self.serve["health"] = self.serve_health.pop(0) if self.serve_health else "ok"
             return dict(self.serve)
         if path == "/api/runs/compare":
             ids = params["ids"].split(",")
@@ -182,7 +186,7 @@ class FakeClient:
                     "heads": 2,
                     "tokens": TOKENS,
                 }
-                for s in (20, 40)
+                for s in self.attention_steps
             ]
         if len(tail) == 2 and tail[0] == "attention":
             return {"step": int(tail[1]), "tokens": TOKENS, "weights": attention()}
@@ -198,7 +202,7 @@ class FakeClient:
         if path == "/api/serve":
             self.serve = {"running": True, "model": body["model"], "host": body["host"], "port": body["port"],
                           "url": f"http://{body['host']}:{body['port']}", "auth": bool(body.get("api_key")),
-                          "health": "ok", "requests": 3}  # fmt: skip
+                          "health": "starting" if self.serve_health else "ok", "requests": 3}  # fmt: skip
             return dict(self.serve)
         if path.endswith("/cancel"):
             return {"status": "cancelling"}

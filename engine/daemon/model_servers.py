@@ -31,33 +31,39 @@ class ModelServerManager:
     def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
         self._key: str | None = None
-        self._answered: set[int] = set()  # pids of servers that have answered at least once
+        self._answered: dict[int, str] = {}  # pid → "ok" once it has been ok, else the last health it gave
 
     def status(self) -> dict[str, Any]:
         """Whether a server runs, where, for which model, and its health: "starting" (its process is up but not
-        yet listening), "loading", "ok", "error" (it says why), or "unreachable" (it answered before, not now)."""
+        yet listening), "loading", "ok", "error" (with the server's reason), or "unreachable" (it was ok, and now
+        does not answer). A server busy loading its model may miss a probe: until it has once been ok, a missed
+        probe reads "loading" (or "starting", before it ever answered), never "unreachable"."""
         record = self._record()
         if record is None:
             return {"running": False}
-        health, requests = "unreachable", None
+        pid, health, requests, error = record["pid"], "unreachable", None, None
         headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         try:
             with httpx.Client(base_url=record["local_url"], timeout=1.0, headers=headers) as http:
-                health = http.get("/health").json().get("status", "unknown")
-                self._answered.add(record["pid"])
+                body = http.get("/health").json()
+                health, error = body.get("status", "unknown"), body.get("error")
+                if self._answered.get(pid) != "ok":
+                    self._answered[pid] = health
                 metrics = http.get("/metrics")
                 if metrics.status_code == 200:
                     requests = _count_requests(metrics.text)
-        except (httpx.HTTPError, ValueError):
-            young = time.time() - float(record.get("started", 0)) < STARTING_GRACE
-            if record["pid"] not in self._answered and young:
-                health = "starting"
-        return {
-            "running": True,
-            **{k: v for k, v in record.items() if k != "local_url"},
-            "health": health,
-            "requests": requests,
-        }
+        except (httpx.HTTPError, ValueError, AttributeError):
+            seen = self._answered.get(pid)
+            if seen is None:
+                young = time.time() - float(record.get("started", 0)) < STARTING_GRACE
+                health = "starting" if young else "unreachable"
+            elif seen != "ok":
+                health = "loading"
+        status = {"running": True, **{k: v for k, v in record.items() if k != "local_url"}, "health": health,
+                  "requests": requests}  # fmt: skip
+        if health == "error":
+            status["error"] = error or "the model server reported an error; see serve.log in the workspace"
+        return status
 
     def start(self, model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
               rate_limit: float | None = None, adapters: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip

@@ -29,6 +29,7 @@ from llmodel_app.tui.components.compare_view import CompareView
 from llmodel_app.tui.components.config_editor import ConfigEditor
 from llmodel_app.tui.components.help_screen import HelpScreen
 from llmodel_app.tui.components.job_launcher import JobLauncher
+from llmodel_app.tui.components.model_picker import model_choices
 from llmodel_app.tui.components.rest_panel import RestPanel
 from llmodel_app.tui.components.run_view import RunView
 from llmodel_app.tui.components.welcome_panel import WelcomePanel
@@ -39,10 +40,13 @@ from llmodel_app.tui.messages import (
     CheckpointSelected,
     ConfigSelected,
     JobSubmitted,
+    ModelPicked,
     RunSelected,
     ServingChanged,
     WorkspaceLoaded,
 )
+from llmodel_app.tui.model_server import same_model
+from llmodel_app.tui.workbench_state import WorkbenchState, load_state, save_state
 
 PUMP_SECONDS = 0.25
 ViewT = TypeVar("ViewT", bound=Widget)
@@ -55,6 +59,12 @@ class LLModelApp(App[None]):
     CSS_PATH = "app.tcss"
     BINDINGS: ClassVar[list[BindingType]] = keymap.APP
     COMMANDS = App.COMMANDS | {WorkbenchCommands}
+    # Classes of the screen by its width (app.tcss): a narrower sidebar below 120 columns, none below 90.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
+        (0, "-cramped"),
+        (90, "-narrow"),
+        (120, "-wide"),
+    ]
 
     def __init__(
         self, workspace: Path, *, connect: ClientFactory = connect_engine, start_engine: bool = True,
@@ -73,13 +83,14 @@ class LLModelApp(App[None]):
         self.saved_configs: dict[str, dict[str, Any]] = {}
         self.serve_key: str | None = None
         self._link: EngineLink | None = None
-        self.current_run: str | None = (
-            None  # the run open in the run view (a lazy attention view opens it too)
-        )
-        self.chosen_model: str | None = None  # the checkpoint chosen for chat and serving
-        self._refresh_pending = False
+        # The run open in the run view (a lazy attention view opens it too); the checkpoint picked for the chat,
+        # the typed-text attention and serving; a saved config for the (lazy) editor to open.
         self.current_run: str | None = None
         self.chosen_model: str | None = None
+        self.config_to_edit: tuple[str, dict[str, Any]] | None = None
+        self._refresh_pending = False
+        self._view_state = load_state(self.workspace)  # what to reopen, then what was last saved
+        self._view_restored = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -127,6 +138,10 @@ class LLModelApp(App[None]):
         return self.screen_stack[0] if self.screen_stack else self.screen
 
     def on_mount(self) -> None:
+        # The tab decides the focus, never the other way: a pane whose widget takes the focus would otherwise
+        # bring itself to the front, late, after the user has already moved on to another tab.
+        for pane in self.main.query(TabPane):
+            pane.disable_messages(TabPane.Focused)
         self.sub_title = f"{self.workspace} · engine ◌ connecting…"
         self._link = EngineLink(self.workspace, self.connect, start=self.start_engine).start()
         self.set_interval(PUMP_SECONDS, self._pump)
@@ -176,6 +191,10 @@ class LLModelApp(App[None]):
         first_attempt = not self.connected and not self.was_lost
         self.client, self.connected, self.was_lost = None, False, True
         self.sub_title = f"{self.workspace} · engine ✗ not connected — retrying"
+        if not self.workspace_data:  # nothing listed yet: the home tab says why, rather than "connecting"
+            self.main.query_one(WelcomePanel).show_waiting(
+                f"the engine is not reachable ({reason}); retrying — ctrl+e starts it"
+            )
         hint = (
             ""
             if self.start_engine and first_attempt
@@ -251,6 +270,40 @@ class LLModelApp(App[None]):
         ):
             if view is not None:
                 view.show_workspace(data)
+        if not self._view_restored:
+            self._restore_view(data)
+
+    # -- the view kept across sessions ---------------------------------------------------------------------
+
+    def _restore_view(self, data: dict[str, Any]) -> None:
+        """Reopen the run, picked checkpoint and tab of the last session on this workspace (at the first listing,
+        and only what the user has not chosen meanwhile)."""
+        saved, runs = self._view_state, data.get("runs", [])
+        listed = [path for _, path in model_choices(runs)]
+        if saved.model and self.chosen_model is None and any(same_model(p, saved.model) for p in listed):
+            self.pick_model(saved.model)
+        tabs = self.main.query_one(TabbedContent)
+        untouched = tabs.active == "home" and self.current_run is None
+        if untouched and saved.run in {run["id"] for run in runs}:
+            self.open_run(saved.run, show=False)  # type: ignore[arg-type]
+            self.action_show_tab(saved.tab)
+        elif untouched and saved.tab not in ("run", "attention"):
+            self.action_show_tab(saved.tab)
+        self._view_restored = True
+        self._remember_view()
+
+    def _remember_view(self) -> None:
+        """Save the open run, tab and picked checkpoint when they changed (not before the last ones are back)."""
+        if not self._view_restored or not self.composed:
+            return
+        state = WorkbenchState(
+            run=self.current_run,
+            tab=self.main.query_one(TabbedContent).active or "home",
+            model=self.chosen_model,
+        )
+        if state != self._view_state:
+            self._view_state = state
+            save_state(self.workspace, state)
 
     # -- routing -------------------------------------------------------------------------------------------
 
@@ -260,12 +313,18 @@ class LLModelApp(App[None]):
     def on_checkpoint_selected(self, message: CheckpointSelected) -> None:
         self.choose_checkpoint(message.run_id, message.path)
 
+    def on_model_picked(self, message: ModelPicked) -> None:
+        self.pick_model(message.path)
+
     def on_config_selected(self, message: ConfigSelected) -> None:
-        if message.data:
-            editor = self.view(ConfigEditor)
-            if editor is not None:
-                editor.load(message.data, name=message.name)
-                self.action_show_tab("config")
+        if not message.data:
+            self.notify(f"config {message.name} could not be read", severity="warning", title="Config")
+            return
+        self.config_to_edit = (message.name, message.data)  # the editor opens it when it mounts
+        editor = self.view(ConfigEditor)
+        if editor is not None:
+            editor.open_saved(message.name, message.data)
+        self.action_show_tab("config")
 
     def on_job_submitted(self, message: JobSubmitted) -> None:
         self.notify(f"queued {message.kind} job {message.run_id}", title="Job submitted")
@@ -281,9 +340,14 @@ class LLModelApp(App[None]):
             chat.serving_changed(message.status)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == event.tabbed_content.active:  # not a tab the user has already left again
+            self._focus_tab(event.pane.id or "")
+        self._remember_view()
+
+    def _focus_tab(self, tab: str) -> None:
         """Keys go where the eye goes: the run view's and the heatmap's keys work as soon as their tab shows."""
         targets = {"run": "#run-view", "attention": "#heatmap", "compare": "#compare-runs"}
-        target = targets.get(event.pane.id or "")
+        target = targets.get(tab)
         if target and self.main.query(target):
             self.main.query_one(target).focus()
         else:
@@ -293,7 +357,8 @@ class LLModelApp(App[None]):
         if event.button.id == "quickstart":
             self.action_quickstart()
 
-    def open_run(self, run_id: str) -> None:
+    def open_run(self, run_id: str, *, show: bool = True) -> None:
+        """Open ``run_id`` in the run and attention views; ``show`` brings the run tab forward."""
         if self.client is None:
             self.notify("not connected to the engine", severity="warning")
             return
@@ -301,10 +366,9 @@ class LLModelApp(App[None]):
         for view in (self.view(RunView), self.view(AttentionView)):
             if view is not None:
                 view.open_run(run_id, self.client)
-        self.action_show_tab("run")
-        run_view = self.view(RunView)
-        if run_view is not None:
-            run_view.focus()
+        if show:
+            self.action_show_tab("run")  # which focuses the run view, so that its keys work at once
+        self._remember_view()
 
     def open_attention(self, run_id: str) -> None:
         if self.client is not None:
@@ -313,13 +377,20 @@ class LLModelApp(App[None]):
             if attention is not None:
                 attention.open_run(run_id, self.client)
             self.action_show_tab("attention")
+            self._remember_view()
 
     def choose_checkpoint(self, run_id: str, path: str) -> None:
+        """Pick a checkpoint and go and chat with it."""
+        self.pick_model(path)
+        self.action_show_tab("chat")
+
+    def pick_model(self, path: str) -> None:
+        """The checkpoint that answers in the chat and the typed-text attention, and that the Serve tab offers."""
         self.chosen_model = path
         for view in (self.view(ChatPane), self.view(RestPanel)):
             if view is not None:
                 view.choose_model(path)
-        self.action_show_tab("chat")
+        self._remember_view()
 
     def run_view_action(self, action: str, *args: Any) -> None:
         self.action_show_tab("run")
@@ -336,10 +407,14 @@ class LLModelApp(App[None]):
     # -- actions ---------------------------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
-        # A widget left focused in the tab being hidden would pull its tab back to the front; the activated tab
-        # chooses the new focus (on_tabbed_content_tab_activated).
+        # Nothing stays focused in the tab being hidden; the activated tab chooses the new focus
+        # (on_tabbed_content_tab_activated).
+        tabs = self.main.query_one(TabbedContent)
+        if tabs.active == tab:  # no TabActivated follows: focus what it would have focused
+            self._focus_tab(tab)
+            return
         self.main.set_focus(None)
-        self.main.query_one(TabbedContent).active = tab
+        tabs.active = tab
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -348,8 +423,12 @@ class LLModelApp(App[None]):
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
     def action_toggle_sidebar(self) -> None:
+        """Show or hide the sidebar; back where the terminal's width puts it, it follows the width again."""
         sidebar = self.main.query_one(WorkspaceTree)
-        sidebar.display = not sidebar.display
+        shown = not sidebar.display
+        by_width = not self.main.has_class("-cramped")
+        sidebar.set_class(shown and not by_width, "-shown")
+        sidebar.set_class(not shown and by_width, "-hidden")
 
     def action_refresh(self) -> None:
         self._refresh_pending = True

@@ -18,21 +18,28 @@ TABS = (
 
 APP = [
     Binding("ctrl+q", "quit", "Quit", priority=True),
+    Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
     Binding("f1", "help", "Help"),
     Binding("question_mark", "help", "Help", show=False),
     Binding("ctrl+t", "toggle_theme", "Theme"),
     Binding("ctrl+r", "refresh", "Refresh"),
     Binding("ctrl+e", "start_engine", "Start engine", show=False),
-    Binding("ctrl+b", "toggle_sidebar", "Sidebar", show=False),
     *[
         Binding(str(n), f"show_tab('{tab}')", title, show=False)
         for n, (tab, title) in enumerate(TABS, start=1)
     ],
 ]
 
+# Pairs of keys share one label in the footer (a group), so that a 100-column footer still has room for the
+# app's own keys (ctrl+b above all).
+SMOOTH = Binding.Group("Smooth ±", compact=True)
+LAYER = Binding.Group("Layer", compact=True)
+HEAD = Binding.Group("Head", compact=True)
+SNAPSHOT = Binding.Group("Snapshot", compact=True)
+
 RUN_VIEW = [
-    Binding("s", "smoothing(1)", "Smooth+"),
-    Binding("S", "smoothing(-1)", "Smooth-"),
+    Binding("s", "smoothing(1)", "Smooth+", group=SMOOTH),
+    Binding("S", "smoothing(-1)", "Smooth-", group=SMOOTH),
     Binding("g", "toggle_log", "Log scale"),
     Binding("x", "toggle_axis", "Step/time"),
     Binding("c", "cancel_run", "Cancel run"),
@@ -40,12 +47,12 @@ RUN_VIEW = [
 ]
 
 ATTENTION = [
-    Binding("right_square_bracket", "layer(1)", "Layer+"),
-    Binding("left_square_bracket", "layer(-1)", "Layer-"),
-    Binding("full_stop", "head(1)", "Head+"),
-    Binding("comma", "head(-1)", "Head-"),
-    Binding("n", "snapshot(1)", "Next step"),
-    Binding("p", "snapshot(-1)", "Prev step"),
+    Binding("left_square_bracket", "layer(-1)", "Layer-", group=LAYER),
+    Binding("right_square_bracket", "layer(1)", "Layer+", group=LAYER),
+    Binding("comma", "head(-1)", "Head-", group=HEAD),
+    Binding("full_stop", "head(1)", "Head+", group=HEAD),
+    Binding("p", "snapshot(-1)", "Prev step", group=SNAPSHOT),
+    Binding("n", "snapshot(1)", "Next step", group=SNAPSHOT),
     Binding("m", "toggle_mean", "Mean of heads"),
 ]
 

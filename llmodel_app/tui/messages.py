@@ -47,6 +47,14 @@ class CheckpointSelected(Message):
         self.run_id, self.path = run_id, path
 
 
+class ModelPicked(Message):
+    """The user picked another checkpoint in the chat's model list (the tab stays as it is)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+
 class ConfigSelected(Message):
     """Open a saved model config in the config editor."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -30,35 +31,85 @@ def check_bind(host: str, port: str, api_key: str) -> str | None:
     return None
 
 
-def wait_ready(client: Any, cancelled: Callable[[], bool], timeout: float = READY_TIMEOUT) -> dict[str, Any]:
-    """Poll ``/api/serve`` until the server answers healthy; raises when it stops or never gets ready."""
+# What each health the engine reports (``GET /api/serve``) means to someone waiting for a reply.
+HEALTH_PHRASES = {
+    "starting": "starting",
+    "loading": "loading the model",
+    "ok": "answering",
+    "error": "failed to load",
+    "unreachable": "not answering",
+}
+
+Status = dict[str, Any]
+
+
+def health_phrase(status: Status) -> str:
+    """The server's health in words ("starting", "loading the model", "answering", ...)."""
+    health = str(status.get("health") or "starting")
+    return HEALTH_PHRASES.get(health, health)
+
+
+def same_model(served: str | None, wanted: str | None) -> bool:
+    """Whether the server's model path is ``wanted`` (both as the engine wrote them, normalised)."""
+    return bool(served and wanted) and os.path.normpath(str(served)) == os.path.normpath(str(wanted))
+
+
+def wait_ready(
+    client: Any, cancelled: Callable[[], bool], timeout: float = READY_TIMEOUT,
+    on_status: Callable[[Status], None] | None = None, just_started: bool = False,
+) -> Status:  # fmt: skip
+    """Poll ``/api/serve`` until the server answers healthy, passing each new health to ``on_status``; raises
+    when it stops, fails to load or never gets ready. A server ``just_started`` that stops answering is busy
+    loading its model (its process is alive), so it reads "loading", not "unreachable"."""
     deadline = time.monotonic() + timeout
+    seen: object = None
     while time.monotonic() < deadline and not cancelled():
         status = client.get("/api/serve")
         if not status.get("running"):
             raise LLModelError("the model server stopped while loading; see serve.log in the workspace")
+        if just_started and status.get("health") == "unreachable":
+            status = {**status, "health": "loading"}
+        if on_status is not None and (status.get("health"), status.get("model")) != seen:
+            seen = (status.get("health"), status.get("model"))
+            on_status(status)
         if status.get("health") == "ok":
             return status
+        if status.get("health") == "error":
+            reason = status.get("error") or "see serve.log in the workspace"
+            raise LLModelError(f"the model server could not load {status.get('model')}: {reason}")
         time.sleep(0.25)
     raise LLModelError("the model server did not get ready in time; see serve.log in the workspace")
 
 
 def ensure_serving(
-    client: Any, model: str | None, cancelled: Callable[[], bool], *, restart: bool = False
-) -> dict[str, Any]:
-    """The running server's status, starting ``model`` on a free loopback port first when none runs (or, with
-    ``restart``, when the running one serves another model)."""
+    client: Any, model: str | None, cancelled: Callable[[], bool], *, key: str | None = None,
+    on_status: Callable[[Status], None] | None = None,
+) -> Status:  # fmt: skip
+    """The status of a ready server that answers with ``model``.
+
+    A server already serving ``model`` (or any server, when ``model`` is None) is kept. One serving another
+    model is replaced by ``model`` on the same host, port and API key (``key``: the workbench knows it only
+    for servers it started); with none running, ``model`` starts on a free loopback port.
+    """
     if client is None:
         raise LLModelError("not connected to the engine; it reconnects when the engine is back")
     status = client.get("/api/serve")
-    if restart and status.get("running") and model and status.get("model") != model:
+    running = bool(status.get("running"))
+    started = not running or (bool(model) and not same_model(status.get("model"), model))
+    if running and started:
+        if status.get("auth") and not key:
+            raise LLModelError(
+                f"the model server serves {status.get('model')} behind an API key this workbench does not "
+                "know; stop it in the Serve tab to serve the checkpoint you picked"
+            )
         client.delete("/api/serve")
-        status = {"running": False}
-    if not status.get("running"):
+        client.post("/api/serve", {"model": model, "host": status.get("host", "127.0.0.1"),
+                                   "port": status["port"], "api_key": key if status.get("auth") else None})  # fmt: skip
+    elif started:
         if not model:
             raise LLModelError("choose a checkpoint to chat with first (the sidebar or the model list)")
         client.post("/api/serve", {"model": model, "host": "127.0.0.1", "port": free_port()})
-    return wait_ready(client, cancelled)
+    return wait_ready(client, cancelled, on_status=on_status, just_started=started)
 
 
 def server_error(response: Any) -> LLModelError:

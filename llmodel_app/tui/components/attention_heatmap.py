@@ -88,8 +88,8 @@ class AttentionHeatmap(ScrollView, can_focus=True):
         return strip.crop(scroll_x, scroll_x + self.size.width)
 
     def _line(self, row: int) -> Strip:
-        if not self.tokens:
-            return Strip([Segment("no attention snapshot", Style(dim=True))])
+        if not self.tokens:  # one line says so; the rows below it stay empty
+            return Strip([Segment("no attention snapshot", Style(dim=True))]) if row == 0 else Strip.blank(0)
         width = self._label_width
         header = self._header_rows
         label_style = Style(color="bright_black")

@@ -1,5 +1,5 @@
-"""Attention maps: a run's snapshots stepped through in training order, or any typed text on the chosen
-checkpoint (computed by the model server); layer and head chosen with keys."""
+"""Attention maps: a run's snapshots stepped through in training order, or any typed text on the picked
+checkpoint (else the open run's best; computed by the model server); layer and head chosen with keys."""
 
 from __future__ import annotations
 
@@ -14,18 +14,19 @@ from textual.worker import Worker
 
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
+from llmodel_app.tui.components.model_picker import best_checkpoint, model_label
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import AttentionCursor, ServingChanged
-from llmodel_app.tui.model_server import ensure_serving, post_to_server
+from llmodel_app.tui.model_server import ensure_serving, health_phrase, post_to_server
 
 
 class AttentionView(Vertical):
     """Loads the run's snapshot list, then one map at a time (``/attention/{step}``); a typed text is sent to
-    the model server's ``POST /attention`` for the checkpoint chosen for chat."""
+    the model server's ``POST /attention`` for the checkpoint picked for chat, else the open run's best."""
 
     BINDINGS: ClassVar[list[BindingType]] = keymap.ATTENTION
     DEFAULT_CSS = """
-    AttentionView #attention-title { height: 1; padding: 0 1; background: $boost; }
+    AttentionView #attention-title { width: 1fr; height: auto; padding: 0 1; background: $boost; }
     AttentionView #attention-help { height: 1; padding: 0 1; color: $text-muted; }
     AttentionView #attention-prompt { height: 3; }
     """
@@ -44,7 +45,7 @@ class AttentionView(Vertical):
     def compose(self) -> ComposeResult:
         yield Label("no run open", id="attention-title")
         yield Input(
-            placeholder="type a text + Enter: its attention on the checkpoint chosen for chat",
+            placeholder="type a text + Enter: its attention on the picked checkpoint (else this run's best)",
             id="attention-prompt",
         )
         yield AttentionHeatmap(id="heatmap")
@@ -97,22 +98,41 @@ class AttentionView(Vertical):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "attention-prompt" or not event.value.strip():
             return
-        model = getattr(self.app, "chosen_model", None)
+        model = self.prompt_target()
+        title = self.query_one("#attention-title", Label)
         if model is None:
-            self.notify(
-                "choose a checkpoint first (the sidebar or the chat's model list)",
-                severity="warning",
-                title="Attention",
-            )
+            where = f"{self.run_id} has" if self.run_id else "no run is open and there is"
+            title.update(f"{where} no checkpoint to compute attention with: pick one in the Chat tab")
             return
-        self.query_one("#attention-title", Label).update(f"computing the attention on {model}…")
+        title.update(f"computing the attention on {self.label(model)}…")
         self._load_prompt(event.value, model, self.app.client)  # type: ignore[attr-defined]
+
+    def prompt_target(self) -> str | None:
+        """The checkpoint a typed text runs on: the one picked for chat, else the open run's best."""
+        picked = getattr(self.app, "chosen_model", None)
+        if picked:
+            return str(picked)
+        runs = getattr(self.app, "workspace_data", {}).get("runs", [])
+        run = next((r for r in runs if r.get("id") == self.run_id), None)
+        return best_checkpoint(run) if run is not None else None
+
+    def label(self, model: str) -> str:
+        return model_label(model, getattr(self.app, "workspace_data", {}).get("runs", []))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="attention-map")
     def _load_prompt(self, text: str, model: str, client: Any) -> None:
-        status = ensure_serving(client, model, lambda: False)
+        def starting(status: dict[str, Any]) -> None:
+            self.post_message(ServingChanged(status))
+            if status.get("health") != "ok":
+                self.app.call_from_thread(
+                    self.query_one("#attention-title", Label).update,
+                    f"the model server is {health_phrase(status)} for {self.label(model)}…",
+                )
+
+        key = getattr(self.app, "serve_key", None)
+        status = ensure_serving(client, model, lambda: False, key=key, on_status=starting)
         self.post_message(ServingChanged(status))
-        data = post_to_server(status, "/attention", {"text": text}, getattr(self.app, "serve_key", None))
+        data = post_to_server(status, "/attention", {"text": text}, key)
         self.app.call_from_thread(self._prompt_loaded, model, data)
 
     def _prompt_loaded(self, model: str, data: dict[str, Any]) -> None:
@@ -155,9 +175,9 @@ class AttentionView(Vertical):
             head = f"{self.head_index + 1}/{heads}"
         self.query_one(AttentionHeatmap).show(self.data["tokens"], matrix)
         where = (
-            f"typed text on {self.prompt_model}"
+            f"typed text on {self.label(self.prompt_model)}"
             if self.prompt_model
-            else f"{self.run_id}  step {self.data['step']} (snapshot {self.index + 1}/{len(self.snapshots)})"
+            else f"{self.run_id}  step {self.data['step']} ({self.index + 1}/{len(self.snapshots)})"
         )
         self.query_one("#attention-title", Label).update(
             f"{where}  layer {self.layer_index + 1}/{layers}  head {head}"

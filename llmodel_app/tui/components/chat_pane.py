@@ -7,21 +7,22 @@ import threading
 import time
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Input, Label, Select, Static
 from textual.worker import Worker, get_current_worker
 
 from engine.errors import LLModelError
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.chat_message import ChatMessage
 from llmodel_app.tui.components.chat_settings import ChatSettings
-from llmodel_app.tui.components.model_picker import ModelPicker
+from llmodel_app.tui.components.model_picker import ModelPicker, model_label
 from llmodel_app.tui.errors import report_worker_error
-from llmodel_app.tui.messages import ChatDelta
-from llmodel_app.tui.model_server import ensure_serving, local_url, server_error
+from llmodel_app.tui.messages import ChatDelta, ModelPicked
+from llmodel_app.tui.model_server import ensure_serving, health_phrase, local_url, same_model, server_error
 
 STREAM_INTERVAL = 0.05  # at most twenty repaints of the growing reply a second
 
@@ -96,6 +97,7 @@ class ChatPane(Horizontal):
         self.history: list[dict[str, str]] = []
         self.streaming = False
         self.server: dict[str, Any] = {"running": False}
+        self.runs: list[dict[str, Any]] = []
         self.turn = 0  # bumped by clear, so a late reply to the old conversation is dropped
         self._stop = threading.Event()
         self._reply: ChatMessage | None = None
@@ -110,7 +112,7 @@ class ChatPane(Horizontal):
         with VerticalScroll(id="chat-side"):
             yield Label("model")
             yield ModelPicker(id="chat-model")
-            yield Label("no model server running", id="chat-server")
+            yield Static("", id="chat-server")
             yield Button("Start serving", id="chat-serve")
             yield ChatSettings(id="chat-settings")
             with Horizontal(id="chat-buttons"):
@@ -128,25 +130,53 @@ class ChatPane(Horizontal):
             self.choose_model(self.app.chosen_model)  # type: ignore[attr-defined]
 
     def show_workspace(self, data: dict[str, Any]) -> None:
-        self.query_one("#chat-model", ModelPicker).set_runs(data.get("runs", []))
+        self.runs = data.get("runs", [])
+        self.query_one("#chat-model", ModelPicker).set_runs(self.runs)
+        self.call_after_refresh(self._show_server)  # once the picker has taken the listing
 
     # -- the server ---------------------------------------------------------------------------------
 
     def serving_changed(self, status: dict[str, Any]) -> None:
         self.server = status
-        label = self.query_one("#chat-server", Label)
-        if status.get("running"):
-            label.update(
-                f"server {status.get('health', '?')} at {status.get('url')}\n{status.get('model', '')}"
+        self._show_server()
+
+    def _show_server(self) -> None:
+        """Which checkpoint answers, how the server is, and whether the next message restarts it."""
+        picked = self.query_one("#chat-model", ModelPicker).path
+        status = self.server
+        if not status.get("running"):
+            text = Text(
+                f"no model server running; sending starts {model_label(picked, self.runs)}"
+                if picked
+                else "choose a checkpoint to chat with"
             )
         else:
-            label.update("no model server running; sending starts one")
+            served = str(status.get("model") or "")
+            text = Text(f"{health_phrase(status)}: {model_label(served, self.runs)}\n")
+            text.append(str(status.get("url")), style="dim")
+            if picked and not same_model(served, picked):
+                text.append(f"\nyour next message restarts it with {model_label(picked, self.runs)}")
+        self.query_one("#chat-server", Static).update(text)
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        """The user picked another checkpoint (the picker's own changes are quiet)."""
+        if event.select.id == "chat-model" and isinstance(event.value, str):
+            event.stop()
+            self.post_message(ModelPicked(event.value))
+            self._show_server()
+
+    def _serving_status(self, status: dict[str, Any]) -> None:
+        """Each health the server goes through while it starts (called from a worker thread)."""
+        self.app.call_from_thread(self.serving_changed, status)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
     def _start_serving(self, model: str | None) -> None:
         client = self.app.client  # type: ignore[attr-defined]
         worker = get_current_worker()
-        status = ensure_serving(client, model, lambda: worker.is_cancelled, restart=True)
+        key = self.app.serve_key  # type: ignore[attr-defined]
+        status = ensure_serving(
+            client, model, lambda: worker.is_cancelled, key=key, on_status=self._serving_status
+        )
         self.app.call_from_thread(self.serving_changed, status)
         self.app.call_from_thread(self.notify, f"model server ready at {status.get('url')}")
 
@@ -203,7 +233,10 @@ class ChatPane(Horizontal):
     ) -> None:
         text = ""
         try:
-            status = ensure_serving(self.app.client, model, self._stop.is_set)  # type: ignore[attr-defined]
+            status = ensure_serving(
+                self.app.client, model, self._stop.is_set,  # type: ignore[attr-defined]
+                key=self.app.serve_key, on_status=self._serving_status,  # type: ignore[attr-defined]
+            )  # fmt: skip
             self.app.call_from_thread(self.serving_changed, status)
             key = self.app.serve_key if status.get("auth") else None  # type: ignore[attr-defined]
             url = local_url(status)
@@ -260,6 +293,7 @@ class ChatPane(Horizontal):
 
     def choose_model(self, path: str) -> None:
         self.query_one("#chat-model", ModelPicker).choose(path)
+        self.call_after_refresh(self._show_server)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_error(self, event)

@@ -1,4 +1,5 @@
-"""Two or more runs side by side: their loss curves overlaid and the config keys that differ."""
+"""Two or more runs side by side: their loss curves overlaid (a legend above them) and the config keys that
+differ."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Label, SelectionList
+from textual.widgets import DataTable, Label, SelectionList, Static
 from textual.worker import Worker
 
 from engine.kinds import TRAINING_KINDS
 from llmodel_app.tui import keymap
-from llmodel_app.tui.components.metric_chart import MetricChart
+from llmodel_app.tui.components.metric_chart import MetricChart, legend
 from llmodel_app.tui.errors import report_worker_error
 
 
@@ -22,6 +23,7 @@ class CompareView(Horizontal):
     DEFAULT_CSS = """
     CompareView #compare-runs { width: 36; border: round $primary-darken-2; }
     CompareView #compare-main { width: 1fr; }
+    CompareView #compare-legend { height: auto; padding: 0 1; }
     CompareView #compare-charts { height: 2fr; }
     CompareView #compare-table { height: 1fr; border: round $primary-darken-2; }
     """
@@ -36,6 +38,7 @@ class CompareView(Horizontal):
         yield SelectionList[str](id="compare-runs")
         with Vertical(id="compare-main"):
             yield Label("Tick two or more runs to compare them.", id="compare-title")
+            yield Static("", id="compare-legend")
             with Horizontal(id="compare-charts"):
                 yield MetricChart("loss", "train loss", id="compare-loss")
                 yield MetricChart("val_loss", "val loss", id="compare-val_loss")
@@ -103,6 +106,7 @@ class CompareView(Horizontal):
             )
 
     def _charts(self) -> None:
+        self.query_one("#compare-legend", Static).update(legend(list(self.curves)))
         for metric in ("loss", "val_loss"):
             series = [
                 (

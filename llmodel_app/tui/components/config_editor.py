@@ -1,4 +1,5 @@
-"""A model config from a preset, every field validated as you type, with its parameter count and memory."""
+"""A model config from a preset or the workspace, every field validated as you type, with its parameter count
+and memory."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from engine.errors import LLModelError
 from engine.model.config import PRESETS, ModelConfig
+from llmodel_app.tui.components.field_input import FieldInput
 
 MEMORY_BATCH, MEMORY_SEQ = 8, None  # what the memory estimate assumes: batch 8 at the model's max_len
 
@@ -52,6 +54,7 @@ class ConfigEditor(Horizontal):
         self.config: ModelConfig | None = None
         self.error: str | None = None
         self._loading = False
+        self._preset: str | None = None  # the preset the fields were last filled from (None: a saved config)
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="config-fields"), Grid(id="config-grid"):
@@ -70,19 +73,36 @@ class ConfigEditor(Horizontal):
                         compact=True,
                     )
                 else:
-                    yield Input(id=f"field-{name}", compact=True)
+                    yield FieldInput(id=f"field-{name}", compact=True)
+        # A saved config chosen before this (lazy) tab mounted opens instead of the tiny preset.
+        saved = getattr(self.app, "config_to_edit", None)
         with Vertical(id="config-side"):
             yield Label("preset")
-            yield Select(
-                [(p, p) for p in PRESETS], value="tiny", allow_blank=False, id="config-preset", compact=True
-            )
+            yield Select([(p, p) for p in PRESETS], prompt="a preset", id="config-preset", compact=True,
+                         **({} if saved else {"value": "tiny"}))  # fmt: skip
             yield Label("name")
-            yield Input("my-model", id="config-name", restrict=r"[A-Za-z0-9_.\-]*", compact=True)
+            yield FieldInput("my-model", id="config-name", restrict=r"[A-Za-z0-9_.\-]*", compact=True)
             yield Static("", id="config-status")
             yield Button("Save to the workspace", id="config-save", variant="primary")
 
     def on_mount(self) -> None:
-        self.load(ModelConfig.from_preset("tiny").to_dict())
+        saved = getattr(self.app, "config_to_edit", None)
+        if saved:
+            self.open_saved(*saved)
+        else:
+            self.open_preset("tiny")
+
+    def open_preset(self, preset: str) -> None:
+        self._preset = preset
+        self.load(ModelConfig.from_preset(preset).to_dict(), name=preset)
+
+    def open_saved(self, name: str, data: dict[str, Any]) -> None:
+        """Fill the fields from a config of the workspace; the preset list goes blank (it is not one)."""
+        self._preset = None
+        preset = self.query_one("#config-preset", Select)
+        with preset.prevent(Select.Changed):
+            preset.clear()
+        self.load(data, name=name)
 
     def load(self, data: dict[str, Any], name: str | None = None) -> None:
         """Fill the fields from a config dict (a preset or a saved config)."""
@@ -154,8 +174,9 @@ class ConfigEditor(Horizontal):
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        if event.select.id == "config-preset" and isinstance(event.value, str):
-            self.load(ModelConfig.from_preset(event.value).to_dict(), name=event.value)
+        if event.select.id == "config-preset":
+            if isinstance(event.value, str) and event.value != self._preset:
+                self.open_preset(event.value)
         elif not self._loading:
             self.validate_config()
 

@@ -14,11 +14,13 @@ from textual.worker import Worker
 from engine.errors import LLModelError
 from engine.model.config import ModelConfig
 from engine.training.config import TrainConfig
+from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.components.file_picker import FilePicker
 from llmodel_app.tui.components.job_progress import JobProgress
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import JobSubmitted
 
+DEFAULT_TRAIN = TrainConfig()
 KINDS = (
     ("Pretrain a model", "pretrain"),
     ("Train a tokenizer", "tokenizer"),
@@ -47,31 +49,53 @@ def number(text: str, kind: type, label: str, *, optional: bool = False) -> Any:
         raise LLModelError(f"{label} must be a number, got {text!r}") from None
 
 
-def measured_flops(runs: list[dict[str, Any]]) -> tuple[float, str] | None:
-    """The training FLOP/s this machine reached in the newest run that recorded it, and that run's id."""
+def measured_speed(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The newest run that recorded its speed: its id, device, tokens/s and the training FLOP/s they make."""
     for run in runs:  # newest first
         info, metrics = run.get("info") or {}, run.get("metrics") or {}
         if info.get("flops_per_token") and metrics.get("tokens_per_s"):
-            return float(info["flops_per_token"]) * float(metrics["tokens_per_s"]), run["id"]
+            tokens_per_s = float(metrics["tokens_per_s"])
+            return {"run": run["id"], "device": info.get("device"), "tokens_per_s": tokens_per_s,
+                    "flops": float(info["flops_per_token"]) * tokens_per_s}  # fmt: skip
     return None
 
 
+def evaluations(settings: dict[str, Any]) -> int:
+    """How many times the trainer evaluates: every ``eval_interval`` steps, and once more at a last odd step."""
+    return -(-settings["max_steps"] // settings.get("eval_interval", DEFAULT_TRAIN.eval_interval))
+
+
 def run_cost(config: dict[str, Any], settings: dict[str, Any], runs: list[dict[str, Any]]) -> str:
-    """What a pretraining run will cost: tokens per step, in all, and the time at this machine's measured speed."""
+    """What a pretraining run will cost: tokens per step, in all and for its evaluations, and the time at the
+    speed this machine measured (which run, which tokens/s)."""
     model = ModelConfig.from_dict(config, source="the chosen config")
     seq_len = settings.get("seq_len") or model.max_len
-    per_step = settings["batch_size"] * seq_len * settings.get("gradient_accumulation_steps", 1)
+    batch = settings["batch_size"]
+    per_step = batch * seq_len * settings.get("gradient_accumulation_steps", 1)
     total = per_step * settings["max_steps"]
-    cost = f"{per_step:,} tokens/step ({settings['batch_size']} × {seq_len}) · {total:,} tokens in all"
-    measured = measured_flops(runs)
-    if measured is None:
-        return cost + " · time: known once a first run has measured this machine's speed"
-    flops, source = measured
-    seconds = total * model.flops_per_token(seq_len) / flops
-    return cost + f" · about {_duration(seconds)} at {flops / 1e9:.0f} GFLOP/s (measured by {source})"
+    count, batches = evaluations(settings), settings.get("eval_batches", DEFAULT_TRAIN.eval_batches)
+    eval_tokens = count * batches * batch * seq_len
+    cost = (
+        f"{per_step:,} tokens/step ({batch} × {seq_len}) · {total:,} tokens in all · "
+        f"{count} evaluation{'s' * (count != 1)} × {batches} batches: {eval_tokens:,} tokens, forward only"
+    )
+    speed = measured_speed(runs)
+    if speed is None:
+        return cost + "\ntime: known once a first run has measured this machine's speed"
+    training_flops = model.flops_per_token(seq_len)
+    train_s = total * training_flops / speed["flops"]
+    eval_s = eval_tokens * training_flops / 3 / speed["flops"]  # a forward pass: a third of a training step
+    on = f" on {speed['device']}" if speed.get("device") else ""
+    return cost + (
+        f"\ntime ≈ {_duration(train_s + eval_s)} ({_duration(train_s)} training + {_duration(eval_s)} evaluating), "
+        f"assuming the {speed['tokens_per_s']:,.0f} tokens/s that {speed['run']} reached{on} "
+        f"({speed['flops'] / 1e9:.0f} GFLOP/s; ≈ {speed['flops'] / training_flops:,.0f} tokens/s on this model)"
+    )
 
 
 def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -106,26 +130,27 @@ class JobLauncher(VerticalScroll):
                     yield Select([], prompt="a prepared dataset", id="pretrain-dataset", compact=True)
                     for name, default in (("max_steps", "200"), ("batch_size", "8"), ("seq_len", ""),
                                           ("learning_rate", "3e-4"), ("warmup_steps", "20"), ("eval_interval", "50"),
+                                          ("eval_batches", str(DEFAULT_TRAIN.eval_batches)),
                                           ("checkpoint_interval", "100"), ("device", "auto")):  # fmt: skip
                         yield Label(name + (" (blank: max_len)" if name == "seq_len" else ""))
-                        yield Input(default, id=f"pretrain-{name}", compact=True)
+                        yield FieldInput(default, id=f"pretrain-{name}", compact=True)
                 yield Static("", id="launch-cost")
             with Vertical(id="form-tokenizer"), Grid():
                 yield Button("input files…", id="tokenizer-browse", compact=True)
-                yield Input(placeholder="corpus.txt, more.jsonl", id="tokenizer-inputs", compact=True)
+                yield FieldInput(placeholder="corpus.txt, more.jsonl", id="tokenizer-inputs", compact=True)
                 yield Label("name")
-                yield Input("my-tokenizer", id="tokenizer-name", compact=True)
+                yield FieldInput("my-tokenizer", id="tokenizer-name", compact=True)
                 yield Label("vocab size")
-                yield Input("8000", id="tokenizer-vocab_size", compact=True)
+                yield FieldInput("8000", id="tokenizer-vocab_size", compact=True)
             with Vertical(id="form-dataset"), Grid():
                 yield Button("input files…", id="dataset-browse", compact=True)
-                yield Input(placeholder="corpus.txt, more.jsonl", id="dataset-inputs", compact=True)
+                yield FieldInput(placeholder="corpus.txt, more.jsonl", id="dataset-inputs", compact=True)
                 yield Label("tokenizer")
                 yield Select([], prompt="a tokenizer", id="dataset-tokenizer", compact=True)
                 yield Label("name")
-                yield Input("my-dataset", id="dataset-name", compact=True)
+                yield FieldInput("my-dataset", id="dataset-name", compact=True)
                 yield Label("validation fraction")
-                yield Input("0.005", id="dataset-val_fraction", compact=True)
+                yield FieldInput("0.005", id="dataset-val_fraction", compact=True)
         yield Static("", id="launch-error")
         yield Button("Submit the job", id="launch-submit", variant="primary")
         yield JobProgress(stage_id="launch-stage", bar_id="launch-bar", id="launch-progress")
@@ -242,6 +267,7 @@ class JobLauncher(VerticalScroll):
             "learning_rate": number(value("learning_rate"), float, "learning_rate"),
             "warmup_steps": number(value("warmup_steps"), int, "warmup_steps"),
             "eval_interval": number(value("eval_interval"), int, "eval_interval"),
+            "eval_batches": number(value("eval_batches"), int, "eval_batches"),
             "checkpoint_interval": number(value("checkpoint_interval"), int, "checkpoint_interval"),
             "device": value("device").strip() or "auto",
         }

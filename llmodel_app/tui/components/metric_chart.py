@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from rich.color import Color
+from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
@@ -13,6 +15,15 @@ from llmodel_app.tui.series import downsample, ema
 
 # plotext colour codes (256-colour) for the overlaid curves of the compare view.
 PALETTE = (39, 208, 70, 170, 220, 45, 196, 141)
+
+
+def legend(labels: Sequence[str]) -> Text:
+    """The overlaid curves' names in their colours, one a line, to show beside the charts rather than over them."""
+    text = Text()
+    for index, label in enumerate(labels):
+        colour = Color.from_ansi(PALETTE[index % len(PALETTE)])
+        text.append("\n" if index else "").append("━━ ", style=Style(color=colour, bold=True)).append(label)
+    return text
 
 
 def plot(
@@ -29,7 +40,7 @@ def plot(
     figure.title(title)
     raw_colour = 245 if dark else 250
     limit = max(width, 20)  # a point per column: lines join them, and each further point costs draw time
-    for index, (label, xs, ys) in enumerate(series):
+    for index, (_, xs, ys) in enumerate(series):
         points = [
             (x, y) for x, y in zip(xs, ys, strict=False) if math.isfinite(y) and (y > 0 or not log_scale)
         ]
@@ -49,9 +60,7 @@ def plot(
         line = figure.signal(
             line_x, line_y, marker=plotext.marker("braille", plotext.pixel(foreground=colour))
         )
-        line.lines()
-        if len(series) > 1:
-            line.label(label)
+        line.lines()  # no plotext label: its legend sits inside the plot, over the curves (see legend())
         figure.draw(line)
     if log_scale:
         figure.ruler("y").scale("log")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 from textual.widgets import Select
+
+from llmodel_app.tui.model_server import same_model
 
 
 def model_choices(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -21,8 +24,26 @@ def model_choices(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return choices
 
 
+def model_label(path: str, runs: list[dict[str, Any]]) -> str:
+    """How the picker names ``path`` (``run-id · step 40 ★``); a path the workspace does not list keeps its last
+    two parts."""
+    for label, choice in model_choices(runs):
+        if same_model(choice, path):
+            return label.strip()
+    return str(PurePath(*PurePath(path).parts[-2:])) if path else "?"
+
+
+def best_checkpoint(run: dict[str, Any]) -> str | None:
+    """The path of the run's best checkpoint (else its newest) that still exists, or None."""
+    checkpoints = [c for c in run.get("checkpoints") or [] if not c.get("pruned")]
+    if not checkpoints:
+        return None
+    return max(checkpoints, key=lambda c: (bool(c.get("best")), c["step"]))["path"]
+
+
 class ModelPicker(Select[str]):
-    """Keeps its choice across refreshes of the workspace."""
+    """Keeps its choice across refreshes of the workspace. Only a choice the user makes posts ``Changed``: the
+    ones made here (a refresh, ``choose``) are quiet."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__([], prompt="choose a checkpoint", compact=True, **kwargs)
@@ -39,19 +60,21 @@ class ModelPicker(Select[str]):
             return
         current = self.value
         self._paths = paths
-        self.set_options(choices)
-        if isinstance(current, str) and current in paths:
-            self.value = current
-        elif self._wanted in paths:
-            self.value = self._wanted
-        elif choices and self.is_blank():
-            self.value = choices[0][1]
+        with self.prevent(Select.Changed):
+            self.set_options(choices)
+            if isinstance(current, str) and current in paths:
+                self.value = current
+            elif self._wanted in paths:
+                self.value = self._wanted
+            elif choices and self.is_blank():
+                self.value = choices[0][1]
 
     def choose(self, path: str) -> None:
         """Select ``path`` now, or as soon as the workspace listing holds it."""
         self._wanted = path
         if path in self._paths:
-            self.value = path
+            with self.prevent(Select.Changed):
+                self.value = path
 
     @property
     def path(self) -> str | None:

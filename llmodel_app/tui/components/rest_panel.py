@@ -5,16 +5,17 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Static, Switch
 from textual.worker import Worker, get_current_worker
 
-from llmodel_app.tui.components.model_picker import ModelPicker
+from llmodel_app.tui.components.model_picker import ModelPicker, model_label
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import ServingChanged
-from llmodel_app.tui.model_server import check_bind, wait_ready
+from llmodel_app.tui.model_server import check_bind, health_phrase, wait_ready
 
 POLL_SECONDS = 2.0
 
@@ -57,6 +58,7 @@ class RestPanel(VerticalScroll):
         self.api_key: str | None = None
         self.curl = ""
         self._synced: tuple[Any, ...] = ()
+        self.runs: list[dict[str, Any]] = []
 
     def compose(self) -> ComposeResult:
         with Grid():
@@ -93,7 +95,8 @@ class RestPanel(VerticalScroll):
             self.choose_model(self.app.chosen_model)  # type: ignore[attr-defined]
 
     def show_workspace(self, data: dict[str, Any]) -> None:
-        self.query_one("#rest-model", ModelPicker).set_runs(data.get("runs", []))
+        self.runs = data.get("runs", [])
+        self.query_one("#rest-model", ModelPicker).set_runs(self.runs)
 
     # -- the switch ---------------------------------------------------------------------------------
 
@@ -135,8 +138,13 @@ class RestPanel(VerticalScroll):
             status = client.post("/api/serve", {"model": model, "host": host, "port": port, "api_key": key})
             self.app.serve_key = key  # type: ignore[attr-defined]
             self.api_key = key
-            self.app.call_from_thread(self._show, {**status, "running": True, "health": "loading"})
-            status = wait_ready(client, lambda: worker.is_cancelled)
+            self.app.call_from_thread(self._show, {**status, "running": True, "health": "starting"})
+            status = wait_ready(
+                client,
+                lambda: worker.is_cancelled,
+                on_status=lambda s: self.app.call_from_thread(self._show, s),
+                just_started=True,
+            )
         except Exception as error:  # shown beside the switch, which goes back off
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._failed, str(error))
@@ -196,14 +204,15 @@ class RestPanel(VerticalScroll):
         self.query_one("#rest-copy", Button).disabled = not running
         if running:
             key = self.api_key if status.get("auth") else None
-            state.update(f"REST API on — {status.get('health', '?')}")
-            url.update(f"[b]URL[/b] {status.get('url')}   [dim]model {status.get('model', '')}[/dim]")
+            state.update(f"REST API on — {health_phrase(status)}")
+            served = model_label(str(status.get("model") or ""), self.runs)
+            url.update(Text.assemble(("URL", "bold"), f" {status.get('url')}   ", (f"model {served}", "dim")))
             self.curl = curl_command(status["url"], key, key_from_env=bool(status.get("auth")) and not key)
             self._sync_inputs(status)
             curl.update(self.curl)
             requests = status.get("requests")
             stats.update(
-                f"requests served: [b]{requests if requests is not None else '—'}[/b]   health: {status.get('health')}"
+                f"requests served: [b]{requests if requests is not None else '—'}[/b]   {health_phrase(status)}"
             )
         else:
             state.update("REST API off")

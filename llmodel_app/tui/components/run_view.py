@@ -10,7 +10,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Label, Log, Static
+from textual.widgets import DataTable, Label, Log, Static, TabbedContent
 from textual.worker import Worker
 
 from llmodel_app.tui import keymap
@@ -101,7 +101,9 @@ class RunView(Vertical, can_focus=True):
         run_id, client = getattr(self.app, "current_run", None), getattr(self.app, "client", None)
         if run_id and client is not None:  # mounted lazily after a run was chosen
             self.open_run(run_id, client)
-            self.focus()
+        tabs = self.screen.query(TabbedContent)
+        if tabs and tabs.first().active == "run":
+            self.focus()  # its tab was shown before it had mounted (focus elsewhere would bring this tab forward)
 
     def on_unmount(self) -> None:
         if self._feed is not None:

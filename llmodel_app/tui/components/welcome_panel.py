@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -56,13 +57,14 @@ class WelcomePanel(VerticalScroll):
         self.show_summary(None)
 
     def show_summary(self, data: dict[str, Any] | None) -> None:
-        """Welcome (and the quickstart button) when the workspace holds nothing; a summary otherwise."""
+        """Welcome (and the quickstart button) when the workspace holds nothing; a summary otherwise; until the
+        engine has listed the workspace, only that it is connecting (an unlisted workspace is not empty)."""
         summary = (data or {}).get("summary") or {}
         empty = data is not None and not summary.get("runs_total") and not summary.get("configs")
-        self.query_one("#welcome-intro").display = empty or data is None
+        self.query_one("#welcome-intro").display = empty
         self.query_one("#quickstart", Button).display = empty and self.quickstart_run is None
         if data is None:
-            self.query_one("#workspace-summary", Static).update("[dim]connecting to the engine…[/dim]")
+            self.show_waiting("connecting to the engine…")
             return
         runs = summary.get("runs") or {}
         by_status = ", ".join(f"{n} {status}" for status, n in runs.items() if n) or "none yet"
@@ -73,6 +75,10 @@ class WelcomePanel(VerticalScroll):
             "Select a run in the sidebar to watch it; ctrl+p lists every action; F1 for help."
         )
         self.query_one("#workspace-summary", Static).update("" if empty else text)
+
+    def show_waiting(self, state: str) -> None:
+        """What the workbench waits for before it can tell what the workspace holds."""
+        self.query_one("#workspace-summary", Static).update(Text(state, style="dim"))
 
     def follow_quickstart(self, run_id: str) -> None:
         self.quickstart_run = run_id

@@ -60,7 +60,8 @@ class WorkspaceTree(Tree[dict[str, Any]]):
             items = data.get(key, [])
             node.set_label(Text.assemble(key.capitalize(), (f" {len(items)}", "dim")))
             for item in items:
-                node.add_leaf(item["name"], data={"kind": key[:-1], **item})
+                # The node's kind last: a listing's own "kind" (a config's is "model") must not replace it.
+                node.add_leaf(item["name"], data={**item, "kind": key[:-1]})
         expanded = {run_id for run_id, node in self._run_nodes.items() if node.is_expanded}
         runs_node = self._sections["runs"]
         runs_node.remove_children()
