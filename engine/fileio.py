@@ -74,6 +74,26 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def read_mapping(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """A JSON (``.json``) or YAML file holding a mapping; ``error`` (one line naming the file) when it is not."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (json.JSONDecodeError, ValueError) as problem:
+        raise error(f"{path}: malformed {what} ({problem})") from None
+    except Exception as problem:  # yaml.YAMLError: the message spans lines; its first says where
+        first = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
+        raise error(f"{path}: malformed {what} ({first})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: a {what} is a mapping of names to values")
+    return data
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

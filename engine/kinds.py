@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-JOB_KINDS = ("tokenizer", "dataset", "pretrain", "finetune", "quickstart", "evaluate", "benchmark")
+JOB_KINDS = ("tokenizer", "dataset", "pretrain", "finetune", "quickstart", "evaluate", "benchmark", "evolve")
+# Runs another job trains in its own process: a study's trials (recorded and followed like any run).
+CHILD_KINDS = ("trial",)
 # Jobs that train a model: they write checkpoints, draw loss curves, and resume from a checkpoint.
-TRAINING_KINDS = ("pretrain", "finetune", "quickstart")
+TRAINING_KINDS = ("pretrain", "finetune", "quickstart", "trial")
 # Training jobs that `runs resume` requeues (the quickstart's stages are cheap to start over).
 RESUMABLE_KINDS = ("pretrain", "finetune")
 # Jobs that write their output in one rename at the end: a cancel stops them at once.

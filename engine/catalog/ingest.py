@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "failed_resumable")
-FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled", "failed_resumable"})
+RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled", "failed_resumable", "pruned")
+FINISHED_STATUSES = frozenset({"completed", "failed", "cancelled", "failed_resumable", "pruned"})
 
 # Fields of a step/eval event that locate it rather than measure something.
 _NOT_METRICS = frozenset({"type", "time", "step"})
@@ -41,6 +41,10 @@ class EventBatch:
     info_update: dict[str, Any] = field(default_factory=dict)
     # (model, checkpoint, step, adapter, task, metric, value, stderr, n, chance, settings JSON, time)
     results: list[tuple[Any, ...]] = field(default_factory=list)
+    # (name, storage, settings JSON, time) of a study job; (study, number, run_id, state, params, objectives,
+    # reason, time) of its trials — the latest event of a trial wins.
+    studies: list[tuple[Any, ...]] = field(default_factory=list)
+    trials: dict[tuple[str, int], tuple[Any, ...]] = field(default_factory=dict)
 
 
 def _int(value: Any) -> int | None:
@@ -115,7 +119,29 @@ def events_to_batch(events: list[dict[str, Any]], *, now: float) -> EventBatch:
             kind == "result" and isinstance(event.get("task"), str) and isinstance(event.get("scores"), list)
         ):
             _apply_result(batch, event, when if when is not None else now)
+        elif kind == "study" and isinstance(event.get("name"), str) and isinstance(event.get("storage"), str):
+            settings = json.dumps(event.get("settings") or {}, separators=(",", ":"))
+            batch.studies.append(
+                (event["name"], event["storage"], settings, when if when is not None else now)
+            )
+        elif (
+            kind == "trial" and isinstance(event.get("study"), str) and _int(event.get("number")) is not None
+        ):
+            _apply_trial(batch, event, when if when is not None else now)
     return batch
+
+
+def _apply_trial(batch: EventBatch, event: dict[str, Any], when: float) -> None:
+    """A study's trial changing state (running, complete, failed, pruned) as its trials row."""
+    number = _int(event.get("number"))
+    assert number is not None
+    objectives = event.get("objectives")
+    batch.trials[(event["study"], number)] = (
+        event["study"], number, event.get("run_id") if isinstance(event.get("run_id"), str) else None,
+        str(event.get("state") or "running"), json.dumps(event.get("params") or {}, separators=(",", ":")),
+        json.dumps(objectives, separators=(",", ":")) if isinstance(objectives, dict) else None,
+        event.get("reason") if isinstance(event.get("reason"), str) else None, when,
+    )  # fmt: skip
 
 
 def _apply_result(batch: EventBatch, event: dict[str, Any], when: float) -> None:

@@ -156,6 +156,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX eval_results_run ON eval_results (run_id)",
         ),
     ),
+    # Studies (evolutionary search) and their trials, as the engine saw them; the study storage stays the truth.
+    Migration(
+        5,
+        (
+            """CREATE TABLE studies (
+                name VARCHAR PRIMARY KEY,
+                storage VARCHAR NOT NULL,
+                run_id VARCHAR,
+                settings JSON NOT NULL,
+                created TIMESTAMP,
+                updated TIMESTAMP
+            )""",
+            """CREATE TABLE trials (
+                study VARCHAR NOT NULL,
+                number INTEGER NOT NULL,
+                run_id VARCHAR,
+                state VARCHAR NOT NULL,
+                params JSON NOT NULL,
+                objectives JSON,
+                reason VARCHAR,
+                updated TIMESTAMP,
+                PRIMARY KEY (study, number)
+            )""",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -447,6 +447,20 @@ class Catalog:
                 f"INSERT INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {_TS})",
                 [[run_id, *row] for row in batch.results],
             )
+        for name, storage, settings, when in batch.studies:
+            conn.execute(
+                f"INSERT INTO studies VALUES (?, ?, ?, ?, {_TS}, {_TS}) ON CONFLICT (name) DO UPDATE SET "
+                "storage = excluded.storage, run_id = excluded.run_id, settings = excluded.settings, "
+                "updated = excluded.updated",
+                [name, storage, run_id, settings, when, when],
+            )
+        if batch.trials:
+            conn.executemany(
+                f"INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, {_TS}) ON CONFLICT (study, number) DO UPDATE SET "
+                "run_id = coalesce(excluded.run_id, trials.run_id), state = excluded.state, params = "
+                "excluded.params, objectives = excluded.objectives, reason = excluded.reason, updated = excluded.updated",
+                [list(row) for row in batch.trials.values()],
+            )
 
     @staticmethod
     def _update_run(
@@ -671,6 +685,29 @@ class Catalog:
             params,
         )
         return [self._decode(row, "settings") for row in rows]
+
+    def list_studies(self) -> list[dict[str, Any]]:
+        """The workspace's studies, newest first, with how many of their trials are in each state."""
+        rows = self._rows(
+            "SELECT s.name, s.storage, s.run_id, s.settings, epoch(s.created) AS created, "
+            "epoch(s.updated) AS updated, count(t.number) AS trials, "
+            "count(t.number) FILTER (WHERE t.state = 'complete') AS complete, "
+            "count(t.number) FILTER (WHERE t.state = 'running') AS running "
+            "FROM studies s LEFT JOIN trials t ON t.study = s.name "
+            "GROUP BY s.name, s.storage, s.run_id, s.settings, s.created, s.updated ORDER BY s.updated DESC"
+        )
+        return [self._decode(row, "settings") for row in rows]
+
+    def study_trials(self, study: str) -> list[dict[str, Any]]:
+        """A study's trials as this workspace's workers ran them, in trial order."""
+        if not self._scalar("SELECT count(*) FROM studies WHERE name = ?", [study]):
+            raise NotFoundError(f"no study named {study} in this workspace; see `llmodel evolve list`")
+        rows = self._rows(
+            "SELECT number, run_id, state, params, objectives, reason, epoch(updated) AS updated FROM trials "
+            "WHERE study = ? ORDER BY number",
+            [study],
+        )
+        return [self._decode(row, "params", "objectives") for row in rows]
 
     def summary(self) -> dict[str, Any]:
         """How many configs, tokenizers, datasets and runs (by status) the workspace holds."""

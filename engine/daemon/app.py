@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from engine.daemon.broker import Broker
 from engine.daemon.dependencies import DaemonState
 from engine.daemon.model_servers import ModelServerManager
-from engine.daemon.routes import adapters, jobs, runs, serve, workspace
+from engine.daemon.routes import adapters, jobs, runs, serve, studies, workspace
 from engine.daemon.supervisor import Supervisor
 from engine.errors import LLModelError, NotFoundError
 
@@ -41,4 +41,5 @@ def create_app(supervisor: Supervisor, broker: Broker, token: str, *, on_shutdow
     app.include_router(jobs.router)
     app.include_router(serve.router)
     app.include_router(adapters.router)
+    app.include_router(studies.router)
     return app

@@ -71,6 +71,7 @@ def run_job(run_dir: Path, should_stop: Callable[[], bool]) -> dict[str, Any]:
         "finetune": _finetune,
         "quickstart": _quickstart,
         "evaluate": _evaluate,
+        "evolve": _evolve,
         "benchmark": _benchmark,
     }[kind]
     return handler(run_dir, spec, should_stop)
@@ -107,11 +108,31 @@ def _dataset(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool
 
 
 def _pretrain(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
-    from engine.data.meta import is_prepared_dataset, load_dataset_meta
-    from engine.data.prepare import prepared_dataset_for
     from engine.model import ModelConfig
     from engine.training.config import TrainConfig
     from engine.training.trainer import Trainer
+
+    data_dir, tokenizer_path = _training_data(run_dir, spec, should_stop)
+    trainer = Trainer(
+        ModelConfig.from_dict(spec["model_config"], source="model config"),
+        TrainConfig.from_dict(spec["train_config"], source="training settings"),
+        data_dir, run_dir, tokenizer_path=tokenizer_path,
+        resume_from=Path(spec["resume_from"]) if spec.get("resume_from") else None,
+        should_stop=should_stop,
+    )  # fmt: skip
+    result = trainer.run()
+    return {
+        "status": result.status, "step": result.step, "total_steps": result.total_steps,
+        "metrics": result.final_metrics, "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+    }  # fmt: skip
+
+
+def _training_data(
+    run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]
+) -> tuple[Path, Path | None]:
+    """The prepared dataset of ``spec["data_paths"]`` (raw files are prepared once and cached) and its tokenizer."""
+    from engine.data.meta import is_prepared_dataset, load_dataset_meta
+    from engine.data.prepare import prepared_dataset_for
 
     data_paths = [Path(p) for p in spec["data_paths"]]
     tokenizer_path = Path(spec["tokenizer_path"]) if spec.get("tokenizer_path") else None
@@ -133,18 +154,7 @@ def _pretrain(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], boo
     if tokenizer_path is None:
         recorded = load_dataset_meta(data_dir).tokenizer
         tokenizer_path = Path(recorded) if recorded and Path(recorded).exists() else None
-    trainer = Trainer(
-        ModelConfig.from_dict(spec["model_config"], source="model config"),
-        TrainConfig.from_dict(spec["train_config"], source="training settings"),
-        data_dir, run_dir, tokenizer_path=tokenizer_path,
-        resume_from=Path(spec["resume_from"]) if spec.get("resume_from") else None,
-        should_stop=should_stop,
-    )  # fmt: skip
-    result = trainer.run()
-    return {
-        "status": result.status, "step": result.step, "total_steps": result.total_steps,
-        "metrics": result.final_metrics, "checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
-    }  # fmt: skip
+    return data_dir, tokenizer_path
 
 
 def _finetune(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
@@ -168,6 +178,31 @@ def _evaluate(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], boo
     finally:
         events.close()
     return {"tasks": [r.task for r in reports], "results": str(run_dir / "results.json")}
+
+
+def _evolve(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:
+    from engine.data.meta import load_dataset_meta
+    from engine.evolve.run import run_evolve
+
+    if spec.get("data_paths"):  # a new or resumed study, or a worker whose machine keeps the data elsewhere
+        data_dir, tokenizer_path = _training_data(run_dir, spec, should_stop)
+        spec = {
+            **spec,
+            "data_path": str(data_dir),
+            "tokenizer_path": str(tokenizer_path) if tokenizer_path else None,
+        }
+        if "settings" in spec:
+            base_model = {
+                **spec["settings"].get("base_model", {}),
+                "vocab_size": load_dataset_meta(data_dir).vocab_size,
+            }
+            spec["settings"] = {**spec["settings"], "data_path": spec["data_path"],
+                                "tokenizer_path": spec["tokenizer_path"], "base_model": base_model}  # fmt: skip
+    events = EventLog(run_dir)
+    try:
+        return run_evolve(run_dir, spec, should_stop, events)
+    finally:
+        events.close()
 
 
 def _benchmark(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> dict[str, Any]:

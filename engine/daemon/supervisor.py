@@ -24,7 +24,7 @@ from engine.daemon.artifacts import register_artifacts
 from engine.daemon.broker import Broker
 from engine.daemon.jobs import read_job, write_job
 from engine.errors import LLModelError
-from engine.kinds import RESUMABLE_KINDS, TRAINING_KINDS
+from engine.kinds import CHILD_KINDS, RESUMABLE_KINDS
 from engine.processes import ProcessRef, signal_process
 from engine.workspace import new_run_id, runs_dir
 
@@ -80,6 +80,7 @@ class Job:
     final_status: str | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)  # published, not yet in the catalog
     flushed_at: float = 0.0
+    parent: str | None = None  # a run another job trains in its own process (a study's trial)
 
     @property
     def ref(self) -> ProcessRef:
@@ -124,6 +125,7 @@ class Supervisor:
                     Follower(run_dir / "events.jsonl", self.catalog.event_offset(row["id"])),
                 )
                 job.pid, job.pid_start = row.get("pid"), row.get("pid_start")
+                job.parent = row.get("parent_id") if row["kind"] in CHILD_KINDS else None
                 self.jobs[job.run_id] = job
                 if row["status"] == "running" and not (job.pid and job.ref.alive):
                     self._ingest(job, force=True)
@@ -158,9 +160,16 @@ class Supervisor:
                 self.catalog.update_run(run_id, status="cancelled", finished=_now())
                 self._announce(run_id, "cancelled")
                 return "cancelled"
+            if job.parent is not None:
+                raise LLModelError(
+                    f"run {run_id} is a trial of {job.parent}; cancel that run (the whole study)"
+                )
             if job.cancel_requested_at is None:
                 job.cancel_requested_at = time.monotonic()
                 signal_process(job.ref, signal.SIGTERM)
+                for child in self.jobs.values():
+                    if child.parent == run_id:
+                        child.cancel_requested_at = job.cancel_requested_at
             return "cancelling"
 
     def resume(self, run_id: str, spec: dict[str, Any] | None = None) -> int:
@@ -221,6 +230,12 @@ class Supervisor:
     def tick(self) -> None:
         with self.lock:
             for job in list(self.jobs.values()):
+                if job.parent is not None:  # ends with its own final event, or with the job that trains it
+                    self._ingest(job)
+                    if job.final_status is not None or job.parent not in self.jobs:
+                        self._ingest(job, force=True)
+                        self._finish(job, exit_code=None)
+                    continue
                 if job.pid is None:
                     continue
                 self._ingest(job)
@@ -230,7 +245,7 @@ class Supervisor:
                     self._finish(job, exit_code)
                 elif job.cancel_requested_at and time.monotonic() - job.cancel_requested_at > CANCEL_GRACE:
                     signal_process(job.ref, signal.SIGKILL)
-            running = sum(1 for j in self.jobs.values() if j.pid is not None)
+            running = sum(1 for j in self.jobs.values() if j.pid is not None and j.parent is None)
             # self.jobs keeps submission order (run ids only sort to the second, then at random).
             for job in list(self.jobs.values()):
                 if running >= self.max_concurrent:
@@ -271,6 +286,8 @@ class Supervisor:
         for event in events:
             if event.get("type") == "status" and event.get("final"):
                 final = event
+            if event.get("type") == "child_run":
+                self._adopt_child(job, event)
             self.broker.publish({**event, "run_id": job.run_id})
         job.pending.extend(events)
         due = time.monotonic() - job.flushed_at >= INGEST_INTERVAL
@@ -282,6 +299,26 @@ class Supervisor:
             result = final.get("result") or {}
             outputs = [Path(result[k]) for k in ("output",) if result.get(k)]
             register_artifacts(self.catalog, self.workspace, outputs)
+
+    def _adopt_child(self, parent: Job, event: dict[str, Any]) -> None:
+        """Record and follow a run that ``parent`` trains in its own process (a study's trial)."""
+        run_id, run_dir = event.get("run_id"), event.get("run_dir")
+        if not isinstance(run_id, str) or not isinstance(run_dir, str) or run_id in self.jobs:
+            return
+        try:
+            self.catalog.get_run(run_id)
+        except LLModelError:
+            kind = event.get("kind") if event.get("kind") in CHILD_KINDS else "trial"
+            self.catalog.create_run(run_id, kind, run_dir, event.get("config") or {}, parent_id=parent.run_id,
+                                    status="running")  # fmt: skip
+        self.catalog.update_run(run_id, status="running", pid=parent.pid, pid_start=parent.pid_start)
+        child = Job(
+            run_id, "trial", Path(run_dir), Follower(Path(run_dir) / "events.jsonl", 0), parent=parent.run_id
+        )
+        child.pid, child.pid_start = parent.pid, parent.pid_start
+        child.cancel_requested_at = parent.cancel_requested_at
+        self.jobs[run_id] = child
+        self._announce(run_id, "running", parent=parent.run_id)
 
     def _finish(self, job: Job, exit_code: int | None) -> None:
         """Record how a job ended: its own final status, else cancelled or failed(-resumable)."""
@@ -317,7 +354,7 @@ class Supervisor:
     def _resumable(self, job: Job) -> bool:
         from engine.runs.checkpoint import latest_checkpoint
 
-        return job.kind in TRAINING_KINDS and latest_checkpoint(job.run_dir / "checkpoints") is not None
+        return job.kind in RESUMABLE_KINDS and latest_checkpoint(job.run_dir / "checkpoints") is not None
 
     def _announce(self, run_id: str, status: str, **fields: Any) -> None:
         self.broker.publish(

@@ -8,7 +8,6 @@ local files in their published layouts; a small task file (JSON or YAML) defines
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 from engine.errors import DataError, NotFoundError
 from engine.evaluation import suites
+from engine.fileio import read_mapping
 
 Doc = dict[str, Any]
 KINDS = ("perplexity", "multiple_choice", "generate", "code")
@@ -77,18 +77,7 @@ def load_task_file(path: Path) -> Task:
     index or the text of the right choice); for generation ``target`` (a template) and ``until``."""
     if not path.is_file():
         raise DataError(f"task file {path} not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        if path.suffix == ".json":
-            spec = json.loads(text)
-        else:
-            import yaml
-
-            spec = yaml.safe_load(text)
-    except (json.JSONDecodeError, ValueError) as error:
-        raise DataError(f"{path}: malformed task file ({error})") from None
-    if not isinstance(spec, dict):
-        raise DataError(f"{path}: a task file is a mapping (name, kind, data, prompt, ...)")
+    spec = read_mapping(path, "task file", DataError)
     known = {"name", "kind", "description", "data", "prompt", "choices", "answer", "target", "until", "metrics",
              "max_tokens", "text"}  # fmt: skip
     unknown = sorted(set(spec) - known)

@@ -13,6 +13,7 @@ from llmodel_app.cli import (
     commands_data,
     commands_engine,
     commands_evaluate,
+    commands_evolve,
     commands_finetune,
     commands_model,
     commands_runs,
@@ -49,6 +50,7 @@ app.add_typer(commands_runs.runs_app, name="runs")
 app.add_typer(commands_engine.engine_app, name="engine")
 app.add_typer(commands_finetune.adapters_app, name="adapters")
 app.add_typer(commands_finetune.lora_app, name="lora")
+app.add_typer(commands_evolve.evolve_app, name="evolve")
 
 
 @app.callback(invoke_without_command=True)

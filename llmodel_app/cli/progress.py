@@ -74,6 +74,9 @@ class JobDisplay:
             self.print(f"[dim]sample @ {event['step']}:[/dim] {event['text']!r}")
         elif kind == "checkpoint":
             self.print(f"[dim]checkpoint @ {event['step']}{' (best)' if event.get('best') else ''}[/dim]")
+        elif kind == "trial" and event.get("state") == "complete":
+            values = ", ".join(f"{k} {v:.4g}" for k, v in (event.get("objectives") or {}).items())
+            self.print(f"[dim]trial {event['number']}:[/dim] {values}")
         elif kind == "log" and event.get("level") == "warning":  # errors end the job and are reported once
             self.print(f"[yellow]{event['message']}[/yellow]")
         elif kind == "log" and event.get("message", "").startswith(("resumed", "stopped")):

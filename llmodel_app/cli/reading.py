@@ -73,6 +73,10 @@ def _via_engine(client: Any, method: str, *args: Any, **kwargs: Any) -> Any:
         return client.get("/api/adapters", base=args[0] if args else kwargs.get("base_checkpoint"))
     if method == "get_adapter":
         return client.get(f"/api/adapters/{args[0]}")
+    if method == "list_studies":
+        return client.get("/api/studies")
+    if method == "study_trials":
+        return client.get(f"/api/studies/{args[0]}/trials")
     if method in ("list_configs", "list_tokenizers", "list_datasets"):
         return client.get(f"/api/{method.removeprefix('list_')}")
     raise ValueError(f"no engine route for {method}")
@@ -83,6 +87,8 @@ def _empty(method: str, *args: Any) -> Any:
         return {"configs": 0, "tokenizers": 0, "datasets": 0, "runs": {}, "runs_total": 0}
     if method == "get_adapter":
         raise LLModelError(f"no adapter named {args[0]}; this workspace has no adapters yet")
+    if method == "study_trials":
+        raise LLModelError(f"no study named {args[0]}; this workspace has no studies yet")
     if method in ("get_run", "compare_runs"):
         name = args[0] if method == "get_run" else ", ".join(args[0])
         raise LLModelError(f"no run named {name}; this workspace has no runs yet")

@@ -1,4 +1,5 @@
-"""The workspace: health (public), summary, listings of configs/tokenizers/datasets, the event stream, shutdown."""
+"""The workspace: health (public), summary, listings of configs/tokenizers/datasets and evaluation tasks, the event
+stream, shutdown."""
 
 from __future__ import annotations
 
@@ -48,6 +49,18 @@ def tokenizers(state: State) -> list[dict[str, Any]]:
 @router.get("/datasets")
 def datasets(state: State) -> list[dict[str, Any]]:
     return _listing(state, "datasets")
+
+
+@router.get("/tasks")
+def tasks() -> list[dict[str, Any]]:
+    """The evaluation tasks `llmodel evaluate` knows by name: kind, what each measures, chance, data it needs."""
+    from engine.evaluation.tasks import builtin_tasks
+
+    return [
+        {"name": t.name, "kind": t.kind, "description": t.description, "chance": t.chance,
+         "needs_data": t.needs_data, "data_layout": t.data_layout}
+        for t in builtin_tasks().values()
+    ]  # fmt: skip
 
 
 @router.get("/events", response_class=EventSourceResponse)
