@@ -63,6 +63,13 @@ def tasks() -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+@router.get("/evaluations")
+def evaluations(state: State) -> list[dict[str, Any]]:
+    """Every evaluation result in the workspace, newest first: task, metric, value, stderr, checkpoint, adapter."""
+    with state.supervisor.lock:
+        return state.supervisor.catalog.eval_results()
+
+
 @router.get("/events", response_class=EventSourceResponse)
 async def workspace_events(
     request: Request, state: State, since: int = Query(0, ge=0)
