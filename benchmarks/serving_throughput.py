@@ -4,6 +4,10 @@ A Llama-shaped model (vocab 4096, d_model 384, 6 layers; random weights — spee
 served by `python -m engine.server` on a free loopback port. 1, 4 and 8 clients each stream a few
 /v1/completions requests (64 tokens, greedy, ignore_eos) back to back. Target: with 8 clients the aggregate
 throughput is at least 3x one client's.
+
+Then the same model served with two LoRA adapters over it (rank 16, all-linear, random updates) against the plain
+server, alternated and repeated: one client's tokens/s for the base model (which should keep the compiled CPU
+decode path) and for an adapter.
 """
 
 from __future__ import annotations
@@ -43,6 +47,66 @@ PROMPTS = [
 ]
 
 
+def make_adapters(run_dir: Path, count: int) -> list[str]:
+    """``count`` LoRA adapters (rank 16, all-linear) over the run's checkpoint, with random non-zero updates."""
+    from engine.finetune.adapters import save_adapter
+    from engine.finetune.lora import LoraSettings, apply_lora
+    from engine.runs.checkpoint import load_weights, resolve_checkpoint
+
+    base = resolve_checkpoint(run_dir)
+    pairs = []
+    for index in range(count):
+        model = Transformer(base.model_config)
+        load_weights(base, model)
+        settings = LoraSettings(rank=16, alpha=16, target_modules=["all-linear"])
+        apply_lora(model, settings)
+        torch.manual_seed(100 + index)
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(parameter, std=0.02)
+        directory = run_dir.parent.parent / "adapters" / f"a{index}"
+        save_adapter(model, directory, settings, base)
+        pairs.append(f"a{index}={directory}")
+    return pairs
+
+
+def start_server(run_dir: Path, adapters: list[str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "engine.server",
+        "--model",
+        str(run_dir),
+        "--port",
+        str(port),
+        "--max-batch",
+        "8",
+    ]
+    for pair in adapters:
+        command += ["--adapter", pair]
+    server = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError("the model server did not become healthy")
+
+
+def one_client(url: str, tokens: int, requests: int, model: str | None = None) -> float:
+    """One client's tokens/s over ``requests`` streamed completions (of ``model``: base when None)."""
+    started, total = time.perf_counter(), 0
+    for index in range(requests):
+        total += stream_one(url, PROMPTS[index % len(PROMPTS)], tokens, model)[2]
+    return total / (time.perf_counter() - started)
+
+
 def make_model(root: Path, vocab: int) -> Path:
     corpus = root / "corpus.jsonl"
     build_stdlib_corpus(corpus, max_bytes=2_000_000)
@@ -55,9 +119,11 @@ def make_model(root: Path, vocab: int) -> Path:
     return run_dir
 
 
-def stream_one(url: str, prompt: str, tokens: int) -> tuple[float, float, int]:
+def stream_one(url: str, prompt: str, tokens: int, model: str | None = None) -> tuple[float, float, int]:
     """(time to first token, total time, tokens received) for one streaming completion."""
     body = {"prompt": prompt, "max_tokens": tokens, "temperature": 0, "stream": True, "ignore_eos": True}
+    if model is not None:
+        body["model"] = model
     started = time.perf_counter()
     first, count = None, 0
     with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=120) as response:
@@ -106,36 +172,34 @@ def main() -> None:
     tokens, requests_each = (16, 1) if args.quick else (64, 3)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = make_model(Path(tmp), 4096)
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "engine.server",
-                "--model",
-                str(run_dir),
-                "--port",
-                str(port),
-                "--max-batch",
-                "8",
-            ],
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        url = f"http://127.0.0.1:{port}"
+        server, url = start_server(run_dir, [])
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
             drive(url, 1, 1, 8)  # warm up
             results = [drive(url, clients, requests_each, tokens) for clients in (1, 4, 8)]
         finally:
             server.terminate()
             server.wait(timeout=30)
+        adapters = make_adapters(run_dir, 2)
+        side_by_side: dict[str, list[float]] = {
+            "plain base": [],
+            "adapters: base": [],
+            "adapters: adapter a0": [],
+        }
+        for _ in range(1 if args.quick else 3):  # alternate the two servers, so drift hits both alike
+            for pairs in ([], adapters):
+                server, url = start_server(run_dir, pairs)
+                try:
+                    one_client(url, 8, 1)  # warm up
+                    if pairs:
+                        side_by_side["adapters: base"].append(one_client(url, tokens, requests_each))
+                        side_by_side["adapters: adapter a0"].append(
+                            one_client(url, tokens, requests_each, "a0")
+                        )
+                    else:
+                        side_by_side["plain base"].append(one_client(url, tokens, requests_each))
+                finally:
+                    server.terminate()
+                    server.wait(timeout=30)
     rows = [
         [r["clients"], r["tokens"], r["tokens_per_s"], r["ttft_p50_ms"], r["ttft_p99_ms"]] for r in results
     ]
@@ -144,8 +208,14 @@ def main() -> None:
     print(
         f"8 clients vs 1: {speedup:.2f}x aggregate throughput (target ≥ 3x): {'met' if speedup >= 3 else 'NOT met'}"
     )
+    medians = {name: statistics.median(values) for name, values in side_by_side.items()}
+    print(format_table(["one client", "tokens/s (median)", "runs"],
+                       [[name, medians[name], " ".join(f"{v:.0f}" for v in side_by_side[name])] for name in medians]))  # fmt: skip
+    kept = medians["adapters: base"] / medians["plain base"]
+    print(f"base model served beside 2 adapters: {kept:.2f} of its speed on the plain server")
     if not args.quick:
         figures = {
+            "adapters_side_by_side": {"tokens_per_s": side_by_side, "medians": medians, "base_kept": kept},
             "shape": SHAPE,
             "vocab_size": 4096,
             "tokens_per_request": tokens,

@@ -354,3 +354,13 @@ def test_results_pareto_front_best_so_far_and_export(tmp_path):
     )
     with pytest.raises(NotFoundError, match="no trial 99"):
         pick_trial(study, 99)
+
+
+def test_the_final_validation_is_the_objective_never_a_reason_to_prune(tmp_path, dataset_dir, tokenizer_dir):
+    config = settings(data_path=str(dataset_dir), tokenizer_path=str(tokenizer_dir), budget_steps=4,
+                      base_train={"batch_size": 2, "seq_len": 32, "eval_interval": 4, "eval_batches": 1,
+                                  "warmup_steps": 0, "device": "cpu"})  # fmt: skip
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1.0))  # would prune any loss
+    trial = study.ask(config.search_space.distributions())
+    (val_loss,) = train_trial(config, trial, tmp_path / "run", lambda: False)
+    assert val_loss > 1.0

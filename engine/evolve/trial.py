@@ -49,7 +49,15 @@ def train_trial(
             rates.append(float(event["tokens_per_s"]))
             if not math.isfinite(event["loss"]):
                 raise LLModelError(f"the loss became {event['loss']} at step {event['step']}")
-        if event.get("type") == "eval" and len(settings.objectives) == 1 and "val_loss" in event:
+        intermediate = settings.budget_steps is None or event.get("step", 0) < settings.budget_steps
+        if (
+            event.get("type") == "eval"
+            and len(settings.objectives) == 1
+            and "val_loss" in event
+            and intermediate
+        ):
+            # An intermediate validation: the pruner may stop a hopeless trial here (never at the end, whose
+            # value is the trial's objective).
             trial.report(float(event["val_loss"]), int(event["step"]))
             prune["now"] = trial.should_prune()
 
