@@ -183,12 +183,37 @@ def test_a_custom_task_file_defines_a_multiple_choice_task(tmp_path, scorer):
         ({"kind": "quiz", "data": "q.jsonl"}, "'kind' must be perplexity, multiple_choice or generate"),
         ({"kind": "generate", "data": "q.jsonl", "prompt": "{q}"}, "'target' .* is missing"),
         ({"kind": "generate", "data": "q.jsonl", "prmpt": "{q}"}, "unknown key 'prmpt'"),
+        (
+            {"kind": "generate", "data": "q.jsonl", "prompt": "{q}", "target": "{a}", "metrics": ["blue"]},
+            "unknown metric 'blue'",
+        ),
     ],
 )
 def test_a_malformed_task_file_is_one_line(tmp_path, spec, message):
     (tmp_path / "t.json").write_text(json.dumps(spec))
     with pytest.raises(DataError, match=message):
         load_task_file(tmp_path / "t.json")
+
+
+def test_a_labelled_generation_task_reports_accuracy_and_macro_f1_as_scikit_learn_computes_them():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    from engine.evaluation.runner import generation_scores
+
+    gold = ["pos", "neg", "neg", "pos", "neutral", "neg"]
+    predicted = [
+        " pos",
+        "neg ",
+        "pos",
+        "pos",
+        "neg",
+        "other",
+    ]  # surrounding whitespace is not part of a label
+    scores = {s.metric: s.value for s in generation_scores(("f1",), predicted, gold, predicted)}
+    stripped = [p.strip() for p in predicted]
+    assert scores["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(gold, stripped))
+    assert scores["f1"] == pytest.approx(
+        sklearn_metrics.f1_score(gold, stripped, average="macro", zero_division=0)
+    )
 
 
 def test_unknown_tasks_and_missing_suite_files_say_what_is_expected(scorer):

@@ -175,6 +175,8 @@ def generation_scores(
         scores += metrics.rouge(predictions, references)
     if "distinct" in names:
         scores += [metrics.distinct_n(raw, 1), metrics.distinct_n(raw, 2)]
+    if "f1" in names:  # the answers are labels: accuracy and macro F1 over them
+        scores += metrics.classification([p.strip() for p in predictions], [r.strip() for r in references])
     return scores
 
 

@@ -40,7 +40,7 @@ class Task:
     max_tokens: int = 64
     text: Callable[[Doc], str] = lambda doc: doc.get("text", "")
     extract: Callable[[str], str | None] | None = None  # answer extraction before exact match (GSM8K)
-    metrics: tuple[str, ...] = ()  # for generation: which of bleu, chrf, rouge, exact_match, distinct
+    metrics: tuple[str, ...] = ()  # for generation: which of GENERATION_METRICS
     needs_data: bool = False
     data_layout: str = ""  # what --data-path must hold, said when it is missing
     chance: str = ""  # how well a guess does, printed beside the score
@@ -69,6 +69,8 @@ def resolve_task(name: str, workspace: Path | None = None) -> Task:
 # -- custom tasks ---------------------------------------------------------------------------------------------------
 
 _FIELD = re.compile(r"\{(\w+)\}")
+# What a generation task may ask for; "f1" treats the answers as labels (accuracy and macro F1 over them).
+GENERATION_METRICS = ("exact_match", "bleu", "chrf", "rouge", "distinct", "f1")
 
 
 def load_task_file(path: Path) -> Task:
@@ -111,6 +113,11 @@ def load_task_file(path: Path) -> Task:
             raise DataError(f"{path}: 'target' (a template of the expected answer) is missing")
         task.reference = _template(spec["target"], path)
         task.metrics = tuple(spec.get("metrics") or ("exact_match", "bleu", "chrf", "rouge"))
+        unknown = [m for m in task.metrics if m not in GENERATION_METRICS]
+        if unknown:
+            raise DataError(
+                f"{path}: unknown metric {unknown[0]!r}; choose from {', '.join(GENERATION_METRICS)}"
+            )
     return task
 
 

@@ -3,7 +3,6 @@ they search (kept in the study, so any worker can join it), and the trials' obje
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,11 +156,3 @@ def load_study(name: str, url: str) -> tuple[Any, StudySettings]:
     study.sampler = make_sampler(settings.sampler, population=settings.population, seed=None,
                                  objectives=len(settings.objectives))  # fmt: skip
     return study, settings
-
-
-def describe_settings(settings: StudySettings) -> str:
-    budget = f"{settings.budget_steps} steps" if settings.budget_steps else f"{settings.budget_minutes:g} min"
-    return (
-        f"{settings.n_trials} trials of {budget} with {settings.sampler} (population {settings.population}), "
-        f"objectives {', '.join(settings.objectives)}; space {json.dumps(sorted(settings.space['params']))}"
-    )
