@@ -26,9 +26,14 @@ def test_evaluate_runs_tasks_as_a_job_and_records_every_result(capsys, served_ru
     as_json = run_cli(capsys, "evaluate", "--model-path", str(served_run_dir), "--tasks", "stdlib-names", "--limit",
                       "2", "--json")  # fmt: skip
     assert json.loads(as_json.out)[0]["scores"][0]["n"] == 2
-    with EngineClient.connect(workspace_root(None)) as client:  # what the workbench compares across checkpoints
+    with EngineClient.connect(
+        workspace_root(None)
+    ) as client:  # what the workbench compares across checkpoints
         rows = client.get("/api/evaluations")
-    assert {(r["run_id"], r["task"]) for r in rows} >= {(run["id"], "stdlib-names"), (run["id"], "stdlib-ppl")}
+    assert {(r["run_id"], r["task"]) for r in rows} >= {
+        (run["id"], "stdlib-names"),
+        (run["id"], "stdlib-ppl"),
+    }
 
 
 def test_tasks_list_names_every_task_with_its_chance(capsys):

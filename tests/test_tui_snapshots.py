@@ -168,3 +168,55 @@ def test_help_screen(snap_compare):
         await settle(pilot)
 
     assert snap_compare(workbench(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+
+def test_fine_tune_form_with_its_trainable_parameters_and_cost(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("7")
+        launcher = await mounted(pilot, "#job-launcher")
+        launcher.show_kind("finetune")  # type: ignore[attr-defined]
+        cost = pilot.app.query_one("#finetune-cost")
+        await wait_for(pilot, lambda: "trainable" in str(cost.content), what="the trainable count")  # type: ignore[attr-defined]
+        pilot.app.query_one("#finetune-max_steps").value = "300"  # type: ignore[attr-defined]
+        await wait_for(pilot, lambda: "153,600 tokens in all" in str(cost.content), what="the cost")  # type: ignore[attr-defined]
+        await settle(pilot)
+
+    assert snap_compare(workbench(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+
+def test_run_view_with_evaluation_task_curves(snap_compare):
+    client = FakeClient()
+    history = client.runs[RUN_A]["history"]
+    history["stdlib-names/acc"] = [[s, 0.25 + 0.004 * s] for s in range(10, 41, 10)]
+    history["stdlib-names/acc_norm"] = [[s, 0.24 + 0.003 * s] for s in range(10, 41, 10)]
+
+    async def run_before(pilot: Pilot) -> None:
+        view = await open_run(pilot)
+        await wait_for(pilot, lambda: len(view.task_charts) == 2, what="the task curves")  # type: ignore[attr-defined]
+        await settle(pilot)
+
+    assert snap_compare(workbench(client), terminal_size=SIZE, run_before=run_before)
+
+
+def test_evaluate_tab_with_results_against_chance_and_a_comparison(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("9")
+        await mounted(pilot, "#evaluate-view")
+        compare = pilot.app.query_one("#eval-compare")
+        await wait_for(pilot, lambda: compare.row_count == 3, what="the evaluations")  # type: ignore[attr-defined]
+        await settle(pilot)
+
+    assert snap_compare(workbench(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+
+def test_evolve_tab_with_trials_and_the_pareto_front(snap_compare):
+    async def run_before(pilot: Pilot) -> None:
+        await loaded(pilot)
+        await pilot.press("0")
+        view = await mounted(pilot, "#evolve-view")
+        await wait_for(pilot, lambda: view.data.get("trials"), what="the study's trials")  # type: ignore[attr-defined]
+        await settle(pilot)
+
+    assert snap_compare(workbench(FakeClient()), terminal_size=SIZE, run_before=run_before)

@@ -1,8 +1,10 @@
-"""The workbench against a real engine: tree → run view → attention → chat → REST toggle, with a nano model."""
+"""The workbench against a real engine: tree → run view → attention → chat → a LoRA adapter fine-tuned from the
+Launch form, chatting with it and the base from one server → REST toggle, with a nano model."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import httpx
@@ -24,10 +26,13 @@ def test_a_trained_run_opens_charts_attention_chat_and_rest(
 ):
     workspace = tmp_path / "workspace"
     run_id = train_run(workspace, dataset_dir, tokenizer_dir, nano_config.to_dict(), steps=8)
-    asyncio.run(_tree_run_attention_chat_rest(workspace, run_id))
+    sft = tmp_path / "sums.jsonl"
+    sft.write_text("".join(json.dumps({"prompt": f"{a} + {b} =", "response": str(a + b)}) + "\n"
+                           for a in range(6) for b in range(6)))  # fmt: skip
+    asyncio.run(_tree_run_attention_chat_rest(workspace, run_id, sft))
 
 
-async def _tree_run_attention_chat_rest(workspace: Path, run_id: str) -> None:
+async def _tree_run_attention_chat_rest(workspace: Path, run_id: str, sft: Path) -> None:
     app = LLModelApp(workspace)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(WorkspaceTree)
@@ -96,6 +101,44 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str) -> None:
         )
         assert "".join(attention.data["tokens"]).startswith("def") and len(attention.data["weights"]) == 2
         assert "typed text" in str(app.query_one("#attention-title").render())
+
+        # A LoRA adapter fine-tuned from the Launch tab's form on the step-8 checkpoint; then the chat answers with
+        # it, and with the base again, from one server that serves both (the OpenAI `model` field picks).
+        base = tree.runs[run_id]["checkpoints"][-1]["path"]
+        await pilot.press("7")
+        launcher = await mounted(pilot, "#job-launcher")
+        launcher.show_kind("finetune")
+        await pilot.pause(0.1)
+        app.query_one("#finetune-base").value = base
+        for name, value in (("data", str(sft)), ("lora_rank", "4"), ("adapter_name", "sums"), ("max_steps", "2"),
+                            ("batch_size", "2"), ("device", "cpu")):  # fmt: skip
+            app.query_one(f"#finetune-{name}").value = value
+        cost = app.query_one("#finetune-cost")
+        await wait_for(pilot, lambda: "trainable 1,024 of" in str(cost.content), what="the trainable count")
+        app.query_one("#launch-submit").press()
+        adapters = lambda: {a["name"] for a in app.workspace_data.get("adapters", [])}  # noqa: E731
+        await wait_for(pilot, lambda: "sums" in adapters(), timeout=120, what="the fine-tuned adapter")
+        app.choose_checkpoint(run_id, base, "sums")
+        picker = app.query_one("#chat-adapter")
+        await wait_for(pilot, lambda: picker.adapter == "sums", what="the adapter in the chat's list")
+        chat.send("1 + 2 =")
+        await wait_for(
+            pilot, lambda: not chat.streaming and len(chat.history) == 6, timeout=90, what="its reply"
+        )
+        served = app.client.get("/api/serve")
+        assert served["model"] == base and set(served["adapters"]) == {"sums"}
+        status = str(app.query_one("#chat-server").content)
+        assert f"answering: {run_id} · step 8 ★ + adapter sums" in status, status
+        app.query_one("#chat-adapter").value = "(base)"
+        await wait_for(pilot, lambda: app.chosen_adapter is None, what="the base picked")
+        chat.send("2 + 2 =")
+        await wait_for(
+            pilot, lambda: not chat.streaming and len(chat.history) == 8, timeout=90, what="the base's"
+        )
+        assert app.client.get("/api/serve")["pid"] == served["pid"], "switching to the base kept the server"
+        assert not [n.message for n in app._notifications if n.title == "Chat"], (
+            "the replies came without error"
+        )
 
         # REST: off (the chat's server), then on at a chosen port, queried from outside, then off again.
         await pilot.press("5")

@@ -77,6 +77,103 @@ def make_run(run_id: str, lr: float, seed: float, steps: int = 40) -> dict[str, 
     }  # fmt: skip
 
 
+def checkpoint_path(run_id: str, step: int) -> str:
+    return str(WORKSPACE / "runs" / run_id / "checkpoints" / f"step-{step:08d}")
+
+
+FINETUNE_RUN = "finetune-20260102-150000-e5f6"
+ADAPTERS = [
+    {"name": "chat-qlora", "path": str(WORKSPACE / "adapters" / "chat-qlora"), "run_id": "finetune-20260102-160000-a7b8",
+     "method": "qlora", "base_checkpoint": checkpoint_path(RUN_A, 40), "base_sha256": "5d41402abc4b2a76b9719d911017c592",
+     "rank": 16, "alpha": 32.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+     "dataset": str(WORKSPACE / "datasets" / "stdlib-instructions" / "instructions.train.jsonl"),
+     "metrics": {"loss": 1.71, "val_loss": 1.79}, "meta": {}, "created": 1767373200.0},
+    {"name": "chat-sums", "path": str(WORKSPACE / "adapters" / "chat-sums"), "run_id": FINETUNE_RUN, "method": "lora",
+     "base_checkpoint": checkpoint_path(RUN_A, 40), "base_sha256": "5d41402abc4b2a76b9719d911017c592", "rank": 8,
+     "alpha": 16.0, "targets": ["q_proj", "v_proj"], "dataset": "/home/me/sums.jsonl",
+     "metrics": {"loss": 1.62, "val_loss": 1.84}, "meta": {}, "created": 1767366000.0},
+]  # fmt: skip
+
+TASKS = [
+    {"name": "stdlib-ppl", "kind": "perplexity", "description": "held-out standard-library files: cross-entropy, "
+     "perplexity, bits per byte, token accuracy", "chance": "uniform over the vocabulary: perplexity = vocab size",
+     "needs_data": False, "data_layout": None},
+    {"name": "stdlib-names", "kind": "multiple_choice", "description": "which of four function names fits a held-out "
+     "docstring", "chance": "acc 0.25", "needs_data": False, "data_layout": None},
+    {"name": "stdlib-signatures", "kind": "generate", "description": "docstring → signature on the instruction set's "
+     "held-out split", "chance": "a constant answer (the most common training signature)", "needs_data": False,
+     "data_layout": None},
+    {"name": "hellaswag", "kind": "multiple_choice", "description": "commonsense sentence completion",
+     "chance": "acc 0.25", "needs_data": True,
+     "data_layout": "a JSONL/JSON/parquet file with ctx (or ctx_a/ctx_b), endings and label"},
+]  # fmt: skip
+
+
+def evaluation(run_id: str, checkpoint: str | None, adapter: str | None, created: float,
+               scores: dict[str, tuple[str, float, float | None, float | None]], *, model: str | None = None,
+               step: int = 40) -> list[dict[str, Any]]:  # fmt: skip
+    """Rows of ``/api/evaluations`` for one evaluation: metric → (task, value, stderr, chance)."""
+    return [
+        {"run_id": run_id, "model": model or checkpoint, "checkpoint": checkpoint, "step": step,
+         "adapter": adapter, "task": task, "metric": metric, "value": value, "stderr": stderr, "n": 50,
+         "chance": chance, "settings": {"limit": 50}, "created": created}
+        for metric, (task, value, stderr, chance) in scores.items()
+    ]  # fmt: skip
+
+
+EVALUATIONS = [
+    *evaluation("evaluate-20260102-170000-0007", checkpoint_path(RUN_A, 40), str(WORKSPACE / "adapters" / "chat-sums"),
+                1767373800.0, {"acc": ("stdlib-names", 0.42, 0.07, 0.25), "acc_norm": ("stdlib-names", 0.38, 0.069, 0.25),
+                               "perplexity": ("stdlib-ppl", 41.2, None, 512.0)}),
+    *evaluation("evaluate-20260102-120000-0006", checkpoint_path(RUN_A, 40), None, 1767355200.0,
+                {"acc": ("stdlib-names", 0.36, 0.068, 0.25), "acc_norm": ("stdlib-names", 0.34, 0.067, 0.25),
+                 "perplexity": ("stdlib-ppl", 44.0, None, 512.0)}),
+    *evaluation("evaluate-20260102-100000-0005", checkpoint_path(RUN_B, 40), None, 1767348000.0,
+                {"acc": ("stdlib-names", 0.22, 0.059, 0.25), "perplexity": ("stdlib-ppl", 61.5, None, 512.0)}),
+    *evaluation(RUN_A, None, None, 1767272000.0, {"acc": ("stdlib-names", 0.3, 0.065, 0.25)},
+                model=str(WORKSPACE / "runs" / RUN_A)),
+]  # fmt: skip
+
+STUDY = "arch"
+STUDY_SETTINGS = {
+    "space": {"params": {"d_model": {"type": "categorical", "choices": [32, 64, 96]},
+                         "n_layers": {"type": "int", "low": 1, "high": 4},
+                         "ffn_type": {"type": "categorical", "choices": ["swiglu", "gelu"]}}, "fixed": {}},
+    "data_path": str(WORKSPACE / "datasets" / "stdlib-512"), "tokenizer_path": None, "objectives": ["val_loss", "params"],
+    "n_trials": 8, "budget_steps": 100, "budget_minutes": None, "sampler": "nsga2", "population": 4, "seed": None,
+    "max_params": 2_000_000, "base_model": NANO, "base_train": {"eval_interval": 25, "eval_batches": 4},
+}  # fmt: skip
+
+
+def trial(number: int, state: str, d_model: int, layers: int, ffn: str, val_loss: float | None, params: int,
+          reason: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """A row of a study report's ``trials`` (engine/evolve/report.py: TrialRow)."""
+    trained = state not in ("rejected",)
+    return {
+        "number": number, "state": state, "params": {"d_model": d_model, "n_layers": layers, "ffn_type": ffn},
+        "objectives": {"val_loss": val_loss, "params": float(params)} if val_loss is not None else {},
+        "parameters": params, "reason": reason, "seconds": 42.0 if state == "complete" else None,
+        "run_dir": str(WORKSPACE / "runs" / f"trial-{STUDY}-{number}") if trained else None,
+    }  # fmt: skip
+
+
+def study_report() -> dict[str, Any]:
+    """``GET /api/studies/arch``: six trials, two of them on the Pareto front."""
+    return {
+        "name": STUDY, "settings": STUDY_SETTINGS,
+        "trials": [
+            trial(0, "complete", 64, 2, "swiglu", 3.12, 104_000),
+            trial(1, "complete", 96, 3, "swiglu", 2.98, 362_000),
+            trial(2, "rejected", 96, 4, "gelu", None, 2_400_000, "2,400,000 parameters is over --max-params 2,000,000"),
+            trial(3, "complete", 32, 1, "gelu", 3.41, 25_000),
+            trial(4, "complete", 64, 3, "gelu", 3.20, 140_000),
+            trial(5, "running", 64, 4, "swiglu", None, 170_000),
+        ],
+        "pareto_front": [3, 0, 1], "best_so_far": [[0, 3.12], [1, 2.98], [3, 2.98], [4, 2.98]],
+        "importances": {"d_model": 0.58, "n_layers": 0.31, "ffn_type": 0.11},
+    }  # fmt: skip
+
+
 class FakeClient:
     """Answers the routes the workbench uses from fixed data; records what it was asked to do."""
 
@@ -94,6 +191,12 @@ class FakeClient:
             str, list[dict[str, Any]]
         ] = {}  # run id → events its follow stream yields after history
         self.closed = threading.Event()
+        self.datasets = [
+            {"name": "stdlib-512", "path": str(WORKSPACE / "datasets" / "stdlib-512"), "vocab_size": 512}
+        ]
+        self.adapters: list[dict[str, Any]] = [] if empty else [dict(a) for a in ADAPTERS]
+        self.evaluations: list[dict[str, Any]] = [] if empty else [dict(r) for r in EVALUATIONS]
+        self.studies: dict[str, dict[str, Any]] = {} if empty else {STUDY: study_report()}
 
     # -- EngineClient's surface ----------------------------------------------------------------------
 
@@ -133,17 +236,20 @@ class FakeClient:
                 else []
             )
         if path == "/api/datasets":
-            return (
-                [
-                    {
-                        "name": "stdlib-512",
-                        "path": str(WORKSPACE / "datasets" / "stdlib-512"),
-                        "vocab_size": 512,
-                    }
-                ]
-                if self.runs
-                else []
-            )
+            return [dict(d) for d in self.datasets] if self.runs else []
+        if path == "/api/adapters":
+            base = params.get("base")
+            return [a for a in self.adapters if base is None or a["base_checkpoint"] == base]
+        if path == "/api/tasks":
+            return [dict(t) for t in TASKS]
+        if path == "/api/evaluations":
+            return [dict(r) for r in self.evaluations]
+        if path == "/api/studies":
+            return [self._study_row(report) for report in self.studies.values()]
+        if len(parts) == 3 and parts[:2] == ["api", "studies"]:
+            if parts[2] not in self.studies:
+                raise LLModelError(f"no study named {parts[2]} in this workspace; see `llmodel evolve list`")
+            return self.studies[parts[2]]
         if path == "/api/serve":
             if self.serve.get("running"):
                 self.serve["health"] = self.serve_health.pop(0) if self.serve_health else "ok"
@@ -202,8 +308,11 @@ class FakeClient:
         if path == "/api/serve":
             self.serve = {"running": True, "model": body["model"], "host": body["host"], "port": body["port"],
                           "url": f"http://{body['host']}:{body['port']}", "auth": bool(body.get("api_key")),
-                          "health": "starting" if self.serve_health else "ok", "requests": 3}  # fmt: skip
+                          "health": "starting" if self.serve_health else "ok", "requests": 3,
+                          "adapters": dict(body.get("adapters") or {})}  # fmt: skip
             return dict(self.serve)
+        if path.startswith("/api/studies/") and path.endswith("/export"):
+            return self._export(path.split("/")[3], body.get("trial"))
         if path.endswith("/cancel"):
             return {"status": "cancelling"}
         if path.endswith("/resume"):
@@ -236,6 +345,34 @@ class FakeClient:
         self.closed.set()
 
     # -- helpers -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _study_row(report: dict[str, Any]) -> dict[str, Any]:
+        """A row of ``GET /api/studies`` (the catalog's counts of this workspace's trials)."""
+        states = [t["state"] for t in report["trials"]]
+        return {"name": report["name"], "storage": str(WORKSPACE / "studies" / f"{report['name']}.journal"),
+                "run_id": f"evolve-20260102-180000-{report['name']}", "settings": report["settings"],
+                "created": 1767376800.0, "updated": 1767380400.0, "trials": len(states),
+                "complete": states.count("complete"), "running": states.count("running")}  # fmt: skip
+
+    def _export(self, name: str, number: int | None) -> dict[str, Any]:
+        """``POST /api/studies/{name}/export``: the trial's model config and training settings, as written."""
+        report = self.studies[name]
+        chosen = next(t for t in report["trials"] if t["number"] == number)
+        if chosen["state"] != "complete":
+            raise LLModelError(f"trial {number} of {name} did not complete ({chosen['state']})")
+        label = f"{name}-trial{number}"
+        model = {
+            **NANO,
+            **chosen["params"],
+            "d_ff": chosen["params"]["d_model"] * 2,
+            "name": f"{number}-nano",
+        }
+        train = {"batch_size": 8, "learning_rate": 0.0012, "seq_len": 64, "warmup_steps": 10}
+        folder = WORKSPACE / "configs" / label
+        return {"trial": number, "name": label, "model_config": model, "train_config": train,
+                "model_path": str(folder / "model.json"), "train_path": str(folder / "train.json"),
+                "data_path": report["settings"]["data_path"], "tokenizer_path": None}  # fmt: skip
 
     @staticmethod
     def _row(run: dict[str, Any]) -> dict[str, Any]:

@@ -27,9 +27,11 @@ from llmodel_app.tui.components.attention_view import AttentionView
 from llmodel_app.tui.components.chat_pane import ChatPane
 from llmodel_app.tui.components.compare_view import CompareView
 from llmodel_app.tui.components.config_editor import ConfigEditor
+from llmodel_app.tui.components.evaluate_view import EvaluateView
+from llmodel_app.tui.components.evolve_view import EvolveView
 from llmodel_app.tui.components.help_screen import HelpScreen
 from llmodel_app.tui.components.job_launcher import JobLauncher
-from llmodel_app.tui.components.model_picker import model_choices
+from llmodel_app.tui.components.model_picker import model_choices, same_checkpoint
 from llmodel_app.tui.components.rest_panel import RestPanel
 from llmodel_app.tui.components.run_view import RunView
 from llmodel_app.tui.components.welcome_panel import WelcomePanel
@@ -37,12 +39,14 @@ from llmodel_app.tui.components.workspace_tree import WorkspaceTree
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.feed import ClientFactory, EngineLink, connect_engine
 from llmodel_app.tui.messages import (
+    AdapterPicked,
     CheckpointSelected,
     ConfigSelected,
     JobSubmitted,
     ModelPicked,
     RunSelected,
     ServingChanged,
+    StudySelected,
     WorkspaceLoaded,
 )
 from llmodel_app.tui.model_server import same_model
@@ -87,6 +91,9 @@ class LLModelApp(App[None]):
         # the typed-text attention and serving; a saved config for the (lazy) editor to open.
         self.current_run: str | None = None
         self.chosen_model: str | None = None
+        # The adapter of the picked checkpoint that answers the chat (None: the base).
+        self.chosen_adapter: str | None = None
+        self.study_to_open: str | None = None  # the study the (lazy) Evolve tab opens when it mounts
         self.config_to_edit: tuple[str, dict[str, Any]] | None = None
         self._refresh_pending = False
         self._view_state = load_state(self.workspace)  # what to reopen, then what was last saved
@@ -115,6 +122,10 @@ class LLModelApp(App[None]):
                     yield Lazy(JobLauncher(id="job-launcher"))
                 with TabPane("Compare", id="compare"):
                     yield Lazy(CompareView(id="compare-view"))
+                with TabPane("Evaluate", id="evaluate"):
+                    yield Lazy(EvaluateView(id="evaluate-view"))
+                with TabPane("Evolve", id="evolve"):
+                    yield Lazy(EvolveView(id="evolve-view"))
         yield Footer()
 
     def view(self, kind: type[ViewT]) -> ViewT | None:
@@ -157,13 +168,16 @@ class LLModelApp(App[None]):
         if self._link is None or not self.composed:
             return  # not composed yet, or already closing
         live: dict[str, dict[str, Any]] = {}
+        followers: dict[str, list[Any]] | None = None  # looked up once a tick, at the first event
         for kind, payload in self._link.drain():
             if kind == "connected":
                 self._connected(payload)
             elif kind in ("lost", "error"):
                 self._lost(str(payload))
             elif kind == "event":
-                self._workspace_event(payload, live)
+                if followers is None:
+                    followers = self._followers()
+                self._workspace_event(payload, live, followers)
         tree = self.main.query_one(WorkspaceTree)
         for run_id, fields in live.items():
             if not tree.update_run(run_id, **fields):
@@ -202,8 +216,23 @@ class LLModelApp(App[None]):
         )
         self.notify(f"{reason}.{hint}", title="Engine unavailable", severity="error", timeout=8)
 
-    def _workspace_event(self, event: dict[str, Any], live: dict[str, dict[str, Any]]) -> None:
-        """Fold one workspace event into the tree (coalesced per run) and the quickstart's progress."""
+    def _followers(self) -> dict[str, list[Any]]:
+        """run id → what follows that run's events: the quickstart's panel, the job a form submitted last. Looked
+        up once a tick, not once an event: a fast training run sends hundreds of events a second."""
+        followers: dict[str, list[Any]] = {}
+        welcome = self.main.query_one(WelcomePanel)
+        if welcome.quickstart_run:
+            followers.setdefault(welcome.quickstart_run, []).append(welcome.quickstart_event)
+        for view in (self.view(JobLauncher), self.view(EvaluateView), self.view(EvolveView)):
+            if view is not None and view.following:
+                followers.setdefault(view.following, []).append(view.job_event)
+        return followers
+
+    def _workspace_event(
+        self, event: dict[str, Any], live: dict[str, dict[str, Any]], followers: dict[str, list[Any]]
+    ) -> None:
+        """Fold one workspace event into the tree (coalesced per run), the studies, and the views that follow
+        its run."""
         run_id, kind = event.get("run_id"), event.get("type")
         if not run_id:
             return
@@ -225,12 +254,13 @@ class LLModelApp(App[None]):
             attention = self.view(AttentionView)
             if attention is not None and attention.run_id == run_id and self.client is not None:
                 attention.open_run(run_id, self.client, force=True)
-        welcome = self.main.query_one(WelcomePanel)
-        if welcome.quickstart_run == run_id:
-            welcome.quickstart_event(event)
-        launcher = self.view(JobLauncher)
-        if launcher is not None and launcher.following == run_id:
-            launcher.job_event(event)
+        elif kind in ("trial", "study"):
+            self._refresh_pending = True  # the sidebar's studies and their counts
+            evolve = self.view(EvolveView)
+            if evolve is not None:
+                evolve.study_event(event)
+        for follow in followers.get(run_id, ()):
+            follow(event)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="workspace")
     def refresh_workspace(self) -> None:
@@ -248,8 +278,14 @@ class LLModelApp(App[None]):
                     # checkpoint's own folder means it was pruned and can no longer serve.
                     path = Path(checkpoint.get("path") or "")
                     checkpoint["pruned"] = path.parent.parent.is_dir() and not path.exists()
+        adapters = client.get("/api/adapters")
+        for run in runs:
+            for checkpoint in run.get("checkpoints") or []:
+                checkpoint["adapters"] = [
+                    a for a in adapters if same_checkpoint(a.get("base_checkpoint"), checkpoint["path"])
+                ]
         data.update(runs=runs, configs=client.get("/api/configs"), tokenizers=client.get("/api/tokenizers"),
-                    datasets=client.get("/api/datasets"))  # fmt: skip
+                    datasets=client.get("/api/datasets"), adapters=adapters, studies=client.get("/api/studies"))  # fmt: skip
         self.post_message(WorkspaceLoaded(data))
 
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
@@ -267,6 +303,8 @@ class LLModelApp(App[None]):
             self.view(RestPanel),
             self.view(JobLauncher),
             self.view(CompareView),
+            self.view(EvaluateView),
+            self.view(EvolveView),
         ):
             if view is not None:
                 view.show_workspace(data)
@@ -311,10 +349,16 @@ class LLModelApp(App[None]):
         self.open_run(message.run_id)
 
     def on_checkpoint_selected(self, message: CheckpointSelected) -> None:
-        self.choose_checkpoint(message.run_id, message.path)
+        self.choose_checkpoint(message.run_id, message.path, message.adapter)
 
     def on_model_picked(self, message: ModelPicked) -> None:
         self.pick_model(message.path)
+
+    def on_adapter_picked(self, message: AdapterPicked) -> None:
+        self.chosen_adapter = message.adapter
+
+    def on_study_selected(self, message: StudySelected) -> None:
+        self.open_study(message.name)
 
     def on_config_selected(self, message: ConfigSelected) -> None:
         if not message.data:
@@ -331,7 +375,7 @@ class LLModelApp(App[None]):
         self._refresh_pending = True
         if message.kind == "quickstart":
             self.main.query_one(WelcomePanel).follow_quickstart(message.run_id)
-        elif message.kind == "pretrain":
+        elif message.kind in ("pretrain", "finetune"):
             self.open_run(message.run_id)
 
     def on_serving_changed(self, message: ServingChanged) -> None:
@@ -346,7 +390,8 @@ class LLModelApp(App[None]):
 
     def _focus_tab(self, tab: str) -> None:
         """Keys go where the eye goes: the run view's and the heatmap's keys work as soon as their tab shows."""
-        targets = {"run": "#run-view", "attention": "#heatmap", "compare": "#compare-runs"}
+        targets = {"run": "#run-view", "attention": "#heatmap", "compare": "#compare-runs",
+                   "evaluate": "#eval-results", "evolve": "#evolve-table"}  # fmt: skip
         target = targets.get(tab)
         if target and self.main.query(target):
             self.main.query_one(target).focus()
@@ -379,9 +424,13 @@ class LLModelApp(App[None]):
             self.action_show_tab("attention")
             self._remember_view()
 
-    def choose_checkpoint(self, run_id: str, path: str) -> None:
-        """Pick a checkpoint and go and chat with it."""
+    def choose_checkpoint(self, run_id: str, path: str, adapter: str | None = None) -> None:
+        """Pick a checkpoint (and the base or one of its adapters) and go and chat with it."""
         self.pick_model(path)
+        self.chosen_adapter = adapter
+        chat = self.view(ChatPane)
+        if chat is not None:
+            chat.choose_adapter(adapter)
         self.action_show_tab("chat")
 
     def pick_model(self, path: str) -> None:
@@ -391,6 +440,14 @@ class LLModelApp(App[None]):
             if view is not None:
                 view.choose_model(path)
         self._remember_view()
+
+    def open_study(self, name: str) -> None:
+        """Show study ``name`` in the Evolve tab."""
+        self.study_to_open = name
+        evolve = self.view(EvolveView)
+        if evolve is not None:
+            evolve.open_study(name)
+        self.action_show_tab("evolve")
 
     def run_view_action(self, action: str, *args: Any) -> None:
         self.action_show_tab("run")
@@ -463,6 +520,18 @@ class LLModelApp(App[None]):
             return
         compare.select(compare.run_ids)
         self.action_show_tab("compare")
+
+    def action_finetune_form(self) -> None:
+        self.action_show_tab("launch")
+        launcher = self.view(JobLauncher)
+        if launcher is not None:
+            launcher.show_kind("finetune")
+
+    def action_train_trial(self) -> None:
+        self.action_show_tab("evolve")
+        evolve = self.view(EvolveView)
+        if evolve is not None:
+            evolve.action_train_trial()
 
     def _require_client(self) -> Any:
         if self.client is None:

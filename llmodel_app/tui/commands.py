@@ -53,7 +53,19 @@ def workbench_commands(app: LLModelApp) -> Iterator[Command]:
     yield "Clear the chat", "forget the conversation", partial(app.chat_action, "clear")
     yield "Copy the chat", "copy the conversation to the clipboard", partial(app.chat_action, "copy")
     yield "Compare all runs", "overlay every run's loss curves", app.action_compare_all
+    yield "Fine-tune a model", "full, LoRA or QLoRA on a checkpoint (Launch tab)", app.action_finetune_form
+    yield (
+        "Train the selected trial's config",
+        "export it and pretrain it in full (Evolve tab)",
+        app.action_train_trial,
+    )
     yield "Quit", "leave the workbench; runs go on", app.action_quit
+    for study in app.workspace_data.get("studies", []):
+        yield (
+            f"Open study {study['name']}",
+            "its trials, Pareto front or best so far",
+            partial(app.open_study, study["name"]),
+        )
     for run in app.workspace_data.get("runs", []):
         yield (
             f"Open run {run['id']}",
@@ -66,6 +78,11 @@ def workbench_commands(app: LLModelApp) -> Iterator[Command]:
                 f"Chat with {run['id']} step {checkpoint['step']}", "serve this checkpoint and chat",
                 partial(app.choose_checkpoint, run["id"], checkpoint["path"]),
             )  # fmt: skip
+            for adapter in checkpoint.get("adapters") or []:
+                yield (
+                    f"Chat with adapter {adapter['name']}", f"{run['id']} step {checkpoint['step']} + {adapter['name']}",
+                    partial(app.choose_checkpoint, run["id"], checkpoint["path"], adapter["name"]),
+                )  # fmt: skip
 
 
 class WorkbenchCommands(Provider):

@@ -116,8 +116,9 @@ class EngineLink(Feed):
             time.sleep(0.2)
 
 
-def follow_run(client: Any, run_id: str, names: str, max_points: int = 2000) -> Feed:
-    """A feed of one run: ``("loaded", snapshot)`` with its recorded history first, then ``("event", e)`` live."""
+def follow_run(client: Any, run_id: str, names: str | None, max_points: int = 2000) -> Feed:
+    """A feed of one run: ``("loaded", snapshot)`` with its recorded history first (the curves ``names``, comma
+    separated; None: all of them), then ``("event", e)`` live."""
 
     def produce(emit: Callable[[str, Any], None], stopped: Callable[[], bool]) -> None:
         # Logs and samples before the run's offset, so the live events after it add to them without repeats

@@ -14,7 +14,11 @@ TABS = (
     ("config", "Config"),
     ("launch", "Launch"),
     ("compare", "Compare"),
+    ("evaluate", "Evaluate"),
+    ("evolve", "Evolve"),
 )
+# The digit keys, in the order of the tabs (0 is the tenth).
+TAB_KEYS = "1234567890"
 
 APP = [
     Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -25,8 +29,8 @@ APP = [
     Binding("ctrl+r", "refresh", "Refresh"),
     Binding("ctrl+e", "start_engine", "Start engine", show=False),
     *[
-        Binding(str(n), f"show_tab('{tab}')", title, show=False)
-        for n, (tab, title) in enumerate(TABS, start=1)
+        Binding(key, f"show_tab('{tab}')", title, show=False)
+        for key, (tab, title) in zip(TAB_KEYS, TABS, strict=True)
     ],
 ]
 
@@ -73,16 +77,22 @@ COMPARE = [
     Binding("g", "toggle_log", "Log scale"),
 ]
 
+EVOLVE = [
+    Binding("t", "train_trial", "Train this config"),
+    Binding("o", "open_trial", "Open trial run"),
+]
+
 HELP_TEXT = """\
 # LLModel workbench
 
-The sidebar lists the workspace: configs, tokenizers, datasets and runs (with their checkpoints).
-Select a run to open it, a checkpoint to chat with it, a config to edit it.
+The sidebar lists the workspace: configs, tokenizers, datasets, runs (with their checkpoints, and the adapters
+trained on each) and studies. Select a run to open it, a checkpoint or an adapter to chat with it, a config to
+edit it, a study to open it in the Evolve tab.
 
 | key | action |
 | --- | --- |
 | ctrl+p | command palette: every action |
-| 1 … 8 | Home · Run · Attention · Chat · Serve · Config · Launch · Compare |
+| 1 … 9, 0 | Home · Run · Attention · Chat · Serve · Config · Launch · Compare · Evaluate · Evolve |
 | F1, ? | this help |
 | ctrl+t | dark / light theme |
 | ctrl+r | refresh the workspace |
@@ -96,7 +106,19 @@ Select a run to open it, a checkpoint to chat with it, a config to edit it.
 **Attention**: `[` `]` layer, `,` `.` head, `m` mean over heads, `n` `p` next/previous snapshot
 (in training order); the arrow keys move a cursor over the map and show that query/key pair's weight.
 
-**Chat**: enter sends; `ctrl+s` stops the reply, `ctrl+l` clears, `ctrl+y` copies the conversation.
+**Chat**: enter sends; `ctrl+s` stops the reply, `ctrl+l` clears, `ctrl+y` copies the conversation. The adapter
+list beside the checkpoint picks the base or one of its adapters: the server serves them all, so switching
+between them never restarts it.
+
+**Launch**: tokenizer, dataset, pretraining and fine-tuning jobs (full, LoRA or QLoRA on a checkpoint; its
+trainable parameters and cost are shown before it starts).
+
+**Evaluate**: a checkpoint (and adapter), tasks and a limit; results as bars against chance, and every
+evaluation of the workspace side by side.
+
+**Evolve**: start a study (space, dataset, objectives, trials, budget, sampler); its trials fill the table live,
+beside the Pareto front (several objectives) or the best-so-far curve. On a trial: `o` opens its run,
+`t` trains its config in full as a new pretraining run.
 
 **Serve**: the switch starts or stops the REST server; a host other than 127.0.0.1 needs an API key.
 """

@@ -40,11 +40,11 @@ class RunSelected(Message):
 
 
 class CheckpointSelected(Message):
-    """A checkpoint (or a run's latest one) chosen for chat and serving."""
+    """A checkpoint (or a run's latest one), and optionally one of its adapters, chosen for chat and serving."""
 
-    def __init__(self, run_id: str, path: str) -> None:
+    def __init__(self, run_id: str, path: str, adapter: str | None = None) -> None:
         super().__init__()
-        self.run_id, self.path = run_id, path
+        self.run_id, self.path, self.adapter = run_id, path, adapter
 
 
 class ModelPicked(Message):
@@ -53,6 +53,22 @@ class ModelPicked(Message):
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
+
+
+class AdapterPicked(Message):
+    """The user picked the base (None) or one of its adapters in the chat's adapter list."""
+
+    def __init__(self, adapter: str | None) -> None:
+        super().__init__()
+        self.adapter = adapter
+
+
+class StudySelected(Message):
+    """Open a study in the Evolve tab."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
 
 
 class ConfigSelected(Message):

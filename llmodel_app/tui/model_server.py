@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any
 
 from engine.errors import LLModelError
@@ -81,21 +82,31 @@ def wait_ready(
     raise LLModelError("the model server did not get ready in time; see serve.log in the workspace")
 
 
+def served_name(model: str) -> str:
+    """The name the model server answers to for its base model (the OpenAI ``model`` field): the run folder's
+    name, or the checkpoint's when it lies in no run (as ``engine/server/served_model.py`` names it)."""
+    path = PurePath(os.path.normpath(model))
+    return path.parent.parent.name if path.name.startswith("step-") else path.name
+
+
 def ensure_serving(
     client: Any, model: str | None, cancelled: Callable[[], bool], *, key: str | None = None,
-    on_status: Callable[[Status], None] | None = None,
+    on_status: Callable[[Status], None] | None = None, adapters: dict[str, str] | None = None,
 ) -> Status:  # fmt: skip
-    """The status of a ready server that answers with ``model``.
+    """The status of a ready server that answers with ``model`` (and every one of ``adapters``, name → folder).
 
-    A server already serving ``model`` (or any server, when ``model`` is None) is kept. One serving another
-    model is replaced by ``model`` on the same host, port and API key (``key``: the workbench knows it only
-    for servers it started); with none running, ``model`` starts on a free loopback port.
+    A server already serving ``model`` with those adapters (or any server, when ``model`` is None) is kept, so
+    switching between the base and its adapters never restarts it. One serving another model, or lacking an
+    adapter, is replaced on the same host, port and API key (``key``: the workbench knows it only for servers it
+    started); with none running, ``model`` starts on a free loopback port.
     """
     if client is None:
         raise LLModelError("not connected to the engine; it reconnects when the engine is back")
     status = client.get("/api/serve")
     running = bool(status.get("running"))
-    started = not running or (bool(model) and not same_model(status.get("model"), model))
+    lacking = bool(adapters) and not set(adapters or {}) <= set(status.get("adapters") or {})
+    started = not running or (bool(model) and (not same_model(status.get("model"), model) or lacking))
+    extra = {"adapters": dict(adapters)} if adapters else {}
     if running and started:
         if status.get("auth") and not key:
             raise LLModelError(
@@ -103,12 +114,12 @@ def ensure_serving(
                 "know; stop it in the Serve tab to serve the checkpoint you picked"
             )
         client.delete("/api/serve")
-        client.post("/api/serve", {"model": model, "host": status.get("host", "127.0.0.1"),
-                                   "port": status["port"], "api_key": key if status.get("auth") else None})  # fmt: skip
+        client.post("/api/serve", {"model": model, "host": status.get("host", "127.0.0.1"), "port": status["port"],
+                                   "api_key": key if status.get("auth") else None, **extra})  # fmt: skip
     elif started:
         if not model:
             raise LLModelError("choose a checkpoint to chat with first (the sidebar or the model list)")
-        client.post("/api/serve", {"model": model, "host": "127.0.0.1", "port": free_port()})
+        client.post("/api/serve", {"model": model, "host": "127.0.0.1", "port": free_port(), **extra})
     return wait_ready(client, cancelled, on_status=on_status, just_started=started)
 
 

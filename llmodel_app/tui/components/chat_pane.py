@@ -19,10 +19,17 @@ from engine.errors import LLModelError
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.chat_message import ChatMessage
 from llmodel_app.tui.components.chat_settings import ChatSettings
-from llmodel_app.tui.components.model_picker import ModelPicker, model_label
+from llmodel_app.tui.components.model_picker import AdapterPicker, ModelPicker, adapters_of, model_label
 from llmodel_app.tui.errors import report_worker_error
-from llmodel_app.tui.messages import ChatDelta, ModelPicked
-from llmodel_app.tui.model_server import ensure_serving, health_phrase, local_url, same_model, server_error
+from llmodel_app.tui.messages import AdapterPicked, ChatDelta, ModelPicked
+from llmodel_app.tui.model_server import (
+    ensure_serving,
+    health_phrase,
+    local_url,
+    same_model,
+    served_name,
+    server_error,
+)
 
 STREAM_INTERVAL = 0.05  # at most twenty repaints of the growing reply a second
 
@@ -78,7 +85,9 @@ def fit_context(
 
 
 class ChatPane(Horizontal):
-    """The conversation on the left; the model, its server and the sampling settings on the right."""
+    """The conversation on the left; the model (a checkpoint, then its base or one of its adapters), its server
+    and the sampling settings on the right. The server loads every adapter of the picked checkpoint, and each
+    request's OpenAI ``model`` field picks the base or an adapter: switching between them never restarts it."""
 
     BINDINGS: ClassVar[list[BindingType]] = keymap.CHAT
     DEFAULT_CSS = """
@@ -98,6 +107,7 @@ class ChatPane(Horizontal):
         self.streaming = False
         self.server: dict[str, Any] = {"running": False}
         self.runs: list[dict[str, Any]] = []
+        self.adapters: list[dict[str, Any]] = []  # every adapter of the workspace (/api/adapters)
         self.turn = 0  # bumped by clear, so a late reply to the old conversation is dropped
         self._stop = threading.Event()
         self._reply: ChatMessage | None = None
@@ -112,6 +122,8 @@ class ChatPane(Horizontal):
         with VerticalScroll(id="chat-side"):
             yield Label("model")
             yield ModelPicker(id="chat-model")
+            yield Label("adapter")
+            yield AdapterPicker(id="chat-adapter")
             yield Static("", id="chat-server")
             yield Button("Start serving", id="chat-serve")
             yield ChatSettings(id="chat-settings")
@@ -128,11 +140,22 @@ class ChatPane(Horizontal):
         self.show_workspace(getattr(self.app, "workspace_data", {}))
         if getattr(self.app, "chosen_model", None):
             self.choose_model(self.app.chosen_model)  # type: ignore[attr-defined]
+        if getattr(self.app, "chosen_adapter", None):
+            self.choose_adapter(self.app.chosen_adapter)  # type: ignore[attr-defined]
 
     def show_workspace(self, data: dict[str, Any]) -> None:
         self.runs = data.get("runs", [])
+        self.adapters = data.get("adapters", [])
         self.query_one("#chat-model", ModelPicker).set_runs(self.runs)
-        self.call_after_refresh(self._show_server)  # once the picker has taken the listing
+        self.call_after_refresh(self._offer_adapters)  # once the picker has taken the listing
+
+    def _offer_adapters(self) -> None:
+        """The base and the adapters of the picked checkpoint in the adapter list; then the status line."""
+        picked = self.query_one("#chat-model", ModelPicker).path
+        self.query_one("#chat-adapter", AdapterPicker).set_adapters(
+            adapters_of(picked, self.runs, self.adapters)
+        )
+        self.call_after_refresh(self._show_server)
 
     # -- the server ---------------------------------------------------------------------------------
 
@@ -140,29 +163,49 @@ class ChatPane(Horizontal):
         self.server = status
         self._show_server()
 
+    def _named(self, path: str, adapter: str | None) -> str:
+        """``run · step 40 ★``, then ``+ adapter`` when one answers."""
+        return model_label(path, self.runs) + (f" + adapter {adapter}" if adapter else "")
+
     def _show_server(self) -> None:
-        """Which checkpoint answers, how the server is, and whether the next message restarts it."""
+        """Which checkpoint (and adapter) answers, how the server is, and whether the next message restarts it."""
         picked = self.query_one("#chat-model", ModelPicker).path
+        adapters = self.query_one("#chat-adapter", AdapterPicker)
+        adapter = adapters.adapter
         status = self.server
         if not status.get("running"):
             text = Text(
-                f"no model server running; sending starts {model_label(picked, self.runs)}"
+                f"no model server running; sending starts {self._named(picked, adapter)}"
                 if picked
                 else "choose a checkpoint to chat with"
             )
         else:
             served = str(status.get("model") or "")
-            text = Text(f"{health_phrase(status)}: {model_label(served, self.runs)}\n")
+            serving = set(status.get("adapters") or {})
+            restarts = bool(picked) and (
+                not same_model(served, picked) or not set(adapters.served) <= serving
+            )
+            answering = adapter if adapter in serving and not restarts else None
+            text = Text(f"{health_phrase(status)}: {self._named(served, answering)}\n")
             text.append(str(status.get("url")), style="dim")
-            if picked and not same_model(served, picked):
-                text.append(f"\nyour next message restarts it with {model_label(picked, self.runs)}")
+            if serving:
+                text.append(
+                    f"\nserving {len(serving)} adapter{'s' * (len(serving) != 1)} beside the base",
+                    style="dim",
+                )
+            if restarts and picked:
+                text.append(f"\nyour next message restarts it with {self._named(picked, adapter)}")
         self.query_one("#chat-server", Static).update(text)
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        """The user picked another checkpoint (the picker's own changes are quiet)."""
+        """The user picked another checkpoint or adapter (the pickers' own changes are quiet)."""
         if event.select.id == "chat-model" and isinstance(event.value, str):
             event.stop()
             self.post_message(ModelPicked(event.value))
+            self._offer_adapters()
+        elif event.select.id == "chat-adapter":
+            event.stop()
+            self.post_message(AdapterPicked(self.query_one("#chat-adapter", AdapterPicker).adapter))
             self._show_server()
 
     def _serving_status(self, status: dict[str, Any]) -> None:
@@ -170,13 +213,14 @@ class ChatPane(Horizontal):
         self.app.call_from_thread(self.serving_changed, status)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
-    def _start_serving(self, model: str | None) -> None:
+    def _start_serving(self, model: str | None, adapters: dict[str, str]) -> None:
         client = self.app.client  # type: ignore[attr-defined]
         worker = get_current_worker()
         key = self.app.serve_key  # type: ignore[attr-defined]
         status = ensure_serving(
-            client, model, lambda: worker.is_cancelled, key=key, on_status=self._serving_status
-        )
+            client, model, lambda: worker.is_cancelled, key=key, on_status=self._serving_status,
+            adapters=adapters,
+        )  # fmt: skip
         self.app.call_from_thread(self.serving_changed, status)
         self.app.call_from_thread(self.notify, f"model server ready at {status.get('url')}")
 
@@ -189,7 +233,7 @@ class ChatPane(Horizontal):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         actions = {
             "send": self.send, "stop": self.action_stop, "chat-clear": self.action_clear, "chat-copy": self.action_copy,
-            "chat-serve": lambda: self._start_serving(self.query_one("#chat-model", ModelPicker).path),
+            "chat-serve": lambda: self._start_serving(self._picked(), self._adapters_of(self._picked())),
         }  # fmt: skip
         if event.button.id in actions:
             actions[event.button.id]()
@@ -220,7 +264,18 @@ class ChatPane(Horizontal):
             messages.insert(0, {"role": "system", "content": system})
         self._set_streaming(True)
         self._stop.clear()
-        self._stream(messages, settings, self.query_one("#chat-model", ModelPicker).path, self.turn)
+        model = self._picked()
+        served = self._adapters_of(model)
+        adapter = self.query_one("#chat-adapter", AdapterPicker).adapter
+        self._stream(messages, settings, model, served, adapter if adapter in served else None, self.turn)
+
+    def _picked(self) -> str | None:
+        return self.query_one("#chat-model", ModelPicker).path
+
+    def _adapters_of(self, model: str | None) -> dict[str, str]:
+        """Every adapter of ``model`` (name → folder), from the listing itself: the adapter list may not have
+        caught up with a pick made this instant."""
+        return {a["name"]: a["path"] for a in adapters_of(model, self.runs, self.adapters)}
 
     def _set_streaming(self, streaming: bool) -> None:
         self.streaming = streaming
@@ -229,20 +284,23 @@ class ChatPane(Horizontal):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat")
     def _stream(
-        self, messages: list[dict[str, str]], settings: dict[str, Any], model: str | None, turn: int
-    ) -> None:
+        self, messages: list[dict[str, str]], settings: dict[str, Any], model: str | None,
+        adapters: dict[str, str], adapter: str | None, turn: int,
+    ) -> None:  # fmt: skip
         text = ""
         try:
             status = ensure_serving(
                 self.app.client, model, self._stop.is_set,  # type: ignore[attr-defined]
-                key=self.app.serve_key, on_status=self._serving_status,  # type: ignore[attr-defined]
+                key=self.app.serve_key, on_status=self._serving_status, adapters=adapters,  # type: ignore[attr-defined]
             )  # fmt: skip
             self.app.call_from_thread(self.serving_changed, status)
             key = self.app.serve_key if status.get("auth") else None  # type: ignore[attr-defined]
             url = local_url(status)
             messages, settings["max_tokens"] = fit_context(url, messages, settings["max_tokens"], key)
+            # The base answers to its run's name, an adapter to its own: one server, no restart between them.
+            name = adapter or served_name(str(status.get("model") or model or ""))
             last = 0.0
-            for piece in stream_chat(url, {"messages": messages, **settings}, key, self._stop):
+            for piece in stream_chat(url, {"model": name, "messages": messages, **settings}, key, self._stop):
                 text += piece
                 now = time.monotonic()
                 if now - last >= STREAM_INTERVAL:
@@ -293,6 +351,11 @@ class ChatPane(Horizontal):
 
     def choose_model(self, path: str) -> None:
         self.query_one("#chat-model", ModelPicker).choose(path)
+        self.call_after_refresh(self._offer_adapters)
+
+    def choose_adapter(self, adapter: str | None) -> None:
+        """The base (None) or an adapter of the picked checkpoint answers next."""
+        self.query_one("#chat-adapter", AdapterPicker).choose(adapter)
         self.call_after_refresh(self._show_server)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

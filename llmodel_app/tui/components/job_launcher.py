@@ -1,31 +1,78 @@
-"""Launch a tokenizer, dataset or pretraining job: a form per kind, checked, then submitted to the engine."""
+"""Launch a tokenizer, dataset, pretraining or fine-tuning job: a form per kind, checked, then submitted to the
+engine."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical, VerticalScroll
-from textual.widgets import Button, ContentSwitcher, Input, Label, Select, Static
+from textual.widgets import Button, ContentSwitcher, Input, Label, Select, SelectionList, Static
 from textual.worker import Worker
 
 from engine.errors import LLModelError
+from engine.finetune.sizing import ATTENTION_TARGETS, MLP_TARGETS, finetune_size, target_names
 from engine.model.config import ModelConfig
 from engine.training.config import TrainConfig
 from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.components.file_picker import FilePicker
 from llmodel_app.tui.components.job_progress import JobProgress
+from llmodel_app.tui.components.model_picker import base_checkpoint, model_choices
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import JobSubmitted
 
 DEFAULT_TRAIN = TrainConfig()
 KINDS = (
     ("Pretrain a model", "pretrain"),
+    ("Fine-tune a model", "finetune"),
     ("Train a tokenizer", "tokenizer"),
     ("Prepare a dataset", "dataset"),
 )
+METHODS = (("LoRA: an adapter over the frozen base", "lora"), ("QLoRA: LoRA over a 4-bit NF4 base", "qlora"),
+           ("full: every weight trains", "full"))  # fmt: skip
+TARGET_CHOICES = (
+    ("q_proj, v_proj", "q_proj,v_proj"),
+    ("all-linear", "all-linear"),
+    ("the ones ticked below", "chosen"),
+)
+LEARNING_RATES = {"full": "2e-5", "lora": "2e-4", "qlora": "2e-4"}  # as finetune_training, as typed
+# The embedded instruction set, as `llmodel finetune` without --data-path builds it into the workspace.
+EMBEDDED_INSTRUCTIONS = Path("datasets") / "stdlib-instructions" / "instructions.train.jsonl"
+
+
+def finetune_training(method: str) -> dict[str, Any]:
+    """The training defaults of a fine-tuning run, as ``engine.finetune.config.training_defaults`` gives them
+    (that module imports torch, which the workbench never does; a test keeps the two equal)."""
+    return {
+        "learning_rate": 2e-5 if method == "full" else 2e-4,
+        "warmup_steps": 10,
+        "weight_decay": 0.0 if method != "full" else 0.01,
+        "batch_size": 4,
+        "eval_interval": 50,
+        "sample_interval": 100,
+        "checkpoint_interval": 100,
+        "attention_interval": 100,
+    }
+
+
+def embedded_instructions(workspace: Path) -> str:
+    """The embedded instruction set's training file, built once into the workspace. It is built in a child
+    process: parsing the standard library takes seconds of CPU the workbench's screen needs."""
+    path = workspace / EMBEDDED_INSTRUCTIONS
+    if not path.is_file():
+        code = (
+            "import sys; from engine.data.stdlib_corpus import build_stdlib_instructions as b; b(sys.argv[1])"
+        )
+        built = subprocess.run([sys.executable, "-c", code, str(path.parent)], capture_output=True, text=True,
+                               timeout=600, check=False)  # fmt: skip
+        if built.returncode != 0 or not path.is_file():
+            last = (built.stderr.strip().splitlines() or ["no output"])[-1]
+            raise LLModelError(f"could not build the embedded instruction set in {path.parent}: {last}")
+    return str(path)
 
 
 def split_paths(text: str) -> list[str]:
@@ -93,6 +140,22 @@ def run_cost(config: dict[str, Any], settings: dict[str, Any], runs: list[dict[s
     )
 
 
+def finetune_cost(config: dict[str, Any], settings: dict[str, Any], runs: list[dict[str, Any]]) -> str:
+    """What a fine-tuning run will cost: as a pretraining run's with ``max_steps``; without it the steps come from
+    the epochs over the data, which only the job counts."""
+    if settings.get("max_steps"):
+        return run_cost(config, settings, runs)
+    model = ModelConfig.from_dict(config, source="the base's model config")
+    seq_len = min(settings.get("seq_len") or model.max_len, model.max_len)
+    batch = settings["batch_size"]
+    per_step = batch * seq_len * settings.get("gradient_accumulation_steps", 1)
+    epochs = settings.get("epochs", 1.0)
+    return (
+        f"{per_step:,} tokens/step at most ({batch} × {seq_len}) · {epochs:g} epoch{'s' * (epochs != 1)} over the "
+        "data: the job counts its steps once it has read the data (give max_steps to see the time now)"
+    )
+
+
 def _duration(seconds: float) -> str:
     if seconds < 1:
         return "under 1 s"
@@ -111,13 +174,17 @@ class JobLauncher(VerticalScroll):
     JobLauncher ContentSwitcher { height: auto; }
     JobLauncher ContentSwitcher > Vertical { height: auto; }
     JobLauncher #launch-error { color: $error; height: auto; margin: 1 0; }
-    JobLauncher #launch-cost { height: auto; margin: 1 0 0 0; color: $text-muted; }
+    JobLauncher #launch-cost, JobLauncher #finetune-cost { height: auto; margin: 1 0 0 0; color: $text-muted; }
+    JobLauncher #finetune-target-list { height: auto; max-height: 9; margin: 0 0 0 25; display: none; }
+    JobLauncher #finetune-target-list.-shown { display: block; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.configs: dict[str, dict[str, Any]] = {}
         self.runs: list[dict[str, Any]] = []
+        # run id → its model config (from /api/runs/{id}), or why it could not be read
+        self.base_configs: dict[str, dict[str, Any] | str] = {}
 
     def compose(self) -> ComposeResult:
         yield Select(KINDS, value="pretrain", allow_blank=False, id="launch-kind", compact=True)
@@ -135,6 +202,37 @@ class JobLauncher(VerticalScroll):
                         yield Label(name + (" (blank: max_len)" if name == "seq_len" else ""))
                         yield FieldInput(default, id=f"pretrain-{name}", compact=True)
                 yield Static("", id="launch-cost")
+            with Vertical(id="form-finetune"):
+                with Grid():
+                    yield Label("base checkpoint")
+                    yield Select([], prompt="a trained checkpoint", id="finetune-base", compact=True)
+                    yield Button("data files…", id="finetune-browse", compact=True)
+                    yield FieldInput(
+                        placeholder="blank: the embedded instruction set", id="finetune-data", compact=True
+                    )
+                    yield Label("method")
+                    yield Select(METHODS, value="lora", allow_blank=False, id="finetune-method", compact=True)
+                with Grid(id="finetune-lora"):
+                    yield Label("rank")
+                    yield FieldInput("16", id="finetune-lora_rank", compact=True)
+                    yield Label("alpha")
+                    yield FieldInput("16", id="finetune-lora_alpha", compact=True)
+                    yield Label("adapter name")
+                    yield FieldInput(
+                        placeholder="blank: the run id", id="finetune-adapter_name", compact=True
+                    )
+                    yield Label("targets")
+                    yield Select(TARGET_CHOICES, value="q_proj,v_proj", allow_blank=False, id="finetune-targets",
+                                 compact=True)  # fmt: skip
+                yield SelectionList[str](*((name, name) for name in (*ATTENTION_TARGETS, *MLP_TARGETS)),
+                                         id="finetune-target-list", compact=True)  # fmt: skip
+                with Grid():
+                    for name, default in (("epochs", "1"), ("max_steps", ""), ("learning_rate", "2e-4"),
+                                          ("batch_size", "4"), ("device", "auto")):  # fmt: skip
+                        yield Label(name)
+                        yield FieldInput(default, placeholder="blank: the epochs decide" if name == "max_steps" else "",
+                                         id=f"finetune-{name}", compact=True)  # fmt: skip
+                yield Static("", id="finetune-cost")
             with Vertical(id="form-tokenizer"), Grid():
                 yield Button("input files…", id="tokenizer-browse", compact=True)
                 yield FieldInput(placeholder="corpus.txt, more.jsonl", id="tokenizer-inputs", compact=True)
@@ -158,6 +256,10 @@ class JobLauncher(VerticalScroll):
     def on_mount(self) -> None:
         self.query_one(JobProgress).display = False
         self.call_after_refresh(self._catch_up)
+
+    def show_kind(self, kind: str) -> None:
+        """Show the form of ``kind`` (pretrain, finetune, tokenizer, dataset)."""
+        self.query_one("#launch-kind", Select).value = kind
 
     @property
     def following(self) -> str | None:
@@ -184,25 +286,111 @@ class JobLauncher(VerticalScroll):
         }
         self.configs.update(saved_configs)
         self.runs = data.get("runs", [])
-        _refill(self.query_one("#pretrain-config", Select), [(n, n) for n in self.configs])
-        _refill(
+        refill_select(self.query_one("#pretrain-config", Select), [(n, n) for n in self.configs])
+        refill_select(
             self.query_one("#pretrain-dataset", Select),
             [(d["name"], d["path"]) for d in data.get("datasets", [])],
         )
-        _refill(
+        refill_select(
             self.query_one("#dataset-tokenizer", Select),
             [(t["name"], t["path"]) for t in data.get("tokenizers", [])],
+        )
+        refill_select(
+            self.query_one("#finetune-base", Select),
+            [(label.strip(), path) for label, path in model_choices(self.runs)],
         )
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "launch-kind" and isinstance(event.value, str):
             self.query_one(ContentSwitcher).current = f"form-{event.value}"
             self.query_one("#launch-error", Static).update("")
+        elif event.select.id == "finetune-method" and isinstance(event.value, str):
+            self._method_changed(event.value)
+        elif event.select.id == "finetune-targets":
+            self.query_one("#finetune-target-list").set_class(event.value == "chosen", "-shown")
         self._show_cost()
+        self._show_finetune_cost()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if (event.input.id or "").startswith("pretrain-"):
             self._show_cost()
+        elif (event.input.id or "").startswith("finetune-"):
+            self._show_finetune_cost()
+
+    def on_selection_list_selected_changed(self, event: SelectionList.SelectedChanged[str]) -> None:
+        self._show_finetune_cost()
+
+    # -- fine-tuning ------------------------------------------------------------------------------------
+
+    def _method_changed(self, method: str) -> None:
+        """LoRA settings only for an adapter; the learning rate follows the method while it is a default one."""
+        self.query_one("#finetune-lora").display = method != "full"
+        self.query_one("#finetune-target-list").set_class(
+            method != "full" and self.query_one("#finetune-targets", Select).value == "chosen", "-shown"
+        )
+        rate = self.query_one("#finetune-learning_rate", Input)
+        try:
+            typed = float(rate.value)
+        except ValueError:
+            return
+        if typed in {finetune_training(m)["learning_rate"] for _, m in METHODS}:
+            rate.value = LEARNING_RATES[method]
+
+    def _base_run(self, path: str) -> str | None:
+        """The id of the run a picked checkpoint (or run folder) belongs to."""
+        for run in self.runs:
+            if path == run.get("run_dir") or any(c["path"] == path for c in run.get("checkpoints") or []):
+                return str(run["id"])
+        return None
+
+    def _show_finetune_cost(self) -> None:
+        """What the fine-tuning run trains (trainable of all parameters) and what it costs, before it starts."""
+        if not self.is_mounted or not self.query("#finetune-cost"):
+            return
+        cost = self.query_one("#finetune-cost", Static)
+        base = self.query_one("#finetune-base", Select).value
+        if not isinstance(base, str):
+            cost.update("choose the checkpoint to fine-tune (train a model first)")
+            return
+        run_id = self._base_run(base)
+        if run_id is None or run_id not in self.base_configs:
+            cost.update("reading the base's model config…")
+            if run_id is not None:
+                self._load_base_config(run_id)
+            return
+        config = self.base_configs[run_id]
+        if isinstance(config, str):
+            cost.update(f"cost: {config}")
+            return
+        try:
+            spec = self.spec("finetune")
+            settings = spec["finetune"]
+            size = finetune_size(
+                config, settings["method"], rank=settings["lora_rank"], targets=settings["target_modules"]
+            )
+            text = size.describe()
+            if settings["method"] != "full":
+                text += f" · rank {settings['lora_rank']} on {', '.join(target_names(settings['target_modules']))}"
+            cost.update(f"{text}\n{finetune_cost(config, spec['train_config'], self.runs)}")
+        except LLModelError as problem:
+            cost.update(f"cost: {problem}")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="launch-base")
+    def _load_base_config(self, run_id: str) -> None:
+        client = self.app.client  # type: ignore[attr-defined]
+        if client is None:
+            return
+        try:
+            config = (client.get(f"/api/runs/{run_id}").get("config") or {}).get("model_config")
+        except LLModelError as error:
+            config = f"the base's model config could not be read ({error})"
+        self.app.call_from_thread(
+            self._base_config_loaded, run_id, config or f"run {run_id} records no model config"
+        )
+
+    def _base_config_loaded(self, run_id: str, config: dict[str, Any] | str) -> None:
+        self.base_configs[run_id] = config
+        self._show_finetune_cost()
 
     def _show_cost(self) -> None:
         """The run's cost under the pretrain form, or what is missing to tell it."""
@@ -217,6 +405,9 @@ class JobLauncher(VerticalScroll):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id in ("tokenizer-browse", "dataset-browse"):
             self._browse(self.query_one(f"#{event.button.id.split('-')[0]}-inputs", Input))
+            return
+        if event.button.id == "finetune-browse":
+            self._browse(self.query_one("#finetune-data", Input))
             return
         if event.button.id != "launch-submit":
             return
@@ -241,9 +432,12 @@ class JobLauncher(VerticalScroll):
         self.app.push_screen(FilePicker(Path.cwd(), chosen), picked)
 
     def spec(self, kind: str) -> dict[str, Any]:
-        """The job spec, as the matching CLI command builds it; raises a one-line error for a bad field."""
+        """The job spec, as the matching CLI command builds it; raises a one-line error for a bad field. (A
+        fine-tuning spec without data files gets the embedded instruction set's path when it is submitted.)"""
         workspace: Path = self.app.workspace  # type: ignore[attr-defined]
         value = lambda name: self.query_one(f"#{kind}-{name}", Input).value  # noqa: E731
+        if kind == "finetune":
+            return self._finetune_spec(workspace, value)
         if kind == "tokenizer":
             return {"inputs": split_paths(value("inputs")), "output": str(workspace / "tokenizers" / value("name").strip()),
                     "vocab_size": number(value("vocab_size"), int, "vocab size")}  # fmt: skip
@@ -275,11 +469,50 @@ class JobLauncher(VerticalScroll):
         return {"model_config": {k: v for k, v in self.configs[config].items()}, "train_config": train.to_dict(),
                 "data_paths": [dataset], "tokenizer_path": None, "cache_root": str(workspace / "datasets")}  # fmt: skip
 
+    def _finetune_spec(self, workspace: Path, value: Any) -> dict[str, Any]:
+        """As ``llmodel finetune`` / ``lora-finetune`` (llmodel_app/cli/commands_finetune.py) builds it, with the
+        form's fields as the flags typed."""
+        base = self.query_one("#finetune-base", Select).value
+        checkpoint = base_checkpoint(base, self.runs) if isinstance(base, str) else None
+        if checkpoint is None:
+            raise LLModelError("choose the checkpoint to fine-tune (train a model first)")
+        method = str(self.query_one("#finetune-method", Select).value)
+        choice = self.query_one("#finetune-targets", Select).value
+        targets = (
+            list(self.query_one("#finetune-target-list", SelectionList).selected)
+            if choice == "chosen"
+            else str(choice).split(",")
+        )
+        rank = number(value("lora_rank"), int, "rank")
+        alpha = number(value("lora_alpha"), float, "alpha")
+        if method != "full":
+            target_names(targets)  # an unknown or missing target fails here, in one line
+            if rank <= 0 or alpha <= 0:
+                raise LLModelError("LoRA rank and alpha must be positive")
+        # FinetuneSettings.to_dict() (engine/finetune/config.py imports torch: a test keeps the two equal).
+        finetune = {"method": method, "lora_rank": rank, "lora_alpha": alpha, "lora_dropout": 0.05,
+                    "target_modules": targets, "packing": False, "train_on_inputs": False, "input_format": "auto",
+                    "val_fraction": 0.05, "adapter_name": value("adapter_name").strip() or None}  # fmt: skip
+        settings = {
+            **finetune_training(method),
+            "epochs": number(value("epochs"), float, "epochs"),
+            "max_steps": number(value("max_steps"), int, "max_steps", optional=True),
+            "learning_rate": number(value("learning_rate"), float, "learning_rate"),
+            "batch_size": number(value("batch_size"), int, "batch_size"),
+            "device": value("device").strip() or "auto",
+        }
+        train = TrainConfig.from_dict(settings, source="training settings")
+        data = value("data")
+        return {"base": checkpoint, "data_paths": split_paths(data) if data.strip() else [], "val_paths": [], "tokenizer_path": None,
+                "finetune": finetune, "train_config": train.to_dict(), "adapters_dir": str(workspace / "adapters")}  # fmt: skip
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
     def _submit(self, kind: str, spec: dict[str, Any]) -> None:
         client = self.app.client  # type: ignore[attr-defined]
         if client is None:
             raise LLModelError("not connected to the engine")
+        if kind == "finetune" and not spec["data_paths"]:  # built here, off the screen's thread
+            spec["data_paths"] = [embedded_instructions(self.app.workspace)]  # type: ignore[attr-defined]
         run_id = client.submit(kind, spec)
         self.app.call_from_thread(self.query_one(JobProgress).follow, run_id, kind)
         self.post_message(JobSubmitted(run_id, kind))
@@ -288,9 +521,10 @@ class JobLauncher(VerticalScroll):
         report_worker_error(self, event)
 
 
-def _refill(select: Select[str], options: list[tuple[str, str]]) -> None:
+def refill_select(select: Select[str], options: list[tuple[str, str]]) -> None:
+    """New options for ``select``, keeping its value while it is still offered (else the first option)."""
     if not select.query("SelectOverlay"):  # the Select's own parts are not mounted yet
-        select.call_after_refresh(_refill, select, options)
+        select.call_after_refresh(refill_select, select, options)
         return
     current = select.value
     select.set_options(options)

@@ -1,7 +1,9 @@
-"""A list of the workspace's checkpoints (and runs, meaning their latest one) to chat with or serve."""
+"""A list of the workspace's checkpoints (and runs, meaning their latest one) to chat with or serve, and a list of
+the base or one of the adapters trained on the picked checkpoint."""
 
 from __future__ import annotations
 
+import os
 from pathlib import PurePath
 from typing import Any
 
@@ -31,6 +33,44 @@ def model_label(path: str, runs: list[dict[str, Any]]) -> str:
         if same_model(choice, path):
             return label.strip()
     return str(PurePath(*PurePath(path).parts[-2:])) if path else "?"
+
+
+def base_checkpoint(path: str | None, runs: list[dict[str, Any]]) -> str | None:
+    """The checkpoint folder a picked path loads: the path itself, or a run's newest checkpoint (what the engine
+    resolves a run folder to); None when the workspace lists neither."""
+    if not path:
+        return None
+    for run in runs:
+        checkpoints = [c for c in run.get("checkpoints") or [] if not c.get("pruned")]
+        if checkpoints and same_model(run.get("run_dir"), path):
+            return max(checkpoints, key=lambda c: c["step"])["path"]
+        for checkpoint in checkpoints:
+            if same_model(checkpoint["path"], path):
+                return checkpoint["path"]
+    return None
+
+
+def same_checkpoint(recorded: str | None, listed: str | None) -> bool:
+    """Whether an adapter's recorded base is this listed checkpoint. The CLI records the base as the user typed
+    it (maybe relative to another folder), so a checkpoint is known by its run and step folder names."""
+    if not recorded or not listed:
+        return False
+    return PurePath(os.path.normpath(recorded)).parts[-3:] == PurePath(os.path.normpath(listed)).parts[-3:]
+
+
+def adapters_of(
+    path: str | None, runs: list[dict[str, Any]], adapters: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The adapters trained on the checkpoint ``path`` loads (by name)."""
+    base = base_checkpoint(path, runs)
+    return sorted(
+        (a for a in adapters if same_checkpoint(a.get("base_checkpoint"), base)), key=lambda a: a["name"]
+    )
+
+
+def adapter_label(adapter: dict[str, Any]) -> str:
+    """``sums (lora r8)``."""
+    return f"{adapter['name']} ({adapter.get('method', 'lora')} r{adapter.get('rank', '?')})"
 
 
 def best_checkpoint(run: dict[str, Any]) -> str | None:
@@ -79,3 +119,49 @@ class ModelPicker(Select[str]):
     @property
     def path(self) -> str | None:
         return self.value if isinstance(self.value, str) else None
+
+
+BASE = "(base)"  # the adapter list's value for the base model: no adapter name has parentheses
+
+
+class AdapterPicker(Select[str]):
+    """The base, then each adapter trained on the picked checkpoint. Keeps its choice while that adapter is still
+    offered; only a choice the user makes posts ``Changed``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__([("base", BASE)], value=BASE, allow_blank=False, compact=True, **kwargs)
+        self.adapters: list[dict[str, Any]] = []
+        self._wanted: str | None = None
+
+    def set_adapters(self, adapters: list[dict[str, Any]]) -> None:
+        """Offer ``adapters`` (rows of ``/api/adapters``) beside the base."""
+        if not self.query("SelectOverlay"):  # the Select's own parts are not mounted yet
+            self.call_after_refresh(self.set_adapters, adapters)
+            return
+        names = [a["name"] for a in adapters]
+        if names == [a["name"] for a in self.adapters]:
+            self.adapters = adapters
+            return
+        current = self.adapter
+        self.adapters = adapters
+        with self.prevent(Select.Changed):
+            self.set_options([("base", BASE), *((adapter_label(a), a["name"]) for a in adapters)])
+            chosen = current if current in names else self._wanted if self._wanted in names else None
+            self.value = chosen or BASE
+
+    def choose(self, adapter: str | None) -> None:
+        """Select ``adapter`` (None: the base) now, or as soon as it is offered."""
+        self._wanted = adapter
+        if adapter is None or adapter in {a["name"] for a in self.adapters}:
+            with self.prevent(Select.Changed):
+                self.value = adapter or BASE
+
+    @property
+    def adapter(self) -> str | None:
+        """The adapter's name, or None for the base."""
+        return self.value if isinstance(self.value, str) and self.value != BASE else None
+
+    @property
+    def served(self) -> dict[str, str]:
+        """Every offered adapter, name → folder: what the model server loads beside the base."""
+        return {a["name"]: a["path"] for a in self.adapters}

@@ -1,4 +1,7 @@
-"""A run: live charts (history from /metrics, then its event stream), samples, checkpoints, log, cancel/resume."""
+"""A run: live charts (history from /metrics, then its event stream), samples, checkpoints, log, cancel/resume.
+
+A run trained with ``--eval-tasks`` records each task's scores as ``task/metric`` curves; they get a row of charts
+of their own under the main ones."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.containers import Grid, Horizontal, HorizontalScroll, Vertical, VerticalScroll
 from textual.widgets import DataTable, Label, Log, Static, TabbedContent
 from textual.worker import Worker
 
@@ -44,9 +47,12 @@ CHARTS = (
     ("tokens_per_s", "tokens/s"),
     ("grad_norm", "grad norm"),
 )
-# What the history request asks for: the charted curves plus step_time for the training-time axis.
-HISTORY_NAMES = ",".join([name for name, _ in CHARTS] + ["step_time"])
 REDRAW_SECONDS = 0.25
+
+
+def is_task_curve(name: str) -> bool:
+    """``stdlib-names/acc``: an evaluation task's metric, measured at each validation."""
+    return "/" in name
 
 
 class RunView(Vertical, can_focus=True):
@@ -56,6 +62,9 @@ class RunView(Vertical, can_focus=True):
     DEFAULT_CSS = """
     RunView #run-title { height: 1; padding: 0 1; background: $boost; }
     RunView #charts { grid-size: 3 2; height: 2fr; min-height: 16; }
+    RunView #eval-charts { height: 1fr; min-height: 9; display: none; }
+    RunView #eval-charts.-shown { display: block; }
+    RunView #eval-charts MetricChart { width: 1fr; min-width: 36; }
     RunView #run-bottom { height: 1fr; min-height: 8; }
     RunView #run-bottom > * { width: 1fr; border: round $primary-darken-2; border-title-color: $text-muted; }
     RunView #samples { padding: 0 1; border: round $primary-darken-2; border-title-color: $text-muted; }
@@ -75,6 +84,7 @@ class RunView(Vertical, can_focus=True):
         self.loaded = False
         self._feed: Feed | None = None
         self._drawn_version = -1
+        self.task_charts: dict[str, MetricChart] = {}  # task/metric curve → its chart
 
     def compose(self) -> ComposeResult:
         yield Label("no run open", id="run-title")
@@ -83,6 +93,7 @@ class RunView(Vertical, can_focus=True):
             for metric, title in CHARTS:
                 yield MetricChart(metric, title, id=f"chart-{metric}")
             yield VerticalScroll(Static("", id="samples-text"), id="samples")
+        yield HorizontalScroll(id="eval-charts")
         with Horizontal(id="run-bottom"):
             yield DataTable(id="checkpoints", cursor_type="row", zebra_stripes=True)
             yield Log(id="run-log", max_lines=2000)
@@ -129,9 +140,15 @@ class RunView(Vertical, can_focus=True):
         self.query_one("#run-log", Log).clear()
         self.query_one("#checkpoints", DataTable).clear()
         self.query_one("#samples-text", Static).update("")
+        self.task_charts = {}
+        row = self.query_one("#eval-charts", HorizontalScroll)
+        row.remove_children()
+        row.remove_class("-shown")
         self._show_panels(True)
         self._title()
-        self._feed = follow_run(client, run_id, HISTORY_NAMES).start()
+        # Every curve (names=None): the charted ones, step_time for the training-time axis, and the task/metric
+        # curves of evaluation tasks, whose names only the run knows.
+        self._feed = follow_run(client, run_id, None).start()
 
     def _drain(self) -> None:
         if self._feed is None:
@@ -242,6 +259,23 @@ class RunView(Vertical, can_focus=True):
                 log_scale=self.log_scale,
                 axis=self.axis,
             )
+        self._task_charts()
+
+    def _task_charts(self) -> None:
+        """A chart per evaluation task's metric (a point per validation: drawn unsmoothed), in a row that shows
+        once the run has one."""
+        names = sorted(name for name in self.curves.points if is_task_curve(name))
+        row = self.query_one("#eval-charts", HorizontalScroll)
+        for name in names:
+            if name not in self.task_charts:
+                task, _, metric = name.partition("/")
+                # No id: the previous run's charts may still be on their way out.
+                chart = MetricChart(name, f"{task} {metric}")
+                self.task_charts[name] = chart
+                row.mount(chart)
+            xs, ys = self.curves.x_values(name, self.axis)
+            self.task_charts[name].show(xs, ys, smoothing=0.0, log_scale=self.log_scale, axis=self.axis)
+        row.set_class(bool(names), "-shown")
 
     def _samples(self) -> None:
         text = Text()

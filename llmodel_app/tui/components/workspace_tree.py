@@ -1,4 +1,5 @@
-"""The sidebar: configs, tokenizers, datasets and runs (live status, checkpoints underneath)."""
+"""The sidebar: configs, tokenizers, datasets, runs (live status, checkpoints underneath, the adapters trained on
+each checkpoint under it) and studies."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from llmodel_app.tui.messages import CheckpointSelected, ConfigSelected, RunSelected
+from llmodel_app.tui.messages import CheckpointSelected, ConfigSelected, RunSelected, StudySelected
 
 STATUS_STYLE = {
     "queued": ("◌", "yellow"),
@@ -18,6 +19,15 @@ STATUS_STYLE = {
     "failed_resumable": ("↻", "red"),
     "cancelled": ("■", "magenta"),
 }
+
+
+def study_label(study: dict[str, Any]) -> Text:
+    """``arch  5/12 ●``: trials complete of the study's count, and a dot while trials run."""
+    total = (study.get("settings") or {}).get("n_trials", "?")
+    label = Text.assemble(study["name"], (f" {study.get('complete', 0)}/{total}", "dim"))
+    if study.get("running"):
+        label.append(" ●", style="green")
+    return label
 
 
 def run_label(run: dict[str, Any]) -> Text:
@@ -47,9 +57,10 @@ class WorkspaceTree(Tree[dict[str, Any]]):
             ("tokenizers", "Tokenizers"),
             ("datasets", "Datasets"),
             ("runs", "Runs"),
+            ("studies", "Studies"),
         ):
             self._sections[key] = self.root.add(
-                title, data={"kind": "section", "name": key}, expand=key == "runs"
+                title, data={"kind": "section", "name": key}, expand=key in ("runs", "studies")
             )
 
     def show_workspace(self, data: dict[str, Any]) -> None:
@@ -83,8 +94,26 @@ class WorkspaceTree(Tree[dict[str, Any]]):
                     name.stylize("dim")
                     node.add_leaf(name, data={"kind": "pruned"})
                     continue
-                node.add_leaf(name, data={"kind": "checkpoint", "id": run["id"], **checkpoint})
+                adapters = checkpoint.get("adapters") or []
+                if not adapters:
+                    node.add_leaf(name, data={"kind": "checkpoint", "id": run["id"], **checkpoint})
+                    continue
+                name.append(f" +{len(adapters)}", style="dim")
+                parent = node.add(
+                    name, data={"kind": "checkpoint", "id": run["id"], **checkpoint}, expand=True
+                )
+                for adapter in adapters:
+                    parent.add_leaf(
+                        Text.assemble(("⧉ ", "cyan"), adapter["name"], (f" {adapter.get('method', '')} r{adapter.get('rank', '?')}", "dim")),
+                        data={"kind": "adapter", "id": run["id"], "path": checkpoint["path"], "adapter": adapter["name"]},
+                    )  # fmt: skip
             self._run_nodes[run["id"]] = node
+        studies = data.get("studies", [])
+        studies_node = self._sections["studies"]
+        studies_node.remove_children()
+        studies_node.set_label(Text.assemble("Studies", (f" {len(studies)}", "dim")))
+        for study in studies:
+            studies_node.add_leaf(study_label(study), data={"kind": "study", "name": study["name"]})
 
     def update_run(self, run_id: str, **fields: Any) -> bool:
         """Live status and step from the event stream; False when the run is not listed yet."""
@@ -114,5 +143,9 @@ class WorkspaceTree(Tree[dict[str, Any]]):
             self.post_message(RunSelected(data["id"]))
         elif kind == "checkpoint":
             self.post_message(CheckpointSelected(data["id"], data["path"]))
+        elif kind == "adapter":
+            self.post_message(CheckpointSelected(data["id"], data["path"], data["adapter"]))
+        elif kind == "study":
+            self.post_message(StudySelected(data["name"]))
         elif kind == "config":
             self.post_message(ConfigSelected(data["name"], data.get("data") or {}))
