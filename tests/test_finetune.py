@@ -13,10 +13,9 @@ import torch
 from engine.errors import CheckpointError, ConfigError, DataError
 from engine.finetune.adapters import load_adapter, save_adapter
 from engine.finetune.batches import SFTBatches, pack
-from engine.finetune.config import FinetuneSettings
+from engine.finetune.config import FinetuneSettings, LoraSettings
 from engine.finetune.lora import (
     LoRALinear,
-    LoraSettings,
     adapter_state,
     apply_lora,
     load_adapter_state,
@@ -289,6 +288,23 @@ def test_an_adapter_saves_in_the_peft_layout_and_loads_back_to_the_same_logits(
     torch.testing.assert_close(fresh.eval()(ids).logits, model(ids).logits)
 
 
+def test_an_all_linear_adapter_of_a_gelu_model_names_the_projections_it_has_and_its_base_in_full(
+    tmp_path, monkeypatch
+):
+    gelu = context_sensitive_model({**SHAPE, "ffn_type": "gelu"})
+    monkeypatch.chdir(tmp_path)
+    base = ckpt.save_checkpoint(Path("base") / "checkpoints", step=1, model=gelu, model_config=gelu.config)
+    settings = LoraSettings(rank=4, target_modules=["all-linear"])
+    model = trained_adapter(gelu.config, base, **dataclasses.asdict(settings))
+    adapter = save_adapter(model, tmp_path / "gelu-adapter", settings, base)
+    peft_config = json.loads((adapter.path / "adapter_config.json").read_text())
+    assert peft_config["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
+    assert adapter.meta["targets"] == peft_config["target_modules"]
+    assert adapter.meta["base_checkpoint"] == str((tmp_path / base.path).resolve()), (
+        "typed relative, kept absolute"
+    )
+
+
 def test_peft_loads_our_adapter_onto_our_model_and_gets_our_logits(tmp_path, config, base_checkpoint):
     peft = pytest.importorskip("peft")
     settings = LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"])
@@ -451,3 +467,24 @@ def test_a_lora_run_lowers_the_validation_loss_and_samples_in_the_chat_template(
     assert sample["prompt"].startswith("<|user|>\n") and sample["prompt"].endswith("<|assistant|>\n")
     status = next(e for e in events if e["type"] == "status" and e.get("status") == "running")
     assert 0 < status["trainable_parameters"] < status["parameters"]
+
+
+def test_without_data_a_fine_tune_uses_the_embedded_instruction_set_built_once_in_the_workspace(tmp_path):
+    from engine.data.stdlib_corpus import workspace_instructions
+
+    path = workspace_instructions(tmp_path)
+    assert path == tmp_path / "datasets" / "stdlib-instructions" / "instructions.train.jsonl"
+    assert path.stat().st_size > 10_000 and (path.parent / "instructions.heldout.jsonl").is_file()
+    built = path.stat().st_mtime_ns
+    assert workspace_instructions(tmp_path) == path and path.stat().st_mtime_ns == built
+
+
+def test_weights_that_do_not_fit_the_model_are_one_line_naming_them(tmp_path):
+    tied = ModelConfig.from_dict({**SHAPE, "tie_word_embeddings": True})
+    saved = ckpt.save_checkpoint(tmp_path / "checkpoints", step=1, model=Transformer(tied), model_config=tied)
+    untied = ModelConfig.from_dict({**SHAPE, "tie_word_embeddings": False})
+    with pytest.raises(ckpt.CheckpointError, match=r"does not fit the model: missing \S+\.weight"):
+        ckpt.load_weights(saved, Transformer(untied))
+    wider = ModelConfig.from_dict({**SHAPE, "d_model": 64})
+    with pytest.raises(ckpt.CheckpointError, match=r"does not fit the model: .*shape"):
+        ckpt.load_weights(saved, Transformer(wider))

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from engine.errors import ConfigError
-from engine.finetune import lora
-from engine.finetune.lora import LoraSettings, apply_lora
-from engine.finetune.sizing import ATTENTION_TARGETS, MLP_TARGETS, finetune_size
+from engine.finetune.config import LoraSettings
+from engine.finetune.lora import apply_lora
+from engine.finetune.sizing import finetune_size, projection_shapes
 from engine.model import ModelConfig, Transformer
 
 SMALL = {"vocab_size": 96, "d_model": 48, "n_layers": 3, "n_heads": 6, "d_ff": 80, "max_len": 32}
@@ -67,18 +67,22 @@ def test_all_linear_adapts_all_seven_projections_of_a_swiglu_model():
     assert finetune_size(config, "lora", rank=8, targets=["all-linear"]).trainable == trainable
 
 
+def test_all_linear_on_a_gelu_model_adapts_the_six_projections_it_has():
+    config = ModelConfig.from_dict(SHAPES["gelu, multi-head"])
+    trainable, _ = trained_by_torch(config, "lora", 8, ["all-linear"])
+    assert finetune_size(config, "lora", rank=8, targets=["all-linear"]).trainable == trainable
+    assert trainable == config.n_layers * 8 * sum(a + b for a, b in projection_shapes(config).values())
+    assert "gate_proj" not in projection_shapes(config)
+
+
 def test_a_target_the_model_lacks_or_an_unknown_one_fails_as_applying_lora_does():
     gelu = ModelConfig.from_dict(SHAPES["gelu, multi-head"])
-    for targets in (["gate_proj"], ["all-linear"], ["qkv"]):
+    for targets in (["gate_proj"], ["qkv"]):
         with pytest.raises(ConfigError) as ours:
             finetune_size(gelu, "lora", rank=4, targets=targets)
         with pytest.raises(ConfigError) as theirs:
             apply_lora(Transformer(gelu), LoraSettings(rank=4, target_modules=targets))
         assert str(ours.value) == str(theirs.value)
-
-
-def test_the_names_are_the_ones_lora_wraps():
-    assert ATTENTION_TARGETS == lora.ATTENTION_TARGETS and MLP_TARGETS == lora.MLP_TARGETS
 
 
 def test_the_sizing_never_imports_torch():

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from engine.finetune.adapters import save_adapter
-from engine.finetune.lora import LoraSettings, apply_lora
+from engine.finetune.config import LoraSettings
+from engine.finetune.lora import apply_lora
 from engine.generation import SamplingParams, generate
 from engine.model import Transformer
 from engine.runs import checkpoint as ckpt

@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.widgets import DataTable, Select, SelectionList
 
 from engine.finetune.config import FinetuneSettings, training_defaults
@@ -15,7 +14,7 @@ from engine.finetune.sizing import finetune_size
 from engine.training.config import TrainConfig
 from llmodel_app.tui.app import LLModelApp
 from llmodel_app.tui.commands import workbench_commands
-from llmodel_app.tui.components import chat_pane, job_launcher
+from llmodel_app.tui.components import chat_pane
 from llmodel_app.tui.components.evaluate_view import comparison, score_bar
 from llmodel_app.tui.components.evolve_view import EvolveView
 from llmodel_app.tui.components.metric_chart import MetricChart
@@ -38,7 +37,6 @@ from tests.tui_fakes import (
 from tests.tui_helpers import mounted, wait_for
 
 SIZE = (120, 40)
-EMBEDDED = "/srv/llmodel/workspace/datasets/stdlib-instructions/instructions.train.jsonl"
 
 
 def run(scenario: Any) -> None:
@@ -60,15 +58,8 @@ def jobs(client: FakeClient) -> list[dict[str, Any]]:
 # -- fine-tuning -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["full", "lora", "qlora"])
-def test_the_fine_tune_forms_training_defaults_are_the_engines(method):
-    assert job_launcher.finetune_training(method) == training_defaults(method)
-    assert float(job_launcher.LEARNING_RATES[method]) == training_defaults(method)["learning_rate"]
-
-
-def test_the_fine_tune_form_counts_trainable_parameters_and_submits_the_clis_job(monkeypatch):
+def test_the_fine_tune_form_counts_trainable_parameters_and_submits_the_clis_job():
     client = FakeClient()
-    monkeypatch.setattr(job_launcher, "embedded_instructions", lambda workspace: EMBEDDED)
 
     async def scenario() -> None:
         app = workbench(client)
@@ -113,7 +104,7 @@ def test_the_fine_tune_form_counts_trainable_parameters_and_submits_the_clis_job
             assert body["kind"] == "finetune"
             assert body["spec"] == {
                 "base": checkpoint_path(RUN_A, 40),  # the run's newest checkpoint, as the engine resolves a run
-                "data_paths": [EMBEDDED], "val_paths": [], "tokenizer_path": None,
+                "data_paths": [], "val_paths": [], "tokenizer_path": None,  # none: the engine's embedded set
                 "finetune": FinetuneSettings.from_dict(settings).to_dict(),
                 "train_config": TrainConfig.from_dict(train).to_dict(),
                 "adapters_dir": str(WORKSPACE / "adapters"),
@@ -122,10 +113,16 @@ def test_the_fine_tune_form_counts_trainable_parameters_and_submits_the_clis_job
             await wait_for(pilot, lambda: app.current_run == run_id, what="the run view on the new run")
 
             client.runs[RUN_B]["config"]["model_config"] = {**NANO, "ffn_type": "gelu"}
-            app.query_one("#finetune-targets", Select).value = "all-linear"
             app.query_one("#finetune-base", Select).value = checkpoint_path(RUN_B, 20)
             await wait_for(
-                pilot, lambda: "no gate_proj (a gelu model)" in str(cost.content), what="the refusal"
+                pilot, lambda: "this model has no gate_proj" in str(cost.content), what="the refusal"
+            )
+            app.query_one(
+                "#finetune-targets", Select
+            ).value = "all-linear"  # on a GELU model: its six projections
+            gelu = finetune_size({**NANO, "ffn_type": "gelu"}, "lora", rank=4, targets=["all-linear"])
+            await wait_for(
+                pilot, lambda: f"trainable {gelu.trainable:,}" in str(cost.content), what="the count"
             )
 
     run(scenario)
@@ -504,11 +501,3 @@ def test_trial_events_of_another_study_leave_the_open_one_alone():
             assert view._stale
 
     run(scenario)
-
-
-def test_the_embedded_instruction_set_is_built_once_into_the_workspace_by_a_child_process(tmp_path):
-    path = Path(job_launcher.embedded_instructions(tmp_path))
-    assert path == tmp_path / "datasets" / "stdlib-instructions" / "instructions.train.jsonl"
-    assert path.stat().st_size > 10_000 and (path.parent / "instructions.heldout.jsonl").is_file()
-    built = path.stat().st_mtime_ns
-    assert job_launcher.embedded_instructions(tmp_path) == str(path) and path.stat().st_mtime_ns == built

@@ -12,7 +12,7 @@ import json
 import os
 import sysconfig
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -140,6 +140,19 @@ def build_stdlib_instructions(
             for record in records:
                 _write_record(fh, record)
     return InstructionSetInfo(paths[0], paths[1], len(train), len(heldout))
+
+
+EMBEDDED_INSTRUCTIONS = Path("datasets") / "stdlib-instructions"  # where a workspace keeps the set
+
+
+def workspace_instructions(workspace: Path, log: Callable[[str], None] = lambda _: None) -> Path:
+    """The embedded instruction set's training file in ``workspace``, built there once (fine-tuning's default data)."""
+    directory = workspace / EMBEDDED_INSTRUCTIONS
+    path = directory / "instructions.train.jsonl"
+    if not path.is_file():
+        built = build_stdlib_instructions(directory)
+        log(f"built the embedded instruction set: {built.train_items:,} training and {built.heldout_items:,} held-out pairs")
+    return path
 
 
 def stdlib_instruction_split(

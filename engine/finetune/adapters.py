@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from engine.errors import CheckpointError, ConfigError, NotFoundError
 from engine.fileio import atomic_dir
-from engine.finetune.lora import LoraSettings, adapter_state, apply_lora, load_adapter_state, target_names
+from engine.finetune.config import LoraSettings
+from engine.finetune.lora import adapter_state, apply_lora, load_adapter_state, model_targets
 from engine.model import Transformer
 from engine.runs.checkpoint import WEIGHTS, Checkpoint
 
@@ -72,14 +73,16 @@ def save_adapter(
     tensors = {
         PEFT_PREFIX + key: value.detach().cpu().contiguous() for key, value in adapter_state(model).items()
     }
+    targets = model_targets(model, settings.target_modules)  # all-linear: the projections this model has
+    base_path = Path(base.path).resolve()  # one spelling of the base, whatever the caller typed
     peft_config = {
         "peft_type": "LORA",
         "task_type": "CAUSAL_LM",
-        "base_model_name_or_path": str(base.path),
+        "base_model_name_or_path": str(base_path),
         "r": settings.rank,
         "lora_alpha": settings.alpha,
         "lora_dropout": settings.dropout,
-        "target_modules": target_names(settings.target_modules),
+        "target_modules": targets,
         "bias": "none",
         "fan_in_fan_out": False,
         "inference_mode": True,
@@ -91,11 +94,11 @@ def save_adapter(
     record = {
         "name": directory.name,
         "method": "qlora" if settings.quantize_base else "lora",
-        "base_checkpoint": str(base.path),
+        "base_checkpoint": str(base_path),
         "base_step": base.step,
         "base_sha256": base_sha256(base),
         "settings": settings.to_dict(),
-        "targets": target_names(settings.target_modules),
+        "targets": targets,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **meta,
     }

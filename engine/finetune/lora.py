@@ -11,48 +11,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from engine.errors import ConfigError
+from engine.finetune.config import ATTENTION_TARGETS, MLP_TARGETS, LoraSettings, target_names
 from engine.model import Transformer
-
-ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
-ALL_LINEAR = "all-linear"
-
-
-@dataclass
-class LoraSettings:
-    """What the adapter adapts and how: rank, alpha (the update is scaled by alpha / rank), dropout, targets."""
-
-    rank: int = 16
-    alpha: float = 16.0
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-    quantize_base: str | None = None  # "nf4" for QLoRA
-
-    def __post_init__(self) -> None:
-        if self.rank <= 0:
-            raise ConfigError(f"LoRA rank must be a positive integer, got {self.rank}")
-        if self.alpha <= 0:
-            raise ConfigError(f"LoRA alpha must be positive, got {self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
-        if self.quantize_base not in (None, "nf4"):
-            raise ConfigError(f"unknown base quantization {self.quantize_base!r}; use nf4 (QLoRA) or none")
-        if not self.target_modules:
-            raise ConfigError("name at least one target module, e.g. q_proj,v_proj or all-linear")
-
-    @property
-    def scaling(self) -> float:
-        return self.alpha / self.rank
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class LoRALinear(nn.Linear):
@@ -96,19 +62,6 @@ def base_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return F.linear(x, weight, bias)
 
 
-def target_names(targets: list[str]) -> list[str]:
-    """Resolve ``all-linear`` and check every name against the Llama projection names."""
-    available = (*ATTENTION_TARGETS, *MLP_TARGETS)
-    if ALL_LINEAR in targets:
-        return list(available)
-    unknown = [t for t in targets if t not in available]
-    if unknown:
-        raise ConfigError(
-            f"unknown target module {unknown[0]!r}; choose from {', '.join(available)} or {ALL_LINEAR}"
-        )
-    return list(dict.fromkeys(targets))
-
-
 def projections(model: Transformer) -> Iterator[tuple[str, nn.Module, str, nn.Linear]]:
     """(full name, parent module, attribute, linear) of every projection in the model's blocks."""
     for index, layer in enumerate(model.model.layers):
@@ -119,18 +72,17 @@ def projections(model: Transformer) -> Iterator[tuple[str, nn.Module, str, nn.Li
                     yield f"model.layers.{index}.{parent_name}.{attribute}", parent, attribute, linear
 
 
+def model_targets(model: Transformer, targets: list[str]) -> list[str]:
+    """The projection names ``targets`` selects in this model (``all-linear``: every one it has)."""
+    return target_names(targets, {attribute for _, _, attribute, _ in projections(model)})
+
+
 def apply_lora(model: Transformer, settings: LoraSettings) -> list[str]:
     """Freeze every base parameter, wrap the target projections in :class:`LoRALinear`; return their names.
 
     Under QLoRA (``quantize_base="nf4"``) every block projection's weight is stored in NF4 first.
     """
-    targets = target_names(settings.target_modules)
-    present = {attribute for _, _, attribute, _ in projections(model)}
-    missing = [t for t in targets if t not in present]
-    if missing:
-        raise ConfigError(
-            f"this model has no {missing[0]} (a {model.config.ffn_type} model); choose from {', '.join(sorted(present))}"
-        )
+    targets = model_targets(model, settings.target_modules)
     for param in model.parameters():
         param.requires_grad_(False)
     if settings.quantize_base == "nf4":

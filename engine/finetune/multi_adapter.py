@@ -16,7 +16,8 @@ from torch import nn
 
 from engine.errors import ConfigError
 from engine.finetune.adapters import Adapter
-from engine.finetune.lora import projections, target_names
+from engine.finetune.config import target_names
+from engine.finetune.lora import projections
 from engine.model import Transformer
 
 BASE = -1  # the row index of "no adapter"

@@ -11,12 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import ConfigError
+from engine.finetune.config import target_names
 from engine.model.config import ModelConfig
-
-# The same names, in the same order, as lora.py's ATTENTION_TARGETS + MLP_TARGETS (which imports torch).
-ATTENTION_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
-MLP_TARGETS = ("gate_proj", "up_proj", "down_proj")
-ALL_LINEAR = "all-linear"
 
 
 @dataclass(frozen=True)
@@ -32,21 +28,6 @@ class FinetuneSize:
 
     def describe(self) -> str:
         return f"trainable {self.trainable:,} of {self.total:,} parameters ({self.share:.2%})"
-
-
-def target_names(targets: list[str] | tuple[str, ...]) -> list[str]:
-    """``all-linear`` as every projection name; any other name checked against them (as lora.target_names)."""
-    available = (*ATTENTION_TARGETS, *MLP_TARGETS)
-    if ALL_LINEAR in targets:
-        return list(available)
-    unknown = [t for t in targets if t not in available]
-    if unknown:
-        raise ConfigError(
-            f"unknown target module {unknown[0]!r}; choose from {', '.join(available)} or {ALL_LINEAR}"
-        )
-    if not targets:
-        raise ConfigError("name at least one target module, e.g. q_proj,v_proj or all-linear")
-    return list(dict.fromkeys(targets))
 
 
 def projection_shapes(config: ModelConfig) -> dict[str, tuple[int, int]]:
@@ -75,12 +56,7 @@ def finetune_size(
         raise ConfigError(f"unknown fine-tuning method {method!r}; choose one of full, lora, qlora")
     if rank <= 0:
         raise ConfigError(f"LoRA rank must be a positive integer, got {rank}")
-    names = target_names(targets if targets is not None else ["q_proj", "v_proj"])
     shapes = projection_shapes(config)
-    missing = [name for name in names if name not in shapes]
-    if missing:
-        raise ConfigError(
-            f"this model has no {missing[0]} (a {config.ffn_type} model); choose from {', '.join(sorted(shapes))}"
-        )
+    names = target_names(targets if targets is not None else ["q_proj", "v_proj"], shapes)
     per_layer = sum(rank * (shapes[name][0] + shapes[name][1]) for name in names)
     return FinetuneSize(config.n_layers * per_layer, total)

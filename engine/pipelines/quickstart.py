@@ -166,12 +166,12 @@ def _chat_stage(
     """Fine-tune a LoRA adapter on the embedded instruction set, then ask it a held-out instruction."""
     import json
 
-    from engine.data.stdlib_corpus import build_stdlib_instructions
+    from engine.data.stdlib_corpus import EMBEDDED_INSTRUCTIONS, build_stdlib_instructions
     from engine.finetune.config import FinetuneSettings
     from engine.finetune.run import FinetuneJob
     from engine.tokenizer import ROLE_MARKERS, render_chat
 
-    directory = workspace / "datasets" / "stdlib-instructions"
+    directory = workspace / EMBEDDED_INSTRUCTIONS
     if not (directory / "instructions.heldout.jsonl").is_file():
         with stage("building the instruction set from the standard library"):
             built = build_stdlib_instructions(directory)

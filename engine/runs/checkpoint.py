@@ -209,9 +209,16 @@ def load_weights(checkpoint: Checkpoint, model: nn.Module) -> None:
     """Load safetensors weights into ``model`` (strict: every tensor must match)."""
     from safetensors.torch import load_model
 
-    missing, unexpected = load_model(model, str(checkpoint.path / WEIGHTS), strict=False)
+    try:
+        missing, unexpected = load_model(model, str(checkpoint.path / WEIGHTS), strict=False)
+    except RuntimeError as error:  # a tensor of another shape: the first line names it
+        first = str(error).strip().splitlines()
+        detail = next((line.strip() for line in first if "shape" in line), first[0] if first else "")
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} does not fit the model: {detail[:300]}"
+        ) from None
     if missing or unexpected:
-        names = ", ".join((missing or unexpected)[:3])
+        names = ", ".join(sorted(missing or unexpected)[:3])
         raise CheckpointError(
             f"checkpoint {checkpoint.path} does not fit the model: {'missing' if missing else 'unexpected'} {names}"
         )

@@ -48,7 +48,7 @@ def load_for_inference(
                 f"{model_path} is a LoRA run and carries its own adapter; pass its base "
                 f"({checkpoint.meta.get('init_from')}) as --model-path to load another adapter"
             )
-        from engine.finetune.lora import LoraSettings
+        from engine.finetune.config import LoraSettings
 
         settings = LoraSettings(**{**checkpoint.meta["adapter"], "quantize_base": None})
         run_adapter = (settings, ckpt.load_tensors(checkpoint), str(checkpoint.path))

@@ -30,7 +30,7 @@ from engine.training.data import Batch, TokenStreamData, TrainingData, tokens_in
 from engine.training.optim import build_optimizer, build_scheduler
 
 if TYPE_CHECKING:
-    from engine.finetune.lora import LoraSettings
+    from engine.finetune.config import LoraSettings
 
 
 @dataclass

@@ -203,7 +203,7 @@ def _submit(
     training = opts.train_settings(ctx, train_config, resumed_settings, training_defaults(finetune.method))
     spec = {
         "base": str(base.path),
-        "data_paths": existing(data_path) if data_path else [_embedded_instructions(root)],
+        "data_paths": existing(data_path) if data_path else [],  # none: the embedded instruction set
         "val_paths": existing(val_data_path) if val_data_path else [],
         "tokenizer_path": absolute(tokenizer_path),
         "finetune": finetune.to_dict(),
@@ -238,21 +238,6 @@ def _submit(
         )
     else:
         info(f"checkpoint {result.get('checkpoint')}")
-
-
-def _embedded_instructions(root: Path) -> str:
-    """The embedded instruction set's training file, built once into the workspace."""
-    from engine.data.stdlib_corpus import build_stdlib_instructions
-
-    directory = root / "datasets" / "stdlib-instructions"
-    path = directory / "instructions.train.jsonl"
-    if not path.is_file():
-        built = build_stdlib_instructions(directory)
-        info(
-            f"built the embedded instruction set: {built.train_items:,} training and {built.heldout_items:,} held-out pairs"
-        )
-    info(f"data: {path}")
-    return str(path)
 
 
 # -- adapters ---------------------------------------------------------------------------------------------------

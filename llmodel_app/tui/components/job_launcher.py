@@ -3,8 +3,6 @@ engine."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,14 @@ from textual.widgets import Button, ContentSwitcher, Input, Label, Select, Selec
 from textual.worker import Worker
 
 from engine.errors import LLModelError
-from engine.finetune.sizing import ATTENTION_TARGETS, MLP_TARGETS, finetune_size, target_names
+from engine.finetune.config import (
+    ATTENTION_TARGETS,
+    MLP_TARGETS,
+    FinetuneSettings,
+    target_names,
+    training_defaults,
+)
+from engine.finetune.sizing import finetune_size
 from engine.model.config import ModelConfig
 from engine.training.config import TrainConfig
 from llmodel_app.tui.components.field_input import FieldInput
@@ -39,40 +44,12 @@ TARGET_CHOICES = (
     ("all-linear", "all-linear"),
     ("the ones ticked below", "chosen"),
 )
-LEARNING_RATES = {"full": "2e-5", "lora": "2e-4", "qlora": "2e-4"}  # as finetune_training, as typed
-# The embedded instruction set, as `llmodel finetune` without --data-path builds it into the workspace.
-EMBEDDED_INSTRUCTIONS = Path("datasets") / "stdlib-instructions" / "instructions.train.jsonl"
 
 
-def finetune_training(method: str) -> dict[str, Any]:
-    """The training defaults of a fine-tuning run, as ``engine.finetune.config.training_defaults`` gives them
-    (that module imports torch, which the workbench never does; a test keeps the two equal)."""
-    return {
-        "learning_rate": 2e-5 if method == "full" else 2e-4,
-        "warmup_steps": 10,
-        "weight_decay": 0.0 if method != "full" else 0.01,
-        "batch_size": 4,
-        "eval_interval": 50,
-        "sample_interval": 100,
-        "checkpoint_interval": 100,
-        "attention_interval": 100,
-    }
-
-
-def embedded_instructions(workspace: Path) -> str:
-    """The embedded instruction set's training file, built once into the workspace. It is built in a child
-    process: parsing the standard library takes seconds of CPU the workbench's screen needs."""
-    path = workspace / EMBEDDED_INSTRUCTIONS
-    if not path.is_file():
-        code = (
-            "import sys; from engine.data.stdlib_corpus import build_stdlib_instructions as b; b(sys.argv[1])"
-        )
-        built = subprocess.run([sys.executable, "-c", code, str(path.parent)], capture_output=True, text=True,
-                               timeout=600, check=False)  # fmt: skip
-        if built.returncode != 0 or not path.is_file():
-            last = (built.stderr.strip().splitlines() or ["no output"])[-1]
-            raise LLModelError(f"could not build the embedded instruction set in {path.parent}: {last}")
-    return str(path)
+def short_rate(value: float) -> str:
+    """A learning rate as one would type it: 2e-4, not 2e-04 or 0.0002."""
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def split_paths(text: str) -> list[str]:
@@ -227,7 +204,7 @@ class JobLauncher(VerticalScroll):
                 yield SelectionList[str](*((name, name) for name in (*ATTENTION_TARGETS, *MLP_TARGETS)),
                                          id="finetune-target-list", compact=True)  # fmt: skip
                 with Grid():
-                    for name, default in (("epochs", "1"), ("max_steps", ""), ("learning_rate", "2e-4"),
+                    for name, default in (("epochs", "1"), ("max_steps", ""), ("learning_rate", short_rate(training_defaults("lora")["learning_rate"])),
                                           ("batch_size", "4"), ("device", "auto")):  # fmt: skip
                         yield Label(name)
                         yield FieldInput(default, placeholder="blank: the epochs decide" if name == "max_steps" else "",
@@ -333,8 +310,8 @@ class JobLauncher(VerticalScroll):
             typed = float(rate.value)
         except ValueError:
             return
-        if typed in {finetune_training(m)["learning_rate"] for _, m in METHODS}:
-            rate.value = LEARNING_RATES[method]
+        if typed in {training_defaults(m)["learning_rate"] for _, m in METHODS}:
+            rate.value = short_rate(training_defaults(method)["learning_rate"])
 
     def _base_run(self, path: str) -> str | None:
         """The id of the run a picked checkpoint (or run folder) belongs to."""
@@ -485,16 +462,12 @@ class JobLauncher(VerticalScroll):
         )
         rank = number(value("lora_rank"), int, "rank")
         alpha = number(value("lora_alpha"), float, "alpha")
-        if method != "full":
-            target_names(targets)  # an unknown or missing target fails here, in one line
-            if rank <= 0 or alpha <= 0:
-                raise LLModelError("LoRA rank and alpha must be positive")
-        # FinetuneSettings.to_dict() (engine/finetune/config.py imports torch: a test keeps the two equal).
-        finetune = {"method": method, "lora_rank": rank, "lora_alpha": alpha, "lora_dropout": 0.05,
-                    "target_modules": targets, "packing": False, "train_on_inputs": False, "input_format": "auto",
-                    "val_fraction": 0.05, "adapter_name": value("adapter_name").strip() or None}  # fmt: skip
+        finetune = FinetuneSettings(  # a bad rank, alpha or target fails here, in one line
+            method=method, lora_rank=rank, lora_alpha=alpha, target_modules=targets,
+            adapter_name=value("adapter_name").strip() or None,
+        ).to_dict()  # fmt: skip
         settings = {
-            **finetune_training(method),
+            **training_defaults(method),
             "epochs": number(value("epochs"), float, "epochs"),
             "max_steps": number(value("max_steps"), int, "max_steps", optional=True),
             "learning_rate": number(value("learning_rate"), float, "learning_rate"),
@@ -511,8 +484,6 @@ class JobLauncher(VerticalScroll):
         client = self.app.client  # type: ignore[attr-defined]
         if client is None:
             raise LLModelError("not connected to the engine")
-        if kind == "finetune" and not spec["data_paths"]:  # built here, off the screen's thread
-            spec["data_paths"] = [embedded_instructions(self.app.workspace)]  # type: ignore[attr-defined]
         run_id = client.submit(kind, spec)
         self.app.call_from_thread(self.query_one(JobProgress).follow, run_id, kind)
         self.post_message(JobSubmitted(run_id, kind))
