@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
+import subprocess
+import sys
 import time
 
 import httpx
@@ -69,11 +70,14 @@ def test_serving_beyond_loopback_needs_a_key(tmp_path, trained_run, monkeypatch)
 
 
 def test_a_server_that_misses_a_probe_reads_loading_until_it_was_once_ok_and_errors_carry_the_reason(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, request
 ):
     from engine.daemon import model_servers
 
-    record = {"pid": os.getpid(), "local_url": "http://127.0.0.1:9", "started": time.time(), "model": "m"}
+    # The record names a live stand-in process (never this one: the test's cleanup stops what records name).
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    request.addfinalizer(lambda: (stand_in.kill(), stand_in.wait()))
+    record = {"pid": stand_in.pid, "local_url": "http://127.0.0.1:9", "started": time.time(), "model": "m"}
     (tmp_path / model_servers.SERVE_FILE).write_text(json.dumps(record))
     answers = iter(["timeout", (503, "loading"), "timeout", (200, "ok"), "timeout", (503, "error")])
 
