@@ -84,9 +84,9 @@ class StepGate:
         self._decode = batcher.cache.decode
         batcher.cache.decode = self._gated  # type: ignore[method-assign]
 
-    def _gated(self, slots, tokens):
+    def _gated(self, slots, tokens, adapters):
         assert self._allowed.acquire(timeout=WAIT), "the test never let the step run"
-        return self._decode(slots, tokens)
+        return self._decode(slots, tokens, adapters)
 
     def step(self, n: int = 1) -> None:
         self._allowed.release(n)
