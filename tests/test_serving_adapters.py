@@ -101,6 +101,9 @@ def test_an_unknown_model_name_is_a_404_naming_the_choices(client):
     with pytest.raises(openai.NotFoundError) as error:
         client.completions.create(model="nope", prompt="x", max_tokens=2)
     assert "terse" in error.value.body["message"] and "verbose" in error.value.body["message"]
+    with pytest.raises(openai.NotFoundError) as error:
+        client.completions.create(model="m" * 100_000, prompt="x", max_tokens=2)
+    assert len(error.value.body["message"]) < 300 and "100,000 characters" in error.value.body["message"]
 
 
 def test_chat_and_echo_scoring_go_through_the_chosen_adapter(client, server, served_run_dir, adapters):

@@ -112,8 +112,9 @@ class ServedModel:
             return self.adapters.index(model)
         if not self.adapters or not model or model == self.name:
             return BASE
+        shown = repr(model) if len(model) <= 80 else f"{model[:80]!r}… ({len(model):,} characters)"
         raise NotFoundError(
-            f"the model {model!r} is not served here; choose one of: {', '.join([self.name, *self.adapters])}"
+            f"the model {shown} is not served here; choose one of: {', '.join([self.name, *self.adapters])}"
         )
 
     def start_loading(self) -> None:
