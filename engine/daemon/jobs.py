@@ -161,7 +161,9 @@ def _finetune(run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], boo
     from engine.data.stdlib_corpus import workspace_instructions
     from engine.finetune.run import FinetuneJob
 
-    if not spec.get("data_paths"):  # no data given: the embedded instruction set, built into the workspace once
+    if not spec.get(
+        "data_paths"
+    ):  # no data given: the embedded instruction set, built into the workspace once
         events = EventLog(run_dir)
         try:
             spec = {**spec, "data_paths": [str(workspace_instructions(run_dir.parent.parent, events.log))]}

@@ -151,7 +151,9 @@ def workspace_instructions(workspace: Path, log: Callable[[str], None] = lambda 
     path = directory / "instructions.train.jsonl"
     if not path.is_file():
         built = build_stdlib_instructions(directory)
-        log(f"built the embedded instruction set: {built.train_items:,} training and {built.heldout_items:,} held-out pairs")
+        log(
+            f"built the embedded instruction set: {built.train_items:,} training and {built.heldout_items:,} held-out pairs"
+        )
     return path
 
 
