@@ -29,3 +29,9 @@ class NotFoundError(LLModelError):
 
 class BusyError(LLModelError):
     """The server is at capacity (queue full, too many requests); servers answer 429 and clients retry."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's first message line (its type's name when it has none): what a one-line error quotes."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.errors import first_line
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -69,7 +71,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.replace(target, old)
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -87,14 +89,14 @@ def read_mapping(path: Path, what: str, error: type[Exception]) -> dict[str, Any
     except (json.JSONDecodeError, ValueError) as problem:
         raise error(f"{path}: malformed {what} ({problem})") from None
     except Exception as problem:  # yaml.YAMLError: the message spans lines; its first says where
-        first = str(problem).strip().splitlines()[0] if str(problem).strip() else type(problem).__name__
-        raise error(f"{path}: malformed {what} ({first})") from None
+        raise error(f"{path}: malformed {what} ({first_line(problem)})") from None
     if not isinstance(data, dict):
         raise error(f"{path}: a {what} is a mapping of names to values")
     return data
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable (the directory entry itself is flushed)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -21,7 +21,7 @@ import duckdb
 from engine.catalog.ingest import FINISHED_STATUSES, RUN_STATUSES, EventBatch, events_to_batch
 from engine.catalog.runs_index import CATALOG_FILE, RunsIndexWriter
 from engine.catalog.schema import SCHEMA_VERSION, TIMESTAMP_PARAM, check_not_newer, migrate, schema_version
-from engine.errors import LLModelError, NotFoundError
+from engine.errors import LLModelError, NotFoundError, first_line
 
 CONFIG_KINDS = ("model", "train")
 # Tables whose rows belong to one run, keyed by run_id.
@@ -44,10 +44,6 @@ class CatalogBusy(LLModelError):
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
-
-
-def _first_line(err: BaseException) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -98,7 +94,7 @@ class Catalog:
                     f"catalog {path} is held by another process{pid}, "
                     "normally this workspace's engine; ask the engine instead, or stop it with `llmodel engine stop`"
                 ) from None
-            raise LLModelError(f"cannot open the catalog {path}: {_first_line(err)}") from None
+            raise LLModelError(f"cannot open the catalog {path}: {first_line(err)}") from None
         try:
             if read_only:
                 version = schema_version(conn)

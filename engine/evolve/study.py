@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, LLModelError, NotFoundError
+from engine.errors import ConfigError, LLModelError, NotFoundError, first_line
 from engine.evolve.samplers import SAMPLERS, make_sampler
 from engine.evolve.space import SearchSpace
 
@@ -105,8 +105,7 @@ def open_storage(url: str) -> Any:
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as error:  # unreachable server, bad URL, missing driver: all one line
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise LLModelError(f"cannot open the study storage {url}: {first[:200]}") from None
+        raise LLModelError(f"cannot open the study storage {url}: {first_line(error)[:200]}") from None
 
 
 def create_study(name: str, settings: StudySettings, url: str, *, resume: bool) -> Any:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import CheckpointError
-from engine.fileio import write_json_atomic
+from engine.fileio import fsync_dir, write_json_atomic
 from engine.model.config import ModelConfig
 
 if TYPE_CHECKING:
@@ -62,14 +62,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(
@@ -115,11 +107,11 @@ def save_checkpoint(
         with open(tmp / name, "rb") as fh:
             os.fsync(fh.fileno())
     (tmp / MARKER).write_text(str(step))
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(checkpoints_dir)
+    fsync_dir(checkpoints_dir)
     write_json_atomic(checkpoints_dir / "latest", {"checkpoint": final.name, "step": step})
     return Checkpoint(final, full_meta)
 
