@@ -42,6 +42,7 @@ from llmodel_app.tui.messages import (
     AdapterPicked,
     CheckpointSelected,
     ConfigSelected,
+    FieldLeft,
     JobSubmitted,
     ModelPicked,
     RunSelected,
@@ -277,7 +278,9 @@ class LLModelApp(App[None]):
                     # The catalog hears of saves, not of pruning (keep_last): a run folder without the
                     # checkpoint's own folder means it was pruned and can no longer serve.
                     path = Path(checkpoint.get("path") or "")
-                    checkpoint["pruned"] = path.parent.parent.is_dir() and not path.exists()
+                    checkpoint["pruned"] = checkpoint.get("pruned") or (
+                        path.parent.parent.is_dir() and not path.exists()
+                    )
         adapters = client.get("/api/adapters")
         for run in runs:
             for checkpoint in run.get("checkpoints") or []:
@@ -382,6 +385,10 @@ class LLModelApp(App[None]):
         chat = self.view(ChatPane)
         if chat is not None:
             chat.serving_changed(message.status)
+
+    def on_field_left(self, message: FieldLeft) -> None:
+        message.stop()
+        self.main.query_one(Tabs).focus()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == event.tabbed_content.active:  # not a tab the user has already left again

@@ -20,14 +20,16 @@ TABS = (
 # The digit keys, in the order of the tabs (0 is the tenth).
 TAB_KEYS = "1234567890"
 
+# The ctrl shortcuts are priority bindings: they work wherever the focus is, a text field included (Input binds
+# ctrl+e to "end" itself). Printable keys (the digits, ?) reach the app only when no field keeps them.
 APP = [
     Binding("ctrl+q", "quit", "Quit", priority=True),
-    Binding("ctrl+b", "toggle_sidebar", "Sidebar"),
-    Binding("f1", "help", "Help"),
+    Binding("ctrl+b", "toggle_sidebar", "Sidebar", priority=True),
+    Binding("f1", "help", "Help", priority=True),
     Binding("question_mark", "help", "Help", show=False),
-    Binding("ctrl+t", "toggle_theme", "Theme"),
-    Binding("ctrl+r", "refresh", "Refresh"),
-    Binding("ctrl+e", "start_engine", "Start engine", show=False),
+    Binding("ctrl+t", "toggle_theme", "Theme", priority=True),
+    Binding("ctrl+r", "refresh", "Refresh", priority=True),
+    Binding("ctrl+e", "start_engine", "Start engine", show=False, priority=True),
     *[
         Binding(key, f"show_tab('{tab}')", title, show=False)
         for key, (tab, title) in zip(TAB_KEYS, TABS, strict=True)

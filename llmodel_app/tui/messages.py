@@ -103,6 +103,10 @@ class ChatDelta(Message):
         self.text, self.turn, self.done, self.error = text, turn, done, error
 
 
+class FieldLeft(Message):
+    """Escape in a text field: the focus goes back to the tab bar, where the digit keys switch tabs."""
+
+
 class AttentionCursor(Message):
     """The heatmap's cursor moved: the query and key tokens under it and their weight."""
 

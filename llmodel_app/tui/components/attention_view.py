@@ -14,6 +14,7 @@ from textual.worker import Worker
 
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
+from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.components.model_picker import best_checkpoint, model_label
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import AttentionCursor, ServingChanged
@@ -44,7 +45,7 @@ class AttentionView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label("no run open", id="attention-title")
-        yield Input(
+        yield FieldInput(
             placeholder="type a text + Enter: its attention on the picked checkpoint (else this run's best)",
             id="attention-prompt",
         )

@@ -19,6 +19,7 @@ from engine.errors import LLModelError
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.chat_message import ChatMessage
 from llmodel_app.tui.components.chat_settings import ChatSettings
+from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.components.model_picker import AdapterPicker, ModelPicker, adapters_of, model_label
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import AdapterPicked, ChatDelta, ModelPicked
@@ -116,7 +117,7 @@ class ChatPane(Horizontal):
         with Vertical(id="chat-main"):
             yield VerticalScroll(id="transcript")
             with Horizontal(id="chat-input"):
-                yield Input(placeholder="Say something and press enter", id="prompt")
+                yield FieldInput(placeholder="Say something and press enter", id="prompt")
                 yield Button("Send", id="send", variant="primary")
                 yield Button("Stop", id="stop", variant="warning", disabled=True)
         with VerticalScroll(id="chat-side"):

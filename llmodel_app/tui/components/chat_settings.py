@@ -9,6 +9,7 @@ from textual.containers import Grid, Vertical
 from textual.widgets import Input, Label
 
 from engine.errors import LLModelError
+from llmodel_app.tui.components.field_input import FieldInput
 
 # name, label, default, type, lower bound, upper bound
 FIELDS = (
@@ -30,11 +31,11 @@ class ChatSettings(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label("system prompt")
-        yield Input(placeholder="(none)", id="system-prompt", compact=True)
+        yield FieldInput(placeholder="(none)", id="system-prompt", compact=True)
         with Grid():
             for name, label, default, *_ in FIELDS:
                 yield Label(label)
-                yield Input(default, id=f"setting-{name}", restrict=r"[0-9.]*", compact=True)
+                yield FieldInput(default, id=f"setting-{name}", restrict=r"[0-9.]*", compact=True)
 
     @property
     def system_prompt(self) -> str:

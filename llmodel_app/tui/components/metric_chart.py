@@ -26,6 +26,17 @@ def legend(labels: Sequence[str]) -> Text:
     return text
 
 
+def chart_title(name: str, flags: Sequence[str], width: int) -> str:
+    """``name · flag · flag`` in at most ``width`` columns: plotext drops a title wider than its plot, so the
+    name gives way (ending in …) before the flags that say how the curve is drawn."""
+    title = " · ".join([name, *flags])
+    if len(title) <= width:
+        return title
+    tail = "".join(f" · {flag}" for flag in flags)
+    room = width - len(tail)
+    return (name[: room - 1] + "…" + tail) if room >= 4 else title[: width - 1] + "…"
+
+
 def plot(
     series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, width: int, height: int, title: str,
     smoothing: float = 0.0, log_scale: bool = False, dark: bool = True,
@@ -114,12 +125,9 @@ class MetricChart(Widget):
         key = (shape, width, height, self.smoothing, self.log_scale, self.axis, dark)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        title = (
-            self.title
-            + (f"  ema {self.smoothing:g}" if self.smoothing else "")
-            + ("  log" if self.log_scale else "")
-        )
-        title += "  (x: seconds)" if self.axis == "time" else ""
+        flags = [f"ema {self.smoothing:g}"] * bool(self.smoothing) + ["log"] * self.log_scale
+        flags += ["x: time"] * (self.axis == "time")
+        title = chart_title(self.title, flags, max(width, 20))
         text = plot(self.series, width=width, height=height, title=title, smoothing=self.smoothing,
                     log_scale=self.log_scale, dark=dark)  # fmt: skip
         self._cache = (key, text)

@@ -12,11 +12,16 @@ from textual.widgets import Select
 from llmodel_app.tui.model_server import same_model
 
 
+def live_checkpoints(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's checkpoints that still exist (the catalog keeps the pruned ones, which can no longer load)."""
+    return [c for c in run.get("checkpoints") or [] if not c.get("pruned")]
+
+
 def model_choices(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """``(label, path)`` for each run with checkpoints: the run (its latest), then each checkpoint."""
     choices: list[tuple[str, str]] = []
     for run in runs:
-        checkpoints = [c for c in run.get("checkpoints") or [] if not c.get("pruned")]
+        checkpoints = live_checkpoints(run)
         if not checkpoints:
             continue
         choices.append((f"{run['id']} (latest)", run["run_dir"]))
@@ -41,7 +46,7 @@ def base_checkpoint(path: str | None, runs: list[dict[str, Any]]) -> str | None:
     if not path:
         return None
     for run in runs:
-        checkpoints = [c for c in run.get("checkpoints") or [] if not c.get("pruned")]
+        checkpoints = live_checkpoints(run)
         if checkpoints and same_model(run.get("run_dir"), path):
             return max(checkpoints, key=lambda c: c["step"])["path"]
         for checkpoint in checkpoints:
@@ -75,7 +80,7 @@ def adapter_label(adapter: dict[str, Any]) -> str:
 
 def best_checkpoint(run: dict[str, Any]) -> str | None:
     """The path of the run's best checkpoint (else its newest) that still exists, or None."""
-    checkpoints = [c for c in run.get("checkpoints") or [] if not c.get("pruned")]
+    checkpoints = live_checkpoints(run)
     if not checkpoints:
         return None
     return max(checkpoints, key=lambda c: (bool(c.get("best")), c["step"]))["path"]

@@ -12,6 +12,7 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Static, Switch
 from textual.worker import Worker, get_current_worker
 
+from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.components.model_picker import ModelPicker, model_label
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import ServingChanged
@@ -65,11 +66,11 @@ class RestPanel(VerticalScroll):
             yield Label("checkpoint")
             yield ModelPicker(id="rest-model")
             yield Label("host")
-            yield Input("127.0.0.1", id="rest-host", compact=True)
+            yield FieldInput("127.0.0.1", id="rest-host", compact=True)
             yield Label("port")
-            yield Input("8000", id="rest-port", restrict=r"[0-9]*", compact=True)
+            yield FieldInput("8000", id="rest-port", restrict=r"[0-9]*", compact=True)
             yield Label("API key")
-            yield Input(
+            yield FieldInput(
                 placeholder="required unless the host is loopback", password=True, id="rest-key", compact=True
             )
         with Horizontal(id="rest-toggle"):

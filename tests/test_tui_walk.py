@@ -1,0 +1,99 @@
+"""What a walk through the workbench in tmux found (2026-12-02), each at three terminal sizes: chart titles
+that vanished, tables without rows at 80×24, Compare's settings, the palette's entries, the server the chat
+restarts. A fake engine client."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from textual.geometry import Region
+from textual.widget import Widget
+
+from llmodel_app.tui.app import LLModelApp
+from llmodel_app.tui.components.metric_chart import MetricChart, chart_title
+from tests.tui_fakes import RUN_A, WORKSPACE, FakeClient, checkpoint_path, factory
+from tests.tui_helpers import mounted, wait_for
+
+SIZES = [pytest.param(size, id=f"{size[0]}x{size[1]}") for size in ((140, 42), (100, 30), (80, 24))]
+
+
+def run(scenario: Any) -> None:
+    asyncio.run(scenario())
+
+
+def workbench(client: FakeClient) -> LLModelApp:
+    return LLModelApp(WORKSPACE, connect=factory(client), poll_serving=False)
+
+
+async def loaded(pilot: Any) -> None:
+    await wait_for(pilot, lambda: pilot.app.workspace_data.get("runs") is not None, what="the workspace")
+
+
+def first_line(widget: Widget) -> str:
+    return widget.render_lines(Region(0, 0, widget.size.width, 1))[0].text
+
+
+def test_a_chart_title_gives_way_before_its_flags_and_never_outgrows_the_chart():
+    assert chart_title("train loss", ["log"], 40) == "train loss · log"
+    assert chart_title("learning rate", ["log", "x: time"], 24) == "learnin… · log · x: time"
+    assert len(chart_title("learning rate", ["ema 0.9", "log", "x: time"], 20)) <= 20
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_chart_titles_stay_after_log_scale_then_the_time_axis(size: tuple[int, int]):
+    async def scenario() -> None:
+        app = workbench(FakeClient())
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            app.open_run(RUN_A)
+            await mounted(pilot, "#run-view")
+            await wait_for(
+                pilot, lambda: app.main.query_one("#chart-loss", MetricChart).series, what="curves"
+            )
+            await pilot.press("g", "x")
+            await pilot.pause(0.3)
+            charts = [c for c in app.main.query(MetricChart) if c.region.width]
+            assert charts
+            for chart in charts:
+                title = first_line(chart)
+                assert "log" in title and "x: time" in title, (chart.id, title)
+
+    run(scenario)
+
+
+async def palette_choose(pilot: Any, name: str) -> None:
+    """Open the palette, type ``name``, and choose the hit it highlights."""
+    from textual.command import CommandList, CommandPalette
+
+    app = pilot.app
+    await pilot.press("ctrl+p")
+    await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), timeout=5, what="the palette")
+    await pilot.press(*[key if key != " " else "space" for key in name])
+    hits = app.screen.query_one(CommandList)
+    await wait_for(pilot, lambda: hits.option_count and hits.highlighted is not None, what="the hits")
+    await pilot.press("enter")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_palette_offers_no_pruned_checkpoint_and_a_chat_entry_opens_that_chat(size: tuple[int, int]):
+    from llmodel_app.tui.commands import workbench_commands
+
+    client = FakeClient()
+    client.runs[RUN_A]["checkpoints"][0]["pruned"] = True  # step 20: kept by the catalog, gone from the disk
+
+    async def scenario() -> None:
+        app = workbench(client)
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            names = [name for name, _, _ in workbench_commands(app)]
+            assert f"Chat with {RUN_A} step 40" in names and f"Chat with {RUN_A} step 20" not in names
+            await palette_choose(pilot, f"Chat with {RUN_A} step 40")
+            chat = await mounted(pilot, "#chat-pane")
+            await wait_for(pilot, lambda: app.main.query_one("TabbedContent").active == "chat", what="Chat")
+            picker = chat.query_one("#chat-model")
+            await wait_for(pilot, lambda: picker.path == checkpoint_path(RUN_A, 40), what="the checkpoint")
+            assert app.chosen_model == checkpoint_path(RUN_A, 40)
+
+    run(scenario)
