@@ -344,33 +344,6 @@ def test_an_unconnected_workspace_is_connecting_not_empty():
     run(scenario)
 
 
-def test_the_launchers_cost_counts_evaluations_and_names_the_speed_it_assumes():
-    client = FakeClient()
-    client.runs[RUN_A]["info"] = {"flops_per_token": 886_656, "device": "cpu"}
-    client.runs[RUN_A]["metrics"]["tokens_per_s"] = 4_000.0
-
-    async def scenario() -> None:
-        app = workbench(client)
-        async with app.run_test(size=(120, 40)) as pilot:
-            await loaded(pilot)
-            await pilot.press("7")
-            await mounted(pilot, "#job-launcher")
-            config = app.query_one("#pretrain-config")
-            await wait_for(pilot, lambda: config.value == "nano", what="the configs to choose from")
-            cost = app.query_one("#launch-cost")
-            await wait_for(pilot, lambda: "time" in str(cost.content), what="the cost")
-            text = str(cost.content)
-            assert "4 evaluations × 20 batches: 81,920 tokens, forward only" in text, text  # 200 steps / 50
-            assert "training +" in text and "evaluating)" in text, text
-            assert f"assuming the 4,000 tokens/s that {RUN_A} reached on cpu" in text, text
-            app.query_one("#pretrain-eval_batches").value = "5"
-            await wait_for(
-                pilot, lambda: "4 evaluations × 5 batches" in str(cost.content), what="the new cost"
-            )
-
-    run(scenario)
-
-
 # -- reopening -----------------------------------------------------------------------------------------------
 
 

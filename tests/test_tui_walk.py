@@ -97,3 +97,47 @@ def test_the_palette_offers_no_pruned_checkpoint_and_a_chat_entry_opens_that_cha
             assert app.chosen_model == checkpoint_path(RUN_A, 40)
 
     run(scenario)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_launch_cost_takes_the_speed_of_the_run_closest_in_shape_and_names_it(size: tuple[int, int]):
+    from engine.model.config import ModelConfig
+    from tests.tui_fakes import NANO, RUN_B
+
+    flops_per_token = ModelConfig.from_dict(NANO).flops_per_token(128)
+    client = FakeClient()  # RUN_A, the newest, is thirty times bigger: its speed would be 10× off here
+    client.runs[RUN_A]["info"] = {
+        "flops_per_token": 30 * flops_per_token,
+        "device": "cuda",
+        "tokens_per_step": 1024,
+    }
+    client.runs[RUN_A]["metrics"]["tokens_per_s"] = 400.0
+    client.runs[RUN_B]["info"] = {
+        "flops_per_token": flops_per_token,
+        "device": "cpu",
+        "tokens_per_step": 1024,
+    }
+    client.runs[RUN_B]["metrics"]["tokens_per_s"] = 4_000.0
+
+    async def scenario() -> None:
+        app = workbench(client)
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            await pilot.press("7")
+            await mounted(pilot, "#job-launcher")
+            config = app.main.query_one("#pretrain-config")
+            await wait_for(pilot, lambda: config.value == "nano", what="the configs to choose from")
+            cost = app.main.query_one("#launch-cost")
+            await wait_for(pilot, lambda: "time" in str(cost.content), what="the cost")
+            text = str(cost.content)
+            assert "4 evaluations × 20 batches: 81,920 tokens, forward only" in text, text  # 200 steps / 50
+            assert f"from {RUN_B}, the measured run closest in shape" in text, text
+            assert "assuming the 4,000 tokens/s it reached on cpu" in text, text
+            # 200 steps × 8 × 128 = 204,800 tokens at 4,000 tokens/s: 51 s, and 81,920 / 4,000 / 3: 7 s.
+            assert "time ≈ 58 s (51 s training + 7 s evaluating)" in text, text
+            app.main.query_one("#pretrain-eval_batches").value = "5"
+            await wait_for(
+                pilot, lambda: "4 evaluations × 5 batches" in str(cost.content), what="the new cost"
+            )
+
+    run(scenario)

@@ -16,10 +16,10 @@ from textual.worker import Worker
 
 from engine.errors import LLModelError
 from llmodel_app.tui.components.field_input import FieldInput
-from llmodel_app.tui.components.job_launcher import number
 from llmodel_app.tui.components.job_progress import JobProgress
 from llmodel_app.tui.components.model_picker import AdapterPicker, ModelPicker, adapters_of, model_label
 from llmodel_app.tui.errors import report_worker_error
+from llmodel_app.tui.form_fields import number
 from llmodel_app.tui.messages import JobSubmitted
 
 # Metrics where less is better (the language-modelling ones); every other metric is better higher.

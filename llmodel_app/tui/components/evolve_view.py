@@ -19,10 +19,10 @@ from engine.errors import LLModelError
 from engine.training.config import TrainConfig
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.field_input import FieldInput
-from llmodel_app.tui.components.job_launcher import number, refill_select
 from llmodel_app.tui.components.job_progress import JobProgress
 from llmodel_app.tui.components.study_chart import StudyChart
 from llmodel_app.tui.errors import report_worker_error
+from llmodel_app.tui.form_fields import number, refill_select
 from llmodel_app.tui.messages import JobSubmitted
 
 SPACES = (("hpo: training settings", "hpo"), ("nas: architecture", "nas"), ("both", "both"),
