@@ -24,11 +24,11 @@ import torch
 from benchmarks.hardware import BackgroundLoad, load_note, machine_description, use_all_threads
 from benchmarks.report import format_table, write_results
 from benchmarks.shapes import benchmark_shapes
+from engine.adapters.lora import projections
+from engine.adapters.nf4 import to_nf4, weight_bytes
 from engine.data.stdlib_corpus import build_stdlib_instructions
 from engine.finetune.batches import SFTBatches
 from engine.finetune.config import FinetuneSettings
-from engine.finetune.lora import projections
-from engine.finetune.nf4 import to_nf4, weight_bytes
 from engine.finetune.sft_data import load_sft_data
 from engine.model import ModelConfig, Transformer
 from engine.runs import checkpoint as ckpt

@@ -49,9 +49,9 @@ PROMPTS = [
 
 def make_adapters(run_dir: Path, count: int) -> list[str]:
     """``count`` LoRA adapters (rank 16, all-linear) over the run's checkpoint, with random non-zero updates."""
-    from engine.finetune.adapters import save_adapter
-    from engine.finetune.config import LoraSettings
-    from engine.finetune.lora import apply_lora
+    from engine.adapters.files import save_adapter
+    from engine.adapters.lora import apply_lora
+    from engine.adapters.settings import LoraSettings
     from engine.runs.checkpoint import load_weights, resolve_checkpoint
 
     base = resolve_checkpoint(run_dir)

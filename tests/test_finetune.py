@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.errors import CheckpointError, ConfigError, DataError
-from engine.finetune.adapters import load_adapter, save_adapter
-from engine.finetune.batches import SFTBatches, pack
-from engine.finetune.config import FinetuneSettings, LoraSettings
-from engine.finetune.lora import (
+from engine.adapters.files import load_adapter, save_adapter
+from engine.adapters.lora import (
     LoRALinear,
     adapter_state,
     apply_lora,
     load_adapter_state,
     merge_lora,
 )
+from engine.adapters.settings import LoraSettings
+from engine.errors import CheckpointError, ConfigError, DataError
+from engine.finetune.batches import SFTBatches, pack
+from engine.finetune.config import FinetuneSettings
 from engine.finetune.run import FinetuneJob
 from engine.finetune.sft_data import IGNORE, encode_conversation, load_sft_data
 from engine.model import ModelConfig, Transformer
@@ -325,7 +326,7 @@ def test_peft_loads_our_adapter_onto_our_model_and_gets_our_logits(tmp_path, con
 
 
 def test_a_corrupt_adapter_or_one_for_another_base_is_refused_in_one_line(tmp_path, config, base_checkpoint):
-    from engine.finetune.adapters import attach_adapter
+    from engine.adapters.files import attach_adapter
 
     settings = LoraSettings(rank=4)
     model = trained_adapter(config, base_checkpoint, **dataclasses.asdict(settings))
@@ -349,7 +350,7 @@ def test_a_corrupt_adapter_or_one_for_another_base_is_refused_in_one_line(tmp_pa
 
 
 def test_nf4_round_trip_error_stays_within_the_block_quantization_bound():
-    from engine.finetune.nf4 import BLOCK_SIZE, dequantize, to_nf4, weight_bytes
+    from engine.adapters.nf4 import BLOCK_SIZE, dequantize, to_nf4, weight_bytes
 
     weight = torch.randn(96, 64, generator=torch.Generator().manual_seed(0))
     restored = dequantize(to_nf4(weight))
@@ -363,7 +364,7 @@ def test_nf4_round_trip_error_stays_within_the_block_quantization_bound():
 
 
 def test_qlora_keeps_the_base_in_nf4_and_trains_the_adapter(config):
-    from engine.finetune.nf4 import weight_bytes
+    from engine.adapters.nf4 import weight_bytes
 
     model = context_sensitive_model(config)
     before = sum(weight_bytes(linear.weight) for linear in _projections(model))
@@ -377,20 +378,20 @@ def test_qlora_keeps_the_base_in_nf4_and_trains_the_adapter(config):
 
 
 def _projections(model: Transformer) -> list[torch.nn.Linear]:
-    from engine.finetune.lora import projections
+    from engine.adapters.lora import projections
 
     return [linear for *_, linear in projections(model)]
 
 
 def test_qlora_without_torchao_is_one_line_and_writes_nothing(tmp_path, monkeypatch, served_run_dir):
-    import engine.finetune.nf4 as nf4
+    import engine.adapters.nf4 as nf4
 
     def missing():
         raise ConfigError(
             "QLoRA needs torchao's NF4 tensor, which is not installed; `pip install -e '.[qlora]'`"
         )
 
-    monkeypatch.setattr(nf4, "_torchao", missing)
+    monkeypatch.setattr(nf4, "require_torchao", missing)
     job = FinetuneJob(
         base=str(served_run_dir), data_paths=["unused.jsonl"], run_dir=tmp_path / "run",
         settings=FinetuneSettings(method="qlora"), train_config=TrainConfig(),

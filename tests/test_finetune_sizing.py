@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from engine.adapters.lora import apply_lora
+from engine.adapters.settings import LoraSettings
 from engine.errors import ConfigError
-from engine.finetune.config import LoraSettings
-from engine.finetune.lora import apply_lora
 from engine.finetune.sizing import finetune_size, projection_shapes
 from engine.model import ModelConfig, Transformer
 

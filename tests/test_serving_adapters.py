@@ -9,9 +9,9 @@ import openai
 import pytest
 import torch
 
-from engine.finetune.adapters import save_adapter
-from engine.finetune.config import LoraSettings
-from engine.finetune.lora import apply_lora
+from engine.adapters.files import save_adapter
+from engine.adapters.lora import apply_lora
+from engine.adapters.settings import LoraSettings
 from engine.generation import SamplingParams, generate
 from engine.model import Transformer
 from engine.runs import checkpoint as ckpt

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.adapters import nf4
+from engine.adapters.files import save_adapter
 from engine.errors import CheckpointError, VocabMismatchError
 from engine.finetune.batches import SFTBatches
 from engine.finetune.config import FinetuneSettings
@@ -78,9 +80,7 @@ class FinetuneJob:
             )
         lora = self.settings.lora()
         if lora is not None and lora.quantize_base == "nf4":
-            from engine.finetune.nf4 import _torchao
-
-            _torchao()  # QLoRA without torchao fails here, before anything is read or written
+            nf4.require_torchao()  # QLoRA without torchao fails here, before anything is read or written
         name = (
             validate_name(self.settings.adapter_name or self.run_dir.name, "adapter name") if lora else None
         )
@@ -117,8 +117,6 @@ class FinetuneJob:
         result = trainer.run()
         adapter = None
         if lora is not None and result.status == "completed":
-            from engine.finetune.adapters import save_adapter
-
             directory = (self.adapters_dir or self.run_dir) / (name or "adapter")
             save_adapter(
                 trainer.model, directory, lora, base, name=name, run_id=self.run_dir.name,

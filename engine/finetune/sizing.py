@@ -1,7 +1,7 @@
 """How many parameters a fine-tuning run trains, from the model config alone.
 
 Torch-free, so the workbench can say it before the job starts (it never imports torch). The projection names
-and shapes are those ``engine/model/layers.py`` builds and ``engine/finetune/lora.py`` wraps; a test builds the
+and shapes are those ``engine/model/layers.py`` builds and ``engine/adapters/lora.py`` wraps; a test builds the
 model, applies LoRA and counts the parameters that require grad.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.adapters.settings import target_names
 from engine.errors import ConfigError
-from engine.finetune.config import target_names
 from engine.model.config import ModelConfig
 
 

@@ -51,6 +51,14 @@ class Checkpoint:
     def model_config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.meta["model_config"], source=f"{self.path}/{META}")
 
+    @property
+    def weights_sha256(self) -> str:
+        """The sha256 of the weights file, as the meta records it (what an adapter trained on it is bound to)."""
+        digest = self.meta.get("files", {}).get(WEIGHTS)
+        if not digest:
+            raise CheckpointError(f"checkpoint {self.path} records no hash of its weights; save it again")
+        return str(digest)
+
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:08d}"

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import torch
 
+from engine.adapters.files import attach_adapter, load_adapter
+from engine.adapters.lora import apply_lora, load_adapter_state, merge_lora
+from engine.adapters.settings import LoraSettings
 from engine.device import resolve_device
 from engine.errors import LLModelError
 from engine.model import ModelConfig, Transformer
@@ -48,8 +51,6 @@ def load_for_inference(
                 f"{model_path} is a LoRA run and carries its own adapter; pass its base "
                 f"({checkpoint.meta.get('init_from')}) as --model-path to load another adapter"
             )
-        from engine.finetune.config import LoraSettings
-
         settings = LoraSettings(**{**checkpoint.meta["adapter"], "quantize_base": None})
         run_adapter = (settings, ckpt.load_tensors(checkpoint), str(checkpoint.path))
         tokenizer_path = tokenizer_path or checkpoint.meta.get("tokenizer")
@@ -70,19 +71,16 @@ def load_for_inference(
     model = Transformer(config)
     ckpt.load_weights(checkpoint, model)
     adapter_name = None
-    if run_adapter is not None or adapter is not None:
-        from engine.finetune.adapters import attach_adapter, load_adapter
-        from engine.finetune.lora import apply_lora, load_adapter_state, merge_lora
-
-        if adapter is not None:
-            loaded = load_adapter(adapter)
-            attach_adapter(model, loaded, checkpoint)
-            adapter_name = loaded.name
-        else:
-            settings, tensors, source = run_adapter  # type: ignore[misc]
-            apply_lora(model, settings)
-            load_adapter_state(model, tensors, source)
-            adapter_name = Path(source).parent.parent.name
+    if adapter is not None:
+        loaded = load_adapter(adapter)
+        attach_adapter(model, loaded, checkpoint)
+        adapter_name = loaded.name
+    elif run_adapter is not None:
+        settings, tensors, source = run_adapter
+        apply_lora(model, settings)
+        load_adapter_state(model, tensors, source)
+        adapter_name = Path(source).parent.parent.name
+    if adapter_name is not None:
         merge_lora(model)
     model.to(target).eval()
     if target.type == "cpu":

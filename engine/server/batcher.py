@@ -23,8 +23,8 @@ from typing import TypeVar
 
 import torch
 
+from engine.adapters.multi_adapter import BASE
 from engine.errors import BusyError, LLModelError
-from engine.finetune.multi_adapter import BASE
 from engine.generation.detokenize import IncrementalDetokenizer
 from engine.generation.sampling import SamplingParams, next_tokens
 from engine.generation.scoring import TokenScore, score_rows

@@ -89,8 +89,8 @@ class ServedModel:
         """Load the adapters of the options (each checked against this base) behind per-row LoRA layers."""
         if not self.options.adapters:
             return
-        from engine.finetune.adapters import check_base, load_adapter
-        from engine.finetune.multi_adapter import install
+        from engine.adapters.files import check_base, load_adapter
+        from engine.adapters.multi_adapter import install
 
         found = []
         for name, path in self.options.adapters.items():
@@ -106,7 +106,7 @@ class ServedModel:
         A server with no adapters answers to any model name, as it always did; with adapters, a name that is
         neither the base's nor an adapter's is refused (404), so a typo never silently reaches the base.
         """
-        from engine.finetune.multi_adapter import BASE
+        from engine.adapters.multi_adapter import BASE
 
         if model in self.adapters:
             return self.adapters.index(model)
@@ -166,7 +166,7 @@ class ServedModel:
     def score(self, ids: list[int], top: int = 0, adapter: int = -1) -> list[TokenScore | None]:
         """Each token's log-probability given the ones before it (the first is None), with the ``top`` best,
         under the base model or a served adapter."""
-        from engine.finetune.multi_adapter import BASE, rows_use
+        from engine.adapters.multi_adapter import BASE, rows_use
         from engine.generation.scoring import score_tokens
         from engine.model.decode_layout import plain_products
 

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 
 import torch
 
+from engine.adapters.multi_adapter import BASE, rows_use
 from engine.errors import LLModelError
-from engine.finetune.multi_adapter import BASE, rows_use
 from engine.model import Transformer
 from engine.model.decode_layout import plain_products
 from engine.model.decode_step import DecodeStep, cache_arrays, supports_decode_step

@@ -30,7 +30,7 @@ from engine.training.data import Batch, TokenStreamData, TrainingData, tokens_in
 from engine.training.optim import build_optimizer, build_scheduler
 
 if TYPE_CHECKING:
-    from engine.finetune.config import LoraSettings
+    from engine.adapters.settings import LoraSettings
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Trainer:
             ckpt.load_weights(self.init_from, self.model)
         self.model.to(self.device)
         if self.adapter is not None:
-            from engine.finetune.lora import apply_lora, describe_trainable, trainable_summary
+            from engine.adapters.lora import apply_lora, describe_trainable, trainable_summary
 
             apply_lora(self.model, self.adapter)
             self.events.log(describe_trainable(*trainable_summary(self.model)))
@@ -120,7 +120,7 @@ class Trainer:
     def _restore(self, checkpoint: ckpt.Checkpoint) -> int:
         ckpt.check_compatible(checkpoint, self.model_config)
         if self.adapter is not None:
-            from engine.finetune.lora import load_adapter_state
+            from engine.adapters.lora import load_adapter_state
 
             load_adapter_state(self.model, ckpt.load_tensors(checkpoint), str(checkpoint.path))
         else:
@@ -344,11 +344,10 @@ class Trainer:
         if self.init_from is not None:
             meta["init_from"] = str(self.init_from.path)
         if self.adapter is not None:  # the base is the init checkpoint's: only the adapter is saved
-            from engine.finetune.adapters import base_sha256
-            from engine.finetune.lora import adapter_state
+            from engine.adapters.lora import adapter_state
 
             assert self.init_from is not None
-            meta |= {"adapter": self.adapter.to_dict(), "base_sha256": base_sha256(self.init_from)}
+            meta |= {"adapter": self.adapter.to_dict(), "base_sha256": self.init_from.weights_sha256}
             tensors = adapter_state(self.model)
         saved = ckpt.save_checkpoint(
             checkpoints_dir, step=step, model=self.model, tensors=tensors, model_config=self.model_config,

@@ -115,7 +115,8 @@ def _model(model_path: Path | None, adapter: str | None, workspace: Path | None)
         existing([model_path])
         return model_path.resolve()
     if adapter is not None:
-        from engine.finetune.adapters import base_of, resolve_adapter
+        from engine.adapters.files import resolve_adapter
+        from engine.runs.merge import base_of
         from engine.workspace import workspace_root
 
         return base_of(resolve_adapter(adapter, workspace_root(workspace))).path
@@ -127,7 +128,7 @@ def _model(model_path: Path | None, adapter: str | None, workspace: Path | None)
 def _adapter_dir(adapter: str | None, workspace: Path | None) -> str | None:
     if adapter is None:
         return None
-    from engine.finetune.adapters import resolve_adapter
+    from engine.adapters.files import resolve_adapter
     from engine.workspace import workspace_root
 
     return str(resolve_adapter(adapter, workspace_root(workspace)).path)

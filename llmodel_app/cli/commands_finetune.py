@@ -185,7 +185,6 @@ def _submit(
     config: Path | None, tokenizer_path: Path | None, settings: dict[str, Any], train_config: Path | None,
     resume: str | None, workspace: Path | None, detach: bool,
 ) -> None:  # fmt: skip
-    from engine.finetune.adapters import base_sha256
     from engine.finetune.config import FinetuneSettings, training_defaults
     from engine.model.config import ModelConfig
     from engine.runs.checkpoint import check_compatible, resolve_checkpoint
@@ -195,7 +194,7 @@ def _submit(
         settings
     )  # a bad rank, target or method fails here, before anything runs
     base = resolve_checkpoint(model_path)
-    base_sha256(base)
+    _ = base.weights_sha256  # a base that records no hash of its weights fails here, before submitting
     if config is not None:
         check_compatible(base, ModelConfig.load(config))
     resumed = opts.resume_checkpoint(resume, root)
@@ -309,8 +308,9 @@ def lora_merge(
     workspace: Annotated[Path | None, WorkspaceOption] = None,
 ) -> None:
     """Fold an adapter into its base: one full checkpoint whose logits equal base + adapter."""
-    from engine.finetune.adapters import merge_to_checkpoint, resolve_adapter
+    from engine.adapters.files import resolve_adapter
     from engine.runs.checkpoint import resolve_checkpoint
+    from engine.runs.merge import merge_to_checkpoint
 
     if output.exists() and any(output.iterdir()):
         raise LLModelError(f"{output} exists and is not empty; choose a new folder")

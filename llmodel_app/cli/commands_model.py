@@ -101,7 +101,8 @@ def generate(
     )  # fmt: skip
     adapter_dir = None
     if adapter is not None:
-        from engine.finetune.adapters import base_of, resolve_adapter
+        from engine.adapters.files import resolve_adapter
+        from engine.runs.merge import base_of
         from engine.workspace import workspace_root
 
         found = resolve_adapter(adapter, workspace_root(workspace))

@@ -12,14 +12,9 @@ from textual.containers import Grid, Vertical
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 from textual.worker import Worker
 
+from engine.adapters.settings import ATTENTION_TARGETS, MLP_TARGETS, target_names
 from engine.errors import LLModelError
-from engine.finetune.config import (
-    ATTENTION_TARGETS,
-    MLP_TARGETS,
-    FinetuneSettings,
-    target_names,
-    training_defaults,
-)
+from engine.finetune.config import FinetuneSettings, training_defaults
 from engine.finetune.sizing import finetune_size
 from engine.training.config import TrainConfig
 from llmodel_app.tui.components.field_input import FieldInput

@@ -12,23 +12,35 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from engine.adapters.lora import adapter_state, apply_lora, load_adapter_state, model_targets
+from engine.adapters.settings import LoraSettings
 from engine.errors import CheckpointError, ConfigError, NotFoundError
 from engine.fileio import atomic_dir
-from engine.finetune.config import LoraSettings
-from engine.finetune.lora import adapter_state, apply_lora, load_adapter_state, model_targets
 from engine.model import Transformer
-from engine.runs.checkpoint import WEIGHTS, Checkpoint
 
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 META_FILE = "llmodel_adapter.json"
 PEFT_PREFIX = "base_model.model."
+
+
+class BaseCheckpoint(Protocol):
+    """The checkpoint an adapter is trained on and bound to (an :class:`engine.runs.checkpoint.Checkpoint`)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def weights_sha256(self) -> str: ...
 
 
 @dataclass
@@ -58,16 +70,8 @@ class Adapter:
         return {key.removeprefix(PEFT_PREFIX): value for key, value in raw.items()}
 
 
-def base_sha256(checkpoint: Checkpoint) -> str:
-    """The sha256 of a checkpoint's weights file, as its meta records it (what an adapter is bound to)."""
-    digest = checkpoint.meta.get("files", {}).get(WEIGHTS)
-    if not digest:
-        raise CheckpointError(f"checkpoint {checkpoint.path} records no hash of its weights; save it again")
-    return digest
-
-
 def save_adapter(
-    model: Transformer, directory: Path, settings: LoraSettings, base: Checkpoint, **meta: Any
+    model: Transformer, directory: Path, settings: LoraSettings, base: BaseCheckpoint, **meta: Any
 ) -> Adapter:
     """Write the model's LoRA tensors and settings as a PEFT adapter directory (atomically); return it."""
     tensors = {
@@ -96,7 +100,7 @@ def save_adapter(
         "method": "qlora" if settings.quantize_base else "lora",
         "base_checkpoint": str(base_path),
         "base_step": base.step,
-        "base_sha256": base_sha256(base),
+        "base_sha256": base.weights_sha256,
         "settings": settings.to_dict(),
         "targets": targets,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -137,17 +141,17 @@ def load_adapter(path: str | Path) -> Adapter:
     return Adapter(path, settings, meta)
 
 
-def check_base(adapter: Adapter, base: Checkpoint) -> None:
+def check_base(adapter: Adapter, base: BaseCheckpoint) -> None:
     """Refuse an adapter trained on another base checkpoint, naming both."""
     expected = adapter.base_sha256
-    if expected is not None and expected != base_sha256(base):
+    if expected is not None and expected != base.weights_sha256:
         raise CheckpointError(
             f"adapter {adapter.name} was trained on {adapter.meta.get('base_checkpoint', 'another checkpoint')}, "
             f"not on {base.path} (their weights differ); load it with the base it was trained on"
         )
 
 
-def attach_adapter(model: Transformer, adapter: Adapter, base: Checkpoint) -> None:
+def attach_adapter(model: Transformer, adapter: Adapter, base: BaseCheckpoint) -> None:
     """Wrap the model's target projections in LoRA layers holding the adapter's tensors (for evaluation)."""
     check_base(adapter, base)
     apply_lora(model, adapter.settings)
@@ -163,35 +167,3 @@ def resolve_adapter(name_or_path: str | Path, workspace: Path) -> Adapter:
     if named.is_dir():
         return load_adapter(named)
     raise NotFoundError(f"no adapter named {name_or_path} in {workspace}; see `llmodel adapters list`")
-
-
-def base_of(adapter: Adapter) -> Checkpoint:
-    """The checkpoint the adapter was trained on (as its record names it)."""
-    from engine.runs.checkpoint import resolve_checkpoint
-
-    recorded = adapter.meta.get("base_checkpoint")
-    if not recorded:
-        raise CheckpointError(
-            f"adapter {adapter.name} does not record its base checkpoint; pass --model-path"
-        )
-    return resolve_checkpoint(recorded)
-
-
-def merge_to_checkpoint(adapter: Adapter, output: Path, base: Checkpoint | None = None) -> Checkpoint:
-    """Write base + adapter as one full checkpoint under ``output`` (a run-like folder ``generate`` and ``serve``
-    take); its logits equal the base's with the adapter."""
-    from engine.finetune.lora import merge_lora
-    from engine.runs.checkpoint import load_weights, save_checkpoint
-
-    base = base or base_of(adapter)
-    model = Transformer(base.model_config)
-    load_weights(base, model)
-    attach_adapter(model, adapter, base)
-    merge_lora(model)
-    meta = {
-        "tokenizer": base.meta.get("tokenizer"),
-        "merged_from": {"base": str(base.path), "adapter": str(adapter.path), "adapter_name": adapter.name},
-    }
-    return save_checkpoint(
-        output / "checkpoints", step=base.step, model=model, model_config=base.model_config, meta=meta
-    )

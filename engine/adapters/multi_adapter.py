@@ -14,10 +14,10 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from engine.adapters.files import Adapter
+from engine.adapters.lora import projections
+from engine.adapters.settings import target_names
 from engine.errors import ConfigError
-from engine.finetune.adapters import Adapter
-from engine.finetune.config import target_names
-from engine.finetune.lora import projections
 from engine.model import Transformer
 
 BASE = -1  # the row index of "no adapter"

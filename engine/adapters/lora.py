@@ -3,7 +3,7 @@
 Written here rather than taken from ``peft`` because the layer has to fit this project's model paths: a frozen
 base that may be NF4 (QLoRA), state-dict keys that stay the base model's own (``q_proj.weight``) with the
 adapter beside them in PEFT's names (``q_proj.lora_A.weight``), and a merge that feeds the compiled CPU decoding
-step. It is small on purpose; adapters it saves are PEFT's files (engine/finetune/adapters.py), and a test
+step. It is small on purpose; adapters it saves are PEFT's files (engine/adapters/files.py), and a test
 loads one with ``peft`` itself onto this model and gets the same logits.
 """
 
@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.adapters.nf4 import dequantize, nf4_linear, quantize_linear
+from engine.adapters.settings import ATTENTION_TARGETS, MLP_TARGETS, LoraSettings, target_names
 from engine.errors import ConfigError
-from engine.finetune.config import ATTENTION_TARGETS, MLP_TARGETS, LoraSettings, target_names
 from engine.model import Transformer
 
 
@@ -55,8 +56,6 @@ class LoRALinear(nn.Linear):
 def base_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``x @ weight.T (+ bias)`` for a plain or an NF4 weight (dequantized blockwise on the fly)."""
     if weight.__class__.__name__ == "NF4Tensor":
-        from engine.finetune.nf4 import nf4_linear
-
         out = nf4_linear(x, weight)
         return out if bias is None else out + bias
     return F.linear(x, weight, bias)
@@ -86,8 +85,6 @@ def apply_lora(model: Transformer, settings: LoraSettings) -> list[str]:
     for param in model.parameters():
         param.requires_grad_(False)
     if settings.quantize_base == "nf4":
-        from engine.finetune.nf4 import quantize_linear
-
         for _, _, _, linear in projections(model):
             quantize_linear(linear)
     wrapped = []
@@ -129,8 +126,6 @@ def merge_lora(model: Transformer) -> Transformer:
     for _, parent, attribute, linear in list(projections(model)):
         if isinstance(linear, LoRALinear):
             if linear.weight.__class__.__name__ == "NF4Tensor":
-                from engine.finetune.nf4 import dequantize
-
                 base = dequantize(linear.weight)
             else:
                 base = linear.weight.data

@@ -4,6 +4,7 @@ double-quantised scalers, as in Dettmers et al. 2023), which runs on any device 
 from __future__ import annotations
 
 import os
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -14,7 +15,8 @@ BLOCK_SIZE = 64  # weights per absmax scale, as in the QLoRA paper
 SCALER_BLOCK_SIZES = (256, 128, 64, 32, 16, 8, 4, 2, 1)  # scales per second-level scale, largest that fits
 
 
-def _torchao():  # type: ignore[no-untyped-def]
+def require_torchao() -> ModuleType:
+    """torchao's NF4 module; a one-line ConfigError when torchao is not installed."""
     # torchao's optional CUDA extensions print a failure per missing library on a CPU build; NF4 needs none.
     os.environ.setdefault("TORCHAO_FORCE_SKIP_LOADING_SO_FILES", "1")
     try:
@@ -30,7 +32,7 @@ def _torchao():  # type: ignore[no-untyped-def]
 def available() -> bool:
     """Whether NF4 quantization can run here."""
     try:
-        _torchao()
+        require_torchao()
     except ConfigError:
         return False
     return True
@@ -45,7 +47,7 @@ def to_nf4(weight: torch.Tensor) -> torch.Tensor:
         )
     scalers = weight.numel() // BLOCK_SIZE
     scaler_block = next(size for size in SCALER_BLOCK_SIZES if scalers % size == 0)
-    return _torchao().to_nf4(
+    return require_torchao().to_nf4(
         weight.detach().contiguous(), block_size=BLOCK_SIZE, scaler_block_size=scaler_block
     )
 
@@ -57,7 +59,7 @@ def quantize_linear(linear: nn.Linear) -> None:
 
 def nf4_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``x @ dequantize(weight).T``, differentiable with respect to ``x``."""
-    return _torchao().linear_nf4(x, weight)
+    return require_torchao().linear_nf4(x, weight)
 
 
 def dequantize(weight: torch.Tensor) -> torch.Tensor:
