@@ -19,7 +19,8 @@ import torch
 from benchmarks.hardware import machine_description, use_all_threads
 from benchmarks.report import format_table, write_results
 from engine.model import ModelConfig, Transformer
-from engine.pipelines.quickstart import QUICKSTART_TRAINING, QuickstartOptions, run_quickstart
+from engine.pipelines.quickstart import run_quickstart
+from engine.specs.quickstart import QUICKSTART_TRAINING, QuickstartOptions
 from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
 

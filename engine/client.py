@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,8 +17,35 @@ from typing import Any
 import httpx
 from httpx_sse import connect_sse
 
+from engine.api import (
+    Adapter,
+    AttentionMap,
+    AttentionSnapshot,
+    Cancelled,
+    Checkpoint,
+    Comparison,
+    EvalResult,
+    Event,
+    Health,
+    Metrics,
+    Resumed,
+    Run,
+    RunDetail,
+    RunLogs,
+    Sample,
+    ServeStatus,
+    Study,
+    StudyReport,
+    Submitted,
+    TaskInfo,
+    Trial,
+    TrialExport,
+    WorkspaceInfo,
+    WorkspaceListing,
+)
 from engine.daemon.record import EngineRecord, live_record
-from engine.errors import LLModelError
+from engine.errors import LLModelError, NotFoundError
+from engine.specs.base import JobSpec, SpecError
 
 START_TIMEOUT = 30.0
 
@@ -74,16 +102,182 @@ class EngineClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- requests -------------------------------------------------------------------------------
+    # -- the workspace ----------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        return self._request("GET", "/api/health")
+
+    def workspace(self) -> WorkspaceInfo:
+        """The workspace's folder, its catalog's counts and the jobs being supervised."""
+        return self._request("GET", "/api/workspace")
+
+    def workspace_listing(self) -> WorkspaceListing:
+        """Runs with their usable checkpoints (and the adapters on each), adapters, configs, tokenizers, datasets
+        and studies, in one request."""
+        return self._request("GET", "/api/workspace/listing")
+
+    def configs(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/configs")
+
+    def tokenizers(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/tokenizers")
+
+    def datasets(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/api/datasets")
+
+    def tasks(self) -> list[TaskInfo]:
+        """The evaluation tasks known by name."""
+        return self._request("GET", "/api/tasks")
+
+    def evaluations(self) -> list[EvalResult]:
+        """Every evaluation result in the workspace, newest first."""
+        return self._request("GET", "/api/evaluations")
+
+    def shutdown(self) -> dict[str, Any]:
+        return self._request("POST", "/api/shutdown", json={})
+
+    def workspace_events(self, since: int = 0) -> Iterator[Event]:
+        """Every event of the workspace after sequence number ``since``, live."""
+        yield from self._events("/api/events", {"since": since})
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    def submit_job(self, spec: JobSpec, *, parent_id: str | None = None) -> str:
+        """Queue the job ``spec`` describes and return its run id; a spec the engine cannot run raises
+        :class:`~engine.specs.SpecError` naming the field."""
+        body = {"kind": spec.kind, "spec": spec.to_dict(), "parent_id": parent_id}
+        submitted: Submitted = self._request("POST", "/api/jobs", json=body)
+        return submitted["run_id"]
+
+    def cancel(self, run_id: str) -> Cancelled:
+        """Cancel a queued job at once, or ask a running one to checkpoint and stop."""
+        return self._request("POST", f"/api/runs/{run_id}/cancel", json={})
+
+    def resume(self, run_id: str, spec: JobSpec | None = None) -> Resumed:
+        """Queue a stopped training run again from its last checkpoint; ``spec`` replaces its settings."""
+        body = {"spec": spec.to_dict()} if spec is not None else {}
+        return self._request("POST", f"/api/runs/{run_id}/resume", json=body)
+
+    # -- runs -------------------------------------------------------------------------------------
+
+    def runs(
+        self, *, kind: str | None = None, status: str | None = None, limit: int | None = None
+    ) -> list[Run]:
+        """Runs, newest first, with their latest metrics."""
+        return self._request("GET", "/api/runs", params=_given(kind=kind, status=status, limit=limit))
+
+    def run(self, run_id: str) -> RunDetail:
+        """Everything about one run: its row, config, checkpoints, last samples and event offset."""
+        return self._request("GET", f"/api/runs/{run_id}")
+
+    def compare(self, run_ids: list[str]) -> Comparison:
+        return self._request("GET", "/api/runs/compare", params={"ids": ",".join(run_ids)})
+
+    def remove_run(self, run_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"/api/runs/{run_id}")
+
+    def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        """The checkpoints the run reported, in step order (pruned ones included)."""
+        return self._request("GET", f"/api/runs/{run_id}/checkpoints")
+
+    def run_evaluations(self, run_id: str) -> list[EvalResult]:
+        """The evaluation results this run measured, or that were measured on its checkpoints."""
+        return self._request("GET", f"/api/runs/{run_id}/evaluations")
+
+    def metrics(
+        self, run_id: str, names: list[str] | None = None, *, max_points: int | None = None
+    ) -> Metrics:
+        """Each metric's ``[step, value]`` points; ``max_points`` averages a longer curve into buckets."""
+        params = _given(names=",".join(names) if names else None, max_points=max_points)
+        return self._request("GET", f"/api/runs/{run_id}/metrics", params=params)
+
+    def samples(self, run_id: str, limit: int = 20) -> list[Sample]:
+        return self._request("GET", f"/api/runs/{run_id}/samples", params={"limit": limit})
+
+    def attention(self, run_id: str) -> list[AttentionSnapshot]:
+        return self._request("GET", f"/api/runs/{run_id}/attention")
+
+    def attention_map(self, run_id: str, step: int) -> AttentionMap:
+        return self._request("GET", f"/api/runs/{run_id}/attention/{step}")
+
+    def logs(self, run_id: str, tail: int = 200) -> RunLogs:
+        return self._request("GET", f"/api/runs/{run_id}/logs", params={"tail": tail})
+
+    def follow(self, run_id: str, offset: int = 0) -> Iterator[Event]:
+        """The run's events from line ``offset`` on, live, ending with an ``end`` event when the run is over."""
+        yield from self._events(f"/api/runs/{run_id}/events", {"offset": offset})
+
+    # -- adapters, studies, serving -----------------------------------------------------------------
+
+    def adapters(self, base: str | None = None) -> list[Adapter]:
+        """The workspace's adapters (only those of the base checkpoint ``base``, when given)."""
+        return self._request("GET", "/api/adapters", params=_given(base=base))
+
+    def adapter(self, name: str) -> Adapter:
+        return self._request("GET", f"/api/adapters/{name}")
+
+    def remove_adapter(self, name: str) -> dict[str, Any]:
+        """Forget an adapter and delete its folder in the workspace."""
+        return self._request("DELETE", f"/api/adapters/{name}")
+
+    def studies(self) -> list[Study]:
+        return self._request("GET", "/api/studies")
+
+    def study_trials(self, name: str) -> list[Trial]:
+        """A study's trials as this workspace's workers ran them."""
+        return self._request("GET", f"/api/studies/{name}/trials")
+
+    def study(self, name: str) -> StudyReport:
+        """A study's report read from its storage: every worker's trials, the Pareto front, importances."""
+        return self._request("GET", f"/api/studies/{name}")
+
+    def export_trial(self, name: str, trial: int | None = None) -> TrialExport:
+        """Write a trial's configs (default: the lowest validation loss) into the workspace's configs."""
+        return self._request("POST", f"/api/studies/{name}/export", json={"trial": trial})
+
+    def serve_status(self) -> ServeStatus:
+        return self._request("GET", "/api/serve")
+
+    def serve_start(
+        self,
+        model: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        api_key: str | None = None,
+        rate_limit: float | None = None,
+        adapters: dict[str, str] | None = None,
+    ) -> ServeStatus:
+        """Serve ``model`` (a run or checkpoint directory), with ``adapters`` (name → directory) over it."""
+        body = {
+            "model": model,
+            "host": host,
+            "port": port,
+            "api_key": api_key,
+            "rate_limit": rate_limit,
+            "adapters": adapters,
+        }
+        return self._request("POST", "/api/serve", json=body)
+
+    def serve_stop(self) -> ServeStatus:
+        return self._request("DELETE", "/api/serve")
+
+    # -- generic requests, for the callers not yet on the typed methods above ------------------------
 
     def get(self, path: str, **params: Any) -> Any:
-        return self._request("GET", path, params={k: v for k, v in params.items() if v is not None})
+        return self._request("GET", path, params=_given(**params))
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self._request("POST", path, json=body or {})
 
     def delete(self, path: str) -> Any:
         return self._request("DELETE", path)
+
+    def submit(self, kind: str, spec: dict[str, Any], *, parent_id: str | None = None) -> str:
+        """Queue a job from its spec as a JSON object (see :meth:`submit_job` for a typed spec)."""
+        return self.post("/api/jobs", {"kind": kind, "spec": spec, "parent_id": parent_id})["run_id"]
+
+    # -- transport ----------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -93,43 +287,43 @@ class EngineClient:
                 f"lost the engine at {self.record.url} ({type(error).__name__}); is it running?"
             ) from None
         if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            if isinstance(detail, list):  # FastAPI validation errors
-                detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
-            raise LLModelError(str(detail))
+            raise _error(response.status_code, _detail(response))
         return response.json()
 
-    def submit(self, kind: str, spec: dict[str, Any], *, parent_id: str | None = None) -> str:
-        """Queue a job and return its run id."""
-        return self.post("/api/jobs", {"kind": kind, "spec": spec, "parent_id": parent_id})["run_id"]
-
-    def follow(self, run_id: str, offset: int = 0) -> Iterator[dict[str, Any]]:
-        """The run's events from line ``offset`` on, live, ending with an ``end`` event when the run is over."""
-        import json
-
-        with connect_sse(
-            self._http, "GET", f"/api/runs/{run_id}/events", params={"offset": offset}, timeout=None
-        ) as source:
+    def _events(self, path: str, params: dict[str, Any]) -> Iterator[Event]:
+        with connect_sse(self._http, "GET", path, params=params, timeout=None) as source:
             if source.response.status_code >= 400:
                 source.response.read()
-                raise LLModelError(source.response.json().get("detail", source.response.text))
+                raise _error(source.response.status_code, _detail(source.response))
             for sse in source.iter_sse():
-                if sse.data:  # keep-alive pings (FastAPI sends one after 15 s of quiet)
+                # Keep-alive pings (FastAPI sends one after 15 s of quiet) decode as events without data.
+                if sse.data:
                     yield json.loads(sse.data)
 
-    def workspace_events(self, since: int = 0) -> Iterator[dict[str, Any]]:
-        """Every event of the workspace, live."""
-        import json
 
-        with connect_sse(self._http, "GET", "/api/events", params={"since": since}, timeout=None) as source:
-            for sse in source.iter_sse():
-                if (
-                    sse.data
-                ):  # a keep-alive ping after an event decodes as an empty event (it keeps the last id)
-                    yield json.loads(sse.data)
+def _given(**params: Any) -> dict[str, Any]:
+    """Query parameters with the ones not given left out."""
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _detail(response: httpx.Response) -> str:
+    """The one line an error response carries (FastAPI's validation errors joined into one)."""
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        detail = response.text
+    if isinstance(detail, list):
+        detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail)
+    return str(detail)
+
+
+def _error(status: int, detail: str) -> LLModelError:
+    """The exception for an error answer: a spec the engine cannot run, a thing that does not exist, or else."""
+    if status == 422:
+        return SpecError(detail)
+    if status == 404:
+        return NotFoundError(detail)
+    return LLModelError(detail)
 
 
 def start_engine(workspace: Path, *, max_concurrent_jobs: int | None = None) -> EngineRecord:
@@ -140,9 +334,13 @@ def start_engine(workspace: Path, *, max_concurrent_jobs: int | None = None) -> 
         command += ["--max-concurrent-jobs", str(max_concurrent_jobs)]
     log = open(workspace / "engine.log", "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    )
     log.close()
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

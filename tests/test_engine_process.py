@@ -711,11 +711,10 @@ def test_queued_jobs_wait_for_the_running_one_and_start_in_submission_order(engi
     first = engine.submit("pretrain", shared.spec(max_steps=40))
     job_pid(engine, first)
     second = engine.submit("pretrain", shared.spec(max_steps=3))
-    missing = str(tmp_path / "no-such-corpus.txt")
+    empty = tmp_path / "empty-corpus.txt"  # accepted (it exists), and the job fails at once: no text in it
+    empty.write_text("", encoding="utf-8")
     quick = [
-        engine.submit(
-            "tokenizer", {"inputs": [missing], "output": str(tmp_path / f"tok{i}"), "vocab_size": 512}
-        )
+        engine.submit("tokenizer", {"inputs": [str(empty)], "output": str(tmp_path / f"tok{i}"), "vocab_size": 512})
         for i in range(3)
     ]
     order = [first, second, *quick]

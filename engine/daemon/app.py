@@ -1,7 +1,8 @@
 """The daemon's HTTP API (FastAPI): the routers of :mod:`engine.daemon.routes`, every route but ``/api/health``
 behind the workspace's access token.
 
-Errors are mapped from exception types: ``NotFoundError`` is 404, any other ``LLModelError`` 400.
+Errors are mapped from exception types: ``SpecError`` (a job spec that cannot run) is 422, ``NotFoundError`` 404,
+any other ``LLModelError`` 400.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from engine.daemon.model_servers import ModelServerManager
 from engine.daemon.routes import adapters, jobs, runs, serve, studies, workspace
 from engine.daemon.supervisor import Supervisor
 from engine.errors import LLModelError, NotFoundError
+from engine.specs import SpecError
 
 
 def create_app(supervisor: Supervisor, broker: Broker, token: str, *, on_shutdown: Any = None) -> FastAPI:
@@ -26,6 +28,10 @@ def create_app(supervisor: Supervisor, broker: Broker, token: str, *, on_shutdow
     app.state.daemon = DaemonState(
         supervisor, broker, token, ModelServerManager(supervisor.workspace), on_shutdown
     )
+
+    @app.exception_handler(SpecError)
+    async def bad_spec(_: Request, error: SpecError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(error)})
 
     @app.exception_handler(NotFoundError)
     async def not_found(_: Request, error: NotFoundError) -> JSONResponse:

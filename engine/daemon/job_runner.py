@@ -34,7 +34,7 @@ class _Stop:
 def main(argv: list[str]) -> int:
     run_dir = Path(argv[0])
     stop = _Stop()
-    kind, _ = read_job(run_dir)
+    kind = read_job(run_dir).kind
     # A long C++ call (SentencePiece training) would hold a Python handler off until it returns.
     signal.signal(signal.SIGTERM, signal.SIG_DFL if kind in INSTANT_CANCEL_KINDS else stop.request)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C belongs to the client, not to jobs
@@ -58,13 +58,10 @@ def main(argv: list[str]) -> int:
 
 
 def _final(run_dir: Path, status: str, **fields: Any) -> None:
-    events = EventLog(run_dir)
-    try:
+    with EventLog(run_dir) as events:
         if "error" in fields:
             events.log(fields["error"], level="error")
         events.emit("status", status=status, final=True, **fields)
-    finally:
-        events.close()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from engine.daemon.jobs import read_job, write_job
 from engine.errors import LLModelError
 from engine.kinds import CHILD_KINDS, RESUMABLE_KINDS
 from engine.processes import ProcessRef, signal_process
+from engine.specs import JobSpec, checked_spec
 from engine.workspace import new_run_id, runs_dir
 
 TICK = 0.05
@@ -133,16 +134,18 @@ class Supervisor:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def submit(self, kind: str, spec: dict[str, Any], *, parent_id: str | None = None) -> str:
+    def submit(self, spec: JobSpec, *, parent_id: str | None = None) -> str:
         """Queue a job; returns its run id."""
+        kind = spec.kind
         run_id = new_run_id(kind)
         run_dir = runs_dir(self.workspace) / run_id
         run_dir.mkdir(parents=True)
-        write_job(run_dir, kind, spec)
-        config = {k: spec[k] for k in ("model_config", "train_config") if k in spec}
+        write_job(run_dir, spec)
+        data = spec.to_dict()
+        config: dict[str, Any] = {k: data[k] for k in ("model_config", "train_config") if k in data}
         with self.lock:
             self.catalog.create_run(
-                run_id, kind, str(run_dir), config or spec, parent_id=parent_id, status="queued"
+                run_id, kind, str(run_dir), config or data, parent_id=parent_id, status="queued"
             )
             self.jobs[run_id] = Job(run_id, kind, run_dir, Follower(run_dir / "events.jsonl", 0))
         self._announce(run_id, "queued")
@@ -175,8 +178,9 @@ class Supervisor:
     def resume(self, run_id: str, spec: dict[str, Any] | None = None) -> int:
         """Queue a stopped training run again from its last complete checkpoint, in the same run folder.
 
-        ``spec`` may replace the job's settings (e.g. more steps). Returns the event offset the resumed job
-        starts writing at.
+        ``spec`` may replace the job's settings (e.g. more steps): its keys go over the recorded spec's, and the
+        result is checked as a posted spec is (:class:`~engine.specs.SpecError`) before anything changes.
+        Returns the event offset the resumed job starts writing at.
         """
         with self.lock:
             if run_id in self.jobs and not self._settle(self.jobs[run_id]):
@@ -200,9 +204,11 @@ class Supervisor:
                 raise LLModelError(
                     f"run {run_id} has no complete checkpoint to resume from; start it again instead"
                 )
-            kind, old_spec = read_job(run_dir)
-            new_spec = {**old_spec, **(spec or {}), "resume_from": str(run_dir)}
-            write_job(run_dir, kind, new_spec)
+            old = read_job(run_dir)
+            kind = old.kind
+            write_job(
+                run_dir, checked_spec(kind, {**old.to_dict(), **(spec or {}), "resume_from": str(run_dir)})
+            )
             self.catalog.update_run(run_id, status="queued", error=None, finished=None)
             offset = self.catalog.event_offset(run_id)
             self.jobs[run_id] = Job(run_id, kind, run_dir, Follower(run_dir / "events.jsonl", offset))
@@ -259,8 +265,12 @@ class Supervisor:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         job.process = subprocess.Popen(
             [sys.executable, "-m", "engine.daemon.job_runner", str(job.run_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-        )  # fmt: skip
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         log.close()
         job.pid, job.pid_start = job.process.pid, ProcessRef.of(job.process.pid).started
         self.catalog.update_run(
@@ -308,9 +318,9 @@ class Supervisor:
         try:
             self.catalog.get_run(run_id)
         except LLModelError:
-            kind = event.get("kind") if event.get("kind") in CHILD_KINDS else "trial"
-            self.catalog.create_run(run_id, kind, run_dir, event.get("config") or {}, parent_id=parent.run_id,
-                                    status="running")  # fmt: skip
+            kind = str(event["kind"]) if event.get("kind") in CHILD_KINDS else "trial"
+            config = event.get("config") or {}
+            self.catalog.create_run(run_id, kind, run_dir, config, parent_id=parent.run_id, status="running")
         self.catalog.update_run(run_id, status="running", pid=parent.pid, pid_start=parent.pid_start)
         child = Job(
             run_id, "trial", Path(run_dir), Follower(Path(run_dir) / "events.jsonl", 0), parent=parent.run_id

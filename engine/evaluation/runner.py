@@ -18,6 +18,7 @@ from engine.errors import DataError, LLModelError
 from engine.evaluation import metrics
 from engine.evaluation.metrics import Score
 from engine.evaluation.requests import ModelScorer
+from engine.evaluation.settings import EvalSettings
 from engine.evaluation.tasks import Doc, Task
 from engine.generation import SamplingParams
 
@@ -38,16 +39,6 @@ class TaskReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "scores": [asdict(s) for s in self.scores]}
-
-
-@dataclass
-class EvalSettings:
-    limit: int | None = None
-    stride: int | None = None  # perplexity windows overlap by max_len - stride tokens when set
-    temperature: float = 0.0  # generation tasks are greedy unless told otherwise
-    top_p: float | None = None
-    seed: int = 1234
-    data_paths: dict[str, str] = field(default_factory=dict)  # task name → local file
 
 
 def run_task(

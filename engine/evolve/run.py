@@ -22,20 +22,28 @@ _RUN_STATUS = {"complete": "completed", "failed": "failed", "pruned": "pruned"}
 
 
 def run_evolve(
-    run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool], events: EventLog
+    run_dir: Path,
+    name: str,
+    url: str,
+    settings: StudySettings | None,
+    should_stop: Callable[[], bool],
+    events: EventLog,
+    *,
+    resume: bool = False,
+    data_path: str | None = None,
+    tokenizer_path: str | None = None,
 ) -> dict[str, Any]:
-    """Run the study ``spec`` describes: ``study``, ``storage``, and ``settings`` (a new study, or with ``resume``
-    the same one continued) or ``join`` (work on an existing study with the settings stored in it)."""
-    name, url = spec["study"], spec["storage"]
-    if spec.get("join"):
+    """Run the study ``name`` at ``url``: a new one from ``settings`` (with ``resume`` the same one continued),
+    or without them an existing study joined, worked on with the settings stored in it (and ``data_path``,
+    ``tokenizer_path`` where this machine keeps the data elsewhere)."""
+    if settings is None:
         study, settings = load_study(name, url)
-        if spec.get("data_path"):  # this machine keeps the data elsewhere
-            settings.data_path = spec["data_path"]
-        if spec.get("tokenizer_path"):
-            settings.tokenizer_path = spec["tokenizer_path"]
+        if data_path:
+            settings.data_path = data_path
+        if tokenizer_path:
+            settings.tokenizer_path = tokenizer_path
     else:
-        settings = StudySettings(**spec["settings"])
-        study = create_study(name, settings, url, resume=bool(spec.get("resume")))
+        study = create_study(name, settings, url, resume=resume)
     events.emit("study", name=name, storage=url, settings=settings.to_dict())
     events.log(f"study {name} at {url}: {len(study.trials)} trials so far")
     events.emit("progress", stage="trials", done=_complete(study), total=settings.n_trials)
@@ -74,17 +82,9 @@ def _end_run(update: TrialUpdate) -> None:
     assert update.run_dir is not None
     cancelled = update.reason == "cancelled"
     status = "cancelled" if cancelled else _RUN_STATUS[update.state]
-    log = EventLog(update.run_dir)
-    try:
+    with EventLog(update.run_dir) as log:
         if update.reason and not cancelled:
             log.log(update.reason, level="error" if update.state == "failed" else "warning")
         result = {"trial": update.number, "objectives": update.objectives}
-        log.emit(
-            "status",
-            status=status,
-            final=True,
-            result=result,
-            error=update.reason if status == "failed" else None,
-        )
-    finally:
-        log.close()
+        error = update.reason if status == "failed" else None
+        log.emit("status", status=status, final=True, result=result, error=error)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -20,47 +19,18 @@ from engine.generation import SamplingParams, generate
 from engine.model import ModelConfig
 from engine.runs.events import Event
 from engine.runs.loading import load_for_inference
+from engine.specs.quickstart import (
+    CHAT_ADAPTER,
+    QuickstartOptions,
+)
 from engine.tokenizer import Tokenizer
 from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
 from engine.workspace import new_run_id
 
-# Chosen for the best validation loss within ~6 minutes of training on 2 CPU cores (benchmarks/RESULTS.md).
-QUICKSTART_VOCAB = 4096
-QUICKSTART_MODEL: dict[str, Any] = {
-    "d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 384, "max_len": 256,
-    "ffn_type": "swiglu", "norm_type": "rmsnorm", "pos_type": "rope", "attention_type": "flash",
-}  # fmt: skip
-QUICKSTART_TRAINING: dict[str, Any] = {
-    "batch_size": 16, "seq_len": 256, "learning_rate": 2e-3, "warmup_steps": 30, "schedule": "cosine",
-    "min_lr_ratio": 0.1, "weight_decay": 0.1, "max_steps": 440, "eval_interval": 110, "eval_batches": 10,
-    "sample_interval": 220, "checkpoint_interval": 110, "attention_interval": 110, "log_interval": 20,
-}  # fmt: skip
 SAMPLE_PROMPTS = ("def ", "The ")
-# The chat stage: LoRA on the embedded instruction set, about a minute on 2 CPU cores.
-CHAT_TRAINING: dict[str, Any] = {
-    "batch_size": 8, "max_steps": 120, "learning_rate": 2e-3, "warmup_steps": 10, "eval_interval": 60,
-    "eval_batches": 4, "sample_interval": 120, "checkpoint_interval": 120, "attention_interval": 10**6,
-    "log_interval": 20, "weight_decay": 0.0,
-}  # fmt: skip
-CHAT_ADAPTER = "quickstart-chat"
 
 StageContext = Callable[[str], AbstractContextManager[Callable[[int, int], None]]]
-
-
-@dataclass
-class QuickstartOptions:
-    """Knobs to shrink the quickstart (tests use a nano model on a slice of the corpus)."""
-
-    corpus_bytes: int | None = None
-    vocab_size: int = QUICKSTART_VOCAB
-    model: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_MODEL))
-    training: dict[str, Any] = field(default_factory=lambda: dict(QUICKSTART_TRAINING))
-    sample_tokens: int = 60
-    val_fraction: float = 0.03
-    seed: int = 1337
-    chat: bool = False  # also fine-tune a chat adapter on the embedded instruction set
-    chat_training: dict[str, Any] = field(default_factory=lambda: dict(CHAT_TRAINING))
 
 
 @dataclass

@@ -40,6 +40,12 @@ class EventLog:
         self._events.close()
         self._log.close()
 
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def read_events(path: Path, *, offset: int = 0) -> Iterator[Event]:
     """Replay the complete events in ``events.jsonl`` from line ``offset``; a torn last line is skipped."""

@@ -1,33 +1,36 @@
-"""Jobs: submit one (each becomes a run), cancel it, resume a stopped training run."""
+"""Jobs: submit one (each becomes a run), cancel it, resume a stopped training run.
+
+A posted spec is checked on arrival (:func:`engine.specs.checked_spec`): a bad one is a 422 naming the field,
+before any run folder or process exists.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from engine.daemon.dependencies import PROTECTED, State
-from engine.kinds import JOB_KINDS
+from engine.specs import SpecError, checked_spec
 
 router = APIRouter(prefix="/api", dependencies=PROTECTED)
 
 
 class JobRequest(BaseModel):
     kind: str
-    spec: dict[str, Any]
+    spec: Any  # checked by engine.specs, whose errors name the field
     parent_id: str | None = None
 
 
 class ResumeRequest(BaseModel):
-    spec: dict[str, Any] | None = None
+    spec: Any = None  # settings that replace the recorded spec's, checked as a posted spec is
 
 
 @router.post("/jobs")
 def submit(request: JobRequest, state: State) -> dict[str, Any]:
-    if request.kind not in JOB_KINDS:
-        raise HTTPException(422, f"unknown job kind {request.kind!r}; choose one of: {', '.join(JOB_KINDS)}")
-    run_id = state.supervisor.submit(request.kind, request.spec, parent_id=request.parent_id)
+    spec = checked_spec(request.kind, request.spec)
+    run_id = state.supervisor.submit(spec, parent_id=request.parent_id)
     return {"run_id": run_id, "status": "queued"}
 
 
@@ -38,5 +41,8 @@ def cancel(run_id: str, state: State) -> dict[str, Any]:
 
 @router.post("/runs/{run_id}/resume")
 def resume(run_id: str, state: State, request: ResumeRequest | None = None) -> dict[str, Any]:
-    offset = state.supervisor.resume(run_id, request.spec if request else None)
+    spec = request.spec if request else None
+    if spec is not None and not isinstance(spec, dict):
+        raise SpecError(f"resume spec: expected a JSON object, got {type(spec).__name__}")
+    offset = state.supervisor.resume(run_id, spec)
     return {"run_id": run_id, "status": "queued", "offset": offset}

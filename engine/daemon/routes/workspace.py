@@ -30,6 +30,19 @@ def workspace(state: State) -> dict[str, Any]:
     return {"path": str(supervisor.workspace), "summary": summary, "jobs": supervisor.active()}
 
 
+@router.get("/workspace/listing")
+def listing(state: State) -> dict[str, Any]:
+    """Runs with their usable checkpoints (best/latest, the adapters on each), adapters, configs, tokenizers,
+    datasets and studies: everything a workspace tree shows, in one request."""
+    from engine.daemon.listing import workspace_listing
+
+    supervisor = state.supervisor
+    jobs = supervisor.active()
+    with supervisor.lock:
+        data = workspace_listing(supervisor.catalog, supervisor.workspace, jobs)
+    return json.loads(json.dumps(data, default=str))
+
+
 def _listing(state: State, name: str) -> list[dict[str, Any]]:
     with state.supervisor.lock:
         rows = getattr(state.supervisor.catalog, f"list_{name}")()
@@ -57,10 +70,16 @@ def tasks() -> list[dict[str, Any]]:
     from engine.evaluation.tasks import builtin_tasks
 
     return [
-        {"name": t.name, "kind": t.kind, "description": t.description, "chance": t.chance,
-         "needs_data": t.needs_data, "data_layout": t.data_layout}
+        {
+            "name": t.name,
+            "kind": t.kind,
+            "description": t.description,
+            "chance": t.chance,
+            "needs_data": t.needs_data,
+            "data_layout": t.data_layout,
+        }
         for t in builtin_tasks().values()
-    ]  # fmt: skip
+    ]
 
 
 @router.get("/evaluations")
