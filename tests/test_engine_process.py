@@ -714,7 +714,9 @@ def test_queued_jobs_wait_for_the_running_one_and_start_in_submission_order(engi
     empty = tmp_path / "empty-corpus.txt"  # accepted (it exists), and the job fails at once: no text in it
     empty.write_text("", encoding="utf-8")
     quick = [
-        engine.submit("tokenizer", {"inputs": [str(empty)], "output": str(tmp_path / f"tok{i}"), "vocab_size": 512})
+        engine.submit(
+            "tokenizer", {"inputs": [str(empty)], "output": str(tmp_path / f"tok{i}"), "vocab_size": 512}
+        )
         for i in range(3)
     ]
     order = [first, second, *quick]
