@@ -29,6 +29,7 @@ from engine.adapters.nf4 import to_nf4, weight_bytes
 from engine.data.stdlib_corpus import build_stdlib_instructions
 from engine.finetune.batches import SFTBatches
 from engine.finetune.config import FinetuneSettings
+from engine.finetune.setup import finetune_setup
 from engine.finetune.sft_data import load_sft_data
 from engine.model import ModelConfig, Transformer
 from engine.runs import checkpoint as ckpt
@@ -74,20 +75,17 @@ def run_method(
     tokenizer = Tokenizer.load(tokenizer_dir)
     sft = load_sft_data([data], tokenizer, config, seq_len=SEQ)
     batches = SFTBatches(sft.train, sft.val[:8], seq_len=SEQ, cfg=train, pad_id=0, packing=True)
-    trainer = Trainer(
-        config, train, batches, run_dir, init_from=base, adapter=settings.lora(), kind="finetune"
-    )
+    trainer = Trainer(config, train, batches, run_dir, setup=finetune_setup(settings, base), kind="finetune")
     try:
-        trainer._build()
-        trainer.model.train()
+        trainer.set_up()
         times, losses = [], []
         for step in range(steps):
             started = time.perf_counter()
-            loss, _ = trainer._train_step(step)
+            loss, _ = trainer.train_step(step)
             times.append(time.perf_counter() - started)
             losses.append(loss)
     finally:
-        trainer.events.close()
+        trainer.close()
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     return {
         "method": method,

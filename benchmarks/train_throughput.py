@@ -55,16 +55,15 @@ def measure_training(
         )  # fmt: skip
         trainer = Trainer(config, train_config, data_dir, Path(tmp) / "run")
         try:
-            trainer._build()
-            trainer.model.train()
+            trainer.set_up()
             times = []
             for step in range(warmup + steps):
                 started = time.perf_counter()
-                trainer._train_step(step)
+                trainer.train_step(step)
                 if step >= warmup:
                     times.append(time.perf_counter() - started)
         finally:
-            trainer.events.close()
+            trainer.close()
     step_time = statistics.median(times)
     tokens_per_step = batch_size * seq_len
     tokens_per_s = tokens_per_step / step_time

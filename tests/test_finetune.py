@@ -118,8 +118,12 @@ def test_a_multi_turn_conversation_trains_every_assistant_turn_and_train_on_inpu
 
 def test_examples_longer_than_the_context_are_cut_and_counted(tmp_path, tokenizer, config):
     long = {"prompt": "word " * 3, "response": "answer " * 80}
-    data = load_sft_data([write_jsonl(tmp_path / "d.jsonl", [long, *[FORMATS["alpaca"][0]] * 3])], tokenizer,
-                         config, seq_len=31)  # fmt: skip
+    data = load_sft_data(
+        [write_jsonl(tmp_path / "d.jsonl", [long, *[FORMATS["alpaca"][0]] * 3])],
+        tokenizer,
+        config,
+        seq_len=31,
+    )
     assert data.truncated == 1 and max(len(e.ids) for e in [*data.train, *data.val]) == 32
     assert "1 longer than the context (32 tokens) were cut to fit" in data.summary(31)
 
@@ -181,8 +185,12 @@ def test_a_packed_batch_gives_every_example_the_loss_it_has_alone(tokenizer, con
 
 
 def test_batches_depend_only_on_the_step_and_cover_each_example_once_an_epoch(tokenizer, config):
-    examples = [encode_conversation([{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}],
-                                    tokenizer, config) for i in range(10)]  # fmt: skip
+    examples = [
+        encode_conversation(
+            [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}], tokenizer, config
+        )
+        for i in range(10)
+    ]
     cfg = TrainConfig(batch_size=3, seed=5)
     batches = SFTBatches(examples, [], seq_len=63, cfg=cfg, pad_id=0)
     again = SFTBatches(examples, [], seq_len=63, cfg=cfg, pad_id=0)
@@ -393,9 +401,12 @@ def test_qlora_without_torchao_is_one_line_and_writes_nothing(tmp_path, monkeypa
 
     monkeypatch.setattr(nf4, "require_torchao", missing)
     job = FinetuneJob(
-        base=str(served_run_dir), data_paths=["unused.jsonl"], run_dir=tmp_path / "run",
-        settings=FinetuneSettings(method="qlora"), train_config=TrainConfig(),
-    )  # fmt: skip
+        base=str(served_run_dir),
+        data_paths=["unused.jsonl"],
+        run_dir=tmp_path / "run",
+        settings=FinetuneSettings(method="qlora"),
+        train_config=TrainConfig(),
+    )
     with pytest.raises(ConfigError, match="QLoRA needs torchao"):
         job.run()
     assert not (tmp_path / "run").exists()
@@ -411,23 +422,47 @@ def sft_file(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("sft") / "sums.jsonl", records)
 
 
-def run_finetune(base: Path, data: Path, run_dir: Path, *, method: str, stop_after: int | None = None,
-                 resume: bool = False, **train) -> dict:  # fmt: skip
+def run_finetune(
+    base: Path,
+    data: Path,
+    run_dir: Path,
+    *,
+    method: str,
+    stop_after: int | None = None,
+    resume: bool = False,
+    **train,
+) -> dict:
     calls = {"n": 0}
 
     def should_stop() -> bool:
         calls["n"] += 1
         return stop_after is not None and calls["n"] >= stop_after
 
-    settings = {"batch_size": 4, "seq_len": 48, "max_steps": 10, "warmup_steps": 2, "learning_rate": 3e-3,
-                "eval_interval": 5, "eval_batches": 2, "checkpoint_interval": 5, "sample_interval": 10,
-                "sample_tokens": 8, "attention_interval": 10**6, "device": "cpu", **train}  # fmt: skip
+    settings = {
+        "batch_size": 4,
+        "seq_len": 48,
+        "max_steps": 10,
+        "warmup_steps": 2,
+        "learning_rate": 3e-3,
+        "eval_interval": 5,
+        "eval_batches": 2,
+        "checkpoint_interval": 5,
+        "sample_interval": 10,
+        "sample_tokens": 8,
+        "attention_interval": 10**6,
+        "device": "cpu",
+        **train,
+    }
     job = FinetuneJob(
-        base=str(base), data_paths=[str(data)], run_dir=run_dir,
+        base=str(base),
+        data_paths=[str(data)],
+        run_dir=run_dir,
         settings=FinetuneSettings(method=method, lora_rank=4, target_modules=["all-linear"], packing=True),
-        train_config=TrainConfig(**settings), resume_from=str(run_dir) if resume else None,
-        adapters_dir=run_dir.parent / "adapters", should_stop=should_stop,
-    )  # fmt: skip
+        train_config=TrainConfig(**settings),
+        resume_from=str(run_dir) if resume else None,
+        adapters_dir=run_dir.parent / "adapters",
+        should_stop=should_stop,
+    )
     return job.run()
 
 

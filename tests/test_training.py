@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.errors import CheckpointError, VocabMismatchError
+from engine.errors import CheckpointError, ConfigError, VocabMismatchError
 from engine.model import ModelConfig
 from engine.runs import checkpoint as ckpt
 from engine.runs.events import read_events
@@ -207,3 +207,43 @@ def test_a_long_attention_map_is_pooled_to_64_by_64():
     assert pooled.shape == (2, 3, 64, 64)
     assert torch.allclose(pooled.sum(-1), torch.ones(2, 3, 64), atol=0.05)
     assert len(token_labels([str(i) for i in range(100)])) == 64
+
+
+def test_eval_tasks_without_an_evaluator_are_refused_before_the_run_folder_exists(
+    nano_config, quick_train_config, dataset_dir, tmp_path
+):
+    settings = dataclasses.replace(quick_train_config, eval_tasks=["stdlib-names"])
+    with pytest.raises(ConfigError, match="eval_tasks stdlib-names need an evaluator"):
+        Trainer(nano_config, settings, dataset_dir, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_injected_evaluators_score_every_validation_into_the_eval_events(
+    nano_config, quick_train_config, dataset_dir, tmp_path
+):
+    seen = []
+
+    def probe(model, tokenizer, step, events):
+        seen.append((step, model.training))
+        return {"probe/step": float(step)}
+
+    settings = dataclasses.replace(quick_train_config, max_steps=4, eval_interval=2)
+    result = train(nano_config, settings, dataset_dir, tmp_path / "run", evaluators=[probe])
+    evals = [e for e in read_events(tmp_path / "run" / "events.jsonl") if e["type"] == "eval"]
+    assert [(e["step"], e["probe/step"]) for e in evals] == [(2, 2.0), (4, 4.0)]
+    assert seen == [(2, True), (4, True)] and result.final_metrics["probe/step"] == 4.0
+
+
+@pytest.mark.slow
+def test_the_set_up_and_step_api_trains_single_steps(nano_config, quick_train_config, dataset_dir, tmp_path):
+    trainer = Trainer(nano_config, quick_train_config, dataset_dir, tmp_path / "run")
+    try:
+        assert trainer.set_up() == 0 and trainer.model.training
+        first, tokens = trainer.train_step(0)
+        later = [trainer.train_step(step)[0] for step in range(1, 6)]
+    finally:
+        trainer.close()
+    per_step = quick_train_config.batch_size * quick_train_config.seq_len
+    assert tokens == per_step and math.isfinite(first) and min(later) < first
+    assert not (tmp_path / "run" / "checkpoints").exists()  # single steps save nothing

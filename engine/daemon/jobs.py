@@ -127,8 +127,10 @@ def _dataset(run_dir: Path, spec: DatasetSpec, should_stop: StopCheck) -> dict[s
 
 
 def _pretrain(run_dir: Path, spec: PretrainSpec, should_stop: StopCheck) -> dict[str, Any]:
+    from engine.evaluation.in_training import task_evaluators
     from engine.training.trainer import Trainer
 
+    evaluators = task_evaluators(spec.train_config, run_dir)
     data_dir, tokenizer_path = _training_data(
         run_dir, spec.data_paths, spec.tokenizer_path, spec.cache_root, should_stop
     )
@@ -139,6 +141,7 @@ def _pretrain(run_dir: Path, spec: PretrainSpec, should_stop: StopCheck) -> dict
         run_dir,
         tokenizer_path=tokenizer_path,
         resume_from=Path(spec.resume_from) if spec.resume_from else None,
+        evaluators=evaluators,
         should_stop=should_stop,
     )
     result = trainer.run()

@@ -22,11 +22,11 @@ from engine.tokenizer.chat_template import render_chat
 FORMATS = ("auto", "text", "jsonl", "chat", "hf")
 TEXT_UNITS = ("file", "line")
 JSON_SUFFIXES = frozenset({".jsonl", ".json"})
-TEXT_SUFFIXES = frozenset(
-    {".txt", ".text", ".md", ".markdown", ".rst", ".tex", ".py", ".pyi", ".c", ".h", ".cc", ".cpp", ".hpp",
-     ".js", ".ts", ".java", ".go", ".rs", ".rb", ".sh", ".html", ".css", ".xml", ".csv", ".tsv",
-     ".toml", ".yaml", ".yml", ".ini", ".cfg"}
-)  # fmt: skip
+PROSE_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst", ".tex"}
+CODE_SUFFIXES = {".py", ".pyi", ".c", ".h", ".cc", ".cpp", ".hpp", ".js", ".ts", ".java", ".go", ".rs"}
+SCRIPT_SUFFIXES = {".rb", ".sh"}
+MARKUP_SUFFIXES = {".html", ".css", ".xml", ".csv", ".tsv", ".toml", ".yaml", ".yml", ".ini", ".cfg"}
+TEXT_SUFFIXES = frozenset(PROSE_SUFFIXES | CODE_SUFFIXES | SCRIPT_SUFFIXES | MARKUP_SUFFIXES)
 HF_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
 
 OnBadLine = Callable[[str], None]

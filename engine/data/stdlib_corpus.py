@@ -270,9 +270,9 @@ def _method_pairs(class_name: str, node: ast.ClassDef) -> Iterator[tuple[str, st
                 yield f"What does {class_name}.{item.name} do?", summary
 
 
-def _summary(node: ast.AST) -> str | None:
+def _summary(node: ast.AsyncFunctionDef | ast.FunctionDef | ast.ClassDef | ast.Module) -> str | None:
     """The docstring's first paragraph on one line, or None when it is missing or too short to teach."""
-    doc = ast.get_docstring(node, clean=True)  # type: ignore[arg-type]
+    doc = ast.get_docstring(node, clean=True)
     if not doc:
         return None
     paragraph = doc.strip().split("\n\n", 1)[0]

@@ -101,21 +101,24 @@ def training_figures(config: Any, device: str, steps: int = 3) -> dict[str, floa
         )
         trainer = Trainer(config, settings, data, Path(tmp) / "run")
         try:
-            trainer._build()
-            trainer.model.train()
-            trainer._train_step(0)  # warm-up
+            trainer.set_up()
+            trainer.train_step(0)  # warm-up
             started = time.perf_counter()
-            tokens = sum(trainer._train_step(step)[1] for step in range(1, steps + 1))
+            tokens = sum(trainer.train_step(step)[1] for step in range(1, steps + 1))
             elapsed = time.perf_counter() - started
         finally:
-            trainer.events.close()
+            trainer.close()
     return {"train_tokens_per_s": tokens / elapsed, "train_step_ms": elapsed / steps * 1e3}
 
 
 def benchmark_model(
-    model_path: str | Path, *, adapter: str | Path | None = None, device: str = "auto", new_tokens: int = 64,
+    model_path: str | Path,
+    *,
+    adapter: str | Path | None = None,
+    device: str = "auto",
+    new_tokens: int = 64,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Every efficiency figure, as the ``result`` event an evaluation writes (task ``efficiency``)."""
     from engine.runs.loading import load_for_inference
 

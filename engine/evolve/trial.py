@@ -37,6 +37,7 @@ def train_trial(
     settings: StudySettings, trial: optuna.Trial, run_dir: Path, should_stop: Callable[[], bool]
 ) -> list[float]:
     """Train the trial's run and return its objective values; pruning (single objective) stops it early."""
+    from engine.evaluation.in_training import task_evaluators
     from engine.training.trainer import Trainer
 
     model_config, train_config = trial_configs(settings, trial.params)
@@ -67,7 +68,7 @@ def train_trial(
     trainer = Trainer(
         model_config, train_config, Path(settings.data_path), run_dir,
         tokenizer_path=Path(settings.tokenizer_path) if settings.tokenizer_path else None,
-        kind="trial", on_event=on_event, should_stop=stop,
+        evaluators=task_evaluators(train_config, run_dir), kind="trial", on_event=on_event, should_stop=stop,
     )  # fmt: skip
     result = trainer.run()
     if prune["now"]:

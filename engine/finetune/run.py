@@ -14,13 +14,16 @@ from typing import Any
 from engine.adapters import nf4
 from engine.adapters.files import save_adapter
 from engine.errors import CheckpointError, VocabMismatchError
+from engine.evaluation.in_training import task_evaluators
 from engine.finetune.batches import SFTBatches
 from engine.finetune.config import FinetuneSettings
+from engine.finetune.setup import finetune_setup
 from engine.finetune.sft_data import load_sft_data
 from engine.runs import checkpoint as ckpt
 from engine.runs.events import EventLog
 from engine.tokenizer import Tokenizer
 from engine.training.config import TrainConfig
+from engine.training.trainer import Trainer
 from engine.workspace import validate_name
 
 
@@ -36,9 +39,14 @@ class FinetuneResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status, "step": self.step, "total_steps": self.total_steps, "metrics": self.metrics,
-            "checkpoint": self.checkpoint, "adapter": self.adapter, "data": self.data,
-        }  # fmt: skip
+            "status": self.status,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "metrics": self.metrics,
+            "checkpoint": self.checkpoint,
+            "adapter": self.adapter,
+            "data": self.data,
+        }
 
 
 @dataclass
@@ -60,18 +68,19 @@ class FinetuneJob:
     def from_spec(cls, run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> FinetuneJob:
         """The job the engine wrote to ``run_dir/job.json``."""
         return cls(
-            base=spec["base"], data_paths=list(spec["data_paths"]), run_dir=run_dir,
+            base=spec["base"],
+            data_paths=list(spec["data_paths"]),
+            run_dir=run_dir,
             settings=FinetuneSettings.from_dict(spec.get("finetune", {})),
             train_config=TrainConfig.from_dict(spec["train_config"], source="training settings"),
-            tokenizer_path=spec.get("tokenizer_path"), val_paths=list(spec.get("val_paths") or []),
+            tokenizer_path=spec.get("tokenizer_path"),
+            val_paths=list(spec.get("val_paths") or []),
             resume_from=spec.get("resume_from"),
             adapters_dir=Path(spec["adapters_dir"]) if spec.get("adapters_dir") else None,
             should_stop=should_stop,
-        )  # fmt: skip
+        )
 
     def run(self) -> dict[str, Any]:
-        from engine.training.trainer import Trainer
-
         base = ckpt.resolve_checkpoint(self.base)
         if base.meta.get("adapter"):
             raise CheckpointError(
@@ -95,33 +104,59 @@ class FinetuneJob:
                 f"{config.vocab_size}; use the tokenizer the base model was trained with"
             )
         cfg = self.train_config
+        evaluators = task_evaluators(cfg, self.run_dir)
         seq_len = min(cfg.seq_len or config.max_len, config.max_len)
         events = EventLog(self.run_dir)
         try:
             data = load_sft_data(
-                self.data_paths, tokenizer, config, seq_len=seq_len, input_format=self.settings.input_format,
-                train_on_inputs=self.settings.train_on_inputs, val_fraction=self.settings.val_fraction,
-                val_paths=self.val_paths, log=events.log,
-            )  # fmt: skip
+                self.data_paths,
+                tokenizer,
+                config,
+                seq_len=seq_len,
+                input_format=self.settings.input_format,
+                train_on_inputs=self.settings.train_on_inputs,
+                val_fraction=self.settings.val_fraction,
+                val_paths=self.val_paths,
+                log=events.log,
+            )
         finally:
             events.close()
         batches = SFTBatches(
-            data.train, data.val, seq_len=seq_len, cfg=cfg, pad_id=config.pad_token_id,
-            packing=self.settings.packing, source=", ".join(self.data_paths), sample_prompt=data.sample_prompt,
-        )  # fmt: skip
+            data.train,
+            data.val,
+            seq_len=seq_len,
+            cfg=cfg,
+            pad_id=config.pad_token_id,
+            packing=self.settings.packing,
+            source=", ".join(self.data_paths),
+            sample_prompt=data.sample_prompt,
+        )
         trainer = Trainer(
-            config, cfg, batches, self.run_dir, tokenizer_path=Path(tokenizer_path),
-            resume_from=Path(self.resume_from) if self.resume_from else None, init_from=base, adapter=lora,
-            kind="finetune", should_stop=self.should_stop,
-        )  # fmt: skip
+            config,
+            cfg,
+            batches,
+            self.run_dir,
+            tokenizer_path=Path(tokenizer_path),
+            resume_from=Path(self.resume_from) if self.resume_from else None,
+            setup=finetune_setup(self.settings, base),
+            evaluators=evaluators,
+            kind="finetune",
+            should_stop=self.should_stop,
+        )
         result = trainer.run()
         adapter = None
         if lora is not None and result.status == "completed":
             directory = (self.adapters_dir or self.run_dir) / (name or "adapter")
             save_adapter(
-                trainer.model, directory, lora, base, name=name, run_id=self.run_dir.name,
-                dataset=", ".join(self.data_paths), metrics=result.final_metrics,
-            )  # fmt: skip
+                trainer.model,
+                directory,
+                lora,
+                base,
+                name=name,
+                run_id=self.run_dir.name,
+                dataset=", ".join(self.data_paths),
+                metrics=result.final_metrics,
+            )
             adapter = str(directory)
         checkpoint = str(result.last_checkpoint) if result.last_checkpoint else None
         return FinetuneResult(

@@ -15,6 +15,7 @@ from engine.data.binary import TokenDataset
 from engine.data.meta import is_prepared_dataset
 from engine.data.prepare import prepare_dataset
 from engine.data.stdlib_corpus import build_stdlib_corpus
+from engine.evaluation.in_training import task_evaluators
 from engine.generation import SamplingParams, generate
 from engine.model import ModelConfig
 from engine.runs.events import Event
@@ -103,7 +104,7 @@ def run_quickstart(
     with (training_display or _no_display)() as on_event:
         trainer = Trainer(
             model_config, train_config, dataset_dir, run_dir, tokenizer_path=tokenizer_dir,
-            on_event=on_event, should_stop=should_stop,
+            evaluators=task_evaluators(train_config, run_dir), on_event=on_event, should_stop=should_stop,
         )  # fmt: skip
         result = trainer.run()
 

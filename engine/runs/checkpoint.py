@@ -31,9 +31,19 @@ META = "meta.json"
 MARKER = "COMPLETE"
 # Fields that change the weights' shapes or meaning; a checkpoint only loads into a config that agrees on them.
 ARCHITECTURE_KEYS = (
-    "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "max_len", "pos_type",
-    "ffn_type", "norm_type", "norm_first", "tie_word_embeddings",
-)  # fmt: skip
+    "vocab_size",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "d_ff",
+    "max_len",
+    "pos_type",
+    "ffn_type",
+    "norm_type",
+    "norm_first",
+    "tie_word_embeddings",
+)
 
 
 @dataclass

@@ -1,26 +1,27 @@
 """The training loop of every run that trains: pretraining and fine-tuning (full, LoRA, QLoRA).
 
-One loop, with validation, samples, events and resumable checkpoints. What differs between pretraining and
-fine-tuning is where it starts (fresh weights, or a checkpoint's; optionally LoRA layers over a frozen base) and
-what it reads (a :class:`engine.training.data.TrainingData`).
+One loop, with validation, samples, events and resumable checkpoints. What differs between runs is given to it:
+how the model starts, resumes and is saved (a :class:`engine.training.setup.ModelSetup`: fresh or a checkpoint's
+weights, or LoRA layers over a frozen base), what scores it besides the validation loss (evaluators), and what it
+reads (a :class:`engine.training.data.TrainingData`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from engine.device import autocast, peak_memory_bytes, resolve_device, resolve_precision
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, ConfigError
 from engine.fileio import write_json_atomic
 from engine.generation import SamplingParams, generate
-from engine.model import IGNORE_INDEX, ModelConfig, Transformer, attention_maps
+from engine.model import IGNORE_INDEX, ModelConfig, attention_maps
 from engine.model.attention_maps import PROBE_TEXT
 from engine.runs import checkpoint as ckpt
 from engine.runs.events import Event, EventLog
@@ -28,9 +29,7 @@ from engine.tokenizer import ROLE_MARKERS, Tokenizer
 from engine.training.config import TrainConfig
 from engine.training.data import Batch, TokenStreamData, TrainingData, tokens_in, total_steps
 from engine.training.optim import build_optimizer, build_scheduler
-
-if TYPE_CHECKING:
-    from engine.adapters.settings import LoraSettings
+from engine.training.setup import Evaluator, FullModel, ModelSetup
 
 
 @dataclass
@@ -46,8 +45,9 @@ class TrainResult:
 class Trainer:
     """Trains a model into ``run_dir`` from ``data`` (a prepared dataset folder, or any :class:`TrainingData`).
 
-    ``init_from`` starts from a checkpoint's weights with a fresh optimizer (fine-tuning); ``adapter`` then
-    freezes them and trains LoRA layers only; ``resume_from`` continues a run of this kind from its checkpoint.
+    ``setup`` builds the model (default: fresh weights, all trained); ``evaluators`` score it at every validation
+    (a config's ``eval_tasks`` need one); ``resume_from`` continues a run of this kind from its checkpoint.
+    :meth:`run` trains; :meth:`set_up` and :meth:`train_step` drive single steps (the benchmark's).
     """
 
     def __init__(
@@ -59,8 +59,8 @@ class Trainer:
         *,
         tokenizer_path: Path | None = None,
         resume_from: Path | None = None,
-        init_from: ckpt.Checkpoint | None = None,
-        adapter: LoraSettings | None = None,
+        setup: ModelSetup | None = None,
+        evaluators: Sequence[Evaluator] = (),
         kind: str = "pretrain",
         on_event: Callable[[Event], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
@@ -75,37 +75,30 @@ class Trainer:
         self.seq_len = data.seq_len
         self.tokens_per_step = data.nominal_tokens_per_step
         self.total_steps = total_steps(data, train_config)
-        if init_from is not None:
-            ckpt.check_compatible(init_from, model_config)
-        if train_config.eval_tasks:  # an unknown task fails now, not at the first evaluation
-            from engine.evaluation.tasks import resolve_task
-
-            for name in train_config.eval_tasks:
-                resolve_task(name)
-        self.init_from, self.adapter = init_from, adapter
+        self.setup = setup or FullModel()
+        self.setup.check(model_config)
+        if train_config.eval_tasks and not evaluators:
+            raise ConfigError(
+                f"eval_tasks {', '.join(train_config.eval_tasks)} need an evaluator; build the trainer with "
+                "evaluators=task_evaluators(train_config, run_dir) (engine.evaluation.in_training)"
+            )
+        self.evaluators = list(evaluators)
         self.resume_from = resume_from
         # Opened last: a config that fails validation leaves no run folder behind.
         self.events = EventLog(self.run_dir, listener=on_event)
 
     # -- set-up -----------------------------------------------------------------------------------
 
-    def _build(self) -> int:
-        """Create model, optimizer and scheduler; load the resume checkpoint. Returns the first step to run."""
+    def set_up(self) -> int:
+        """Create model, optimizer and scheduler; load the resume checkpoint. Returns the first step to run, with
+        the model in training mode."""
         cfg = self.cfg
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         torch.manual_seed(cfg.seed)
-        self.model = Transformer(self.model_config)
-        if self.init_from is not None:
-            ckpt.load_weights(self.init_from, self.model)
-        self.model.to(self.device)
-        if self.adapter is not None:
-            from engine.adapters.lora import apply_lora, describe_trainable, trainable_summary
-
-            apply_lora(self.model, self.adapter)
-            self.events.log(describe_trainable(*trainable_summary(self.model)))
+        self.model = self.setup.build(self.model_config, self.device, self.events.log)
         self.optimizer = build_optimizer(self.model, cfg, self.device.type)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
@@ -115,16 +108,12 @@ class Trainer:
             checkpoint = ckpt.resolve_checkpoint(self.resume_from, log=self.events.log)
             start = self._restore(checkpoint)
             self.tokens_seen = int(checkpoint.meta.get("tokens_seen", start * self.tokens_per_step))
+        self.model.train()
         return start
 
     def _restore(self, checkpoint: ckpt.Checkpoint) -> int:
         ckpt.check_compatible(checkpoint, self.model_config)
-        if self.adapter is not None:
-            from engine.adapters.lora import load_adapter_state
-
-            load_adapter_state(self.model, ckpt.load_tensors(checkpoint), str(checkpoint.path))
-        else:
-            ckpt.load_weights(checkpoint, self.model)
+        self.setup.restore(self.model, checkpoint)
         state = ckpt.load_training_state(checkpoint)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -147,23 +136,33 @@ class Trainer:
         try:
             return self._run()
         finally:
-            self.events.close()
+            self.close()
+
+    def close(self) -> None:
+        """Close the run's event log (:meth:`run` does; a caller of :meth:`train_step` must)."""
+        self.events.close()
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
-        start = self._build()
+        start = self.set_up()
         self.eval_batches = self.data.eval_batches()
         self._write_run_json("running", start)
         self.events.emit(
-            "status", status="running", step=start, total_steps=self.total_steps,
+            "status",
+            status="running",
+            step=start,
+            total_steps=self.total_steps,
             resumed_from=start if self.resume_from is not None else None,
-            tokens_per_step=self.tokens_per_step, device=str(self.device), precision=self.precision,
-            parameters=self.model.num_parameters(), trainable_parameters=self._trainable(),
+            tokens_per_step=self.tokens_per_step,
+            device=str(self.device),
+            precision=self.precision,
+            parameters=self.model.num_parameters(),
+            trainable_parameters=self._trainable(),
             flops_per_token=self.model_config.flops_per_token(self.seq_len),
-            model_config=self.model_config.to_dict(), train_config=self.cfg.to_dict(),
-            adapter=self.adapter.to_dict() if self.adapter else None,
-            init_from=str(self.init_from.path) if self.init_from else None,
-        )  # fmt: skip
+            model_config=self.model_config.to_dict(),
+            train_config=self.cfg.to_dict(),
+            **self.setup.describe(),
+        )
         self.events.log(
             f"training {self._trainable():,} of {self.model.num_parameters():,} parameters on {self.device} "
             f"({self.precision}), steps {start}→{self.total_steps}, {self.tokens_per_step:,} tokens/step"
@@ -172,19 +171,24 @@ class Trainer:
         last: ckpt.Checkpoint | None = None
         status = "completed"
         step = start
-        self.model.train()
         while step < self.total_steps:
             started = time.perf_counter()
-            loss, tokens = self._train_step(step)
+            loss, tokens = self.train_step(step)
             step += 1
             elapsed = time.perf_counter() - started
             self.tokens_seen += tokens
             metrics.update(loss=loss, lr=self.scheduler.get_last_lr()[0])
             self.events.emit(
-                "step", step=step, loss=loss, lr=metrics["lr"], grad_norm=self._grad_norm,
-                tokens=self.tokens_seen, tokens_per_s=tokens / elapsed,
-                step_time=elapsed, memory=peak_memory_bytes(self.device),
-            )  # fmt: skip
+                "step",
+                step=step,
+                loss=loss,
+                lr=metrics["lr"],
+                grad_norm=self._grad_norm,
+                tokens=self.tokens_seen,
+                tokens_per_s=tokens / elapsed,
+                step_time=elapsed,
+                memory=peak_memory_bytes(self.device),
+            )
             if step % cfg.log_interval == 0 or step == self.total_steps:
                 self.events.log(
                     f"step {step}/{self.total_steps} loss {loss:.4f} lr {metrics['lr']:.2e} "
@@ -216,8 +220,9 @@ class Trainer:
     def _on_device(self, batch: Batch) -> Batch:
         return {name: value.to(self.device, non_blocking=True) for name, value in batch.items()}
 
-    def _train_step(self, step: int) -> tuple[float, int]:
-        """One optimizer step; returns its loss and the input tokens it read."""
+    def train_step(self, step: int) -> tuple[float, int]:
+        """One optimizer step on the batches of ``step`` (after :meth:`set_up`); returns its loss and the input
+        tokens it read."""
         accum = self.cfg.gradient_accumulation_steps
         total, tokens = 0.0, 0
         for micro in range(accum):
@@ -265,30 +270,14 @@ class Trainer:
             "val_accuracy": correct / count,
         }
         step = self.scheduler.last_epoch
-        result |= self._task_scores(step)
+        for evaluator in self.evaluators:
+            result |= evaluator(self.model, self.tokenizer, step, self.events)
+            self.model.train()
         self.events.emit("eval", step=step, **result)
         self.events.log(
             f"eval step {step}: val loss {val_loss:.4f} ppl {result['val_ppl']:.1f} acc {result['val_accuracy']:.3f}"
         )
         return result
-
-    def _task_scores(self, step: int) -> dict[str, float]:
-        """The ``eval_tasks`` scores of the model as it is now, as ``task/metric`` (drawn as curves), each task's
-        result also recorded as an evaluation of this run."""
-        if not self.cfg.eval_tasks or self.tokenizer is None:
-            return {}
-        from engine.evaluation.requests import ModelScorer
-        from engine.evaluation.runner import EvalSettings, run_task
-        from engine.evaluation.tasks import resolve_task
-
-        scorer = ModelScorer(self.model, self.tokenizer)
-        scores: dict[str, float] = {}
-        for name in self.cfg.eval_tasks:
-            report = run_task(resolve_task(name), scorer, EvalSettings(limit=self.cfg.eval_task_limit))
-            scores |= {f"{report.task}/{s.metric}": s.value for s in report.scores}
-            self.events.emit("result", model=str(self.run_dir), step=step, **report.to_dict())
-        self.model.train()
-        return scores
 
     def _sample(self, step: int) -> None:
         assert self.tokenizer is not None
@@ -296,9 +285,12 @@ class Trainer:
         chat_prompt = getattr(self.data, "sample_prompt", None)
         prompt = chat_prompt or self.cfg.sample_prompt
         params = SamplingParams(
-            max_new_tokens=self.cfg.sample_tokens, temperature=0.8, top_k=40, seed=self.cfg.seed,
+            max_new_tokens=self.cfg.sample_tokens,
+            temperature=0.8,
+            top_k=40,
+            seed=self.cfg.seed,
             stop=list(ROLE_MARKERS.values()) if chat_prompt else [],
-        )  # fmt: skip
+        )
         rng = torch.get_rng_state()
         result = generate(self.model, self.tokenizer, prompt, params)[0]
         torch.set_rng_state(rng)  # sampling must not change the training run's random stream
@@ -340,19 +332,17 @@ class Trainer:
             "tokenizer": str(self.tokenizer.path) if self.tokenizer and self.tokenizer.path else None,
             "metrics": dict(metrics),
         }
-        tensors = None
-        if self.init_from is not None:
-            meta["init_from"] = str(self.init_from.path)
-        if self.adapter is not None:  # the base is the init checkpoint's: only the adapter is saved
-            from engine.adapters.lora import adapter_state
-
-            assert self.init_from is not None
-            meta |= {"adapter": self.adapter.to_dict(), "base_sha256": self.init_from.weights_sha256}
-            tensors = adapter_state(self.model)
+        tensors, setup_meta = self.setup.saved(self.model)
+        meta |= setup_meta
         saved = ckpt.save_checkpoint(
-            checkpoints_dir, step=step, model=self.model, tensors=tensors, model_config=self.model_config,
-            training_state=state, meta=meta,
-        )  # fmt: skip
+            checkpoints_dir,
+            step=step,
+            model=self.model,
+            tensors=tensors,
+            model_config=self.model_config,
+            training_state=state,
+            meta=meta,
+        )
         is_best = "val_loss" in metrics and ckpt.update_best(checkpoints_dir, saved, metrics["val_loss"])
         ckpt.prune_checkpoints(checkpoints_dir, self.cfg.keep_last)
         self.events.emit("checkpoint", step=step, path=str(saved.path), best=is_best)
@@ -372,8 +362,7 @@ class Trainer:
                 "train_config": self.cfg.to_dict(),
                 "dataset": self.data.source,
                 "tokenizer": str(self.tokenizer.path) if self.tokenizer and self.tokenizer.path else None,
-                "adapter": self.adapter.to_dict() if self.adapter else None,
-                "init_from": str(self.init_from.path) if self.init_from else None,
+                **self.setup.describe(),
                 "metrics": metrics or {},
                 "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
