@@ -22,6 +22,7 @@ from benchmarks.hardware import machine_description
 from benchmarks.report import format_table, write_results
 from engine.data.prepare import prepare_dataset
 from engine.data.stdlib_corpus import build_stdlib_corpus
+from engine.data.tokenizer_training import train_tokenizer
 from engine.evolve.study import StudySettings, create_study
 from engine.evolve.trial import train_trial
 from engine.evolve.worker import run_worker
@@ -45,7 +46,7 @@ def prepare(workdir: Path, corpus_bytes: int, vocab: int) -> tuple[Path, Path]:
     corpus = workdir / "corpus.jsonl"
     build_stdlib_corpus(corpus, max_bytes=corpus_bytes)
     tokenizer = workdir / "tokenizer"
-    Tokenizer.train([corpus], tokenizer, vocab)
+    train_tokenizer([corpus], tokenizer, vocab)
     dataset = workdir / "dataset"
     prepare_dataset([corpus], tokenizer, dataset, val_fraction=0.05, num_workers=0)
     return dataset, tokenizer

@@ -27,6 +27,7 @@ from benchmarks.shapes import benchmark_shapes
 from engine.adapters.lora import projections
 from engine.adapters.nf4 import to_nf4, weight_bytes
 from engine.data.stdlib_corpus import build_stdlib_instructions
+from engine.data.tokenizer_training import train_tokenizer
 from engine.finetune.batches import SFTBatches
 from engine.finetune.config import FinetuneSettings
 from engine.finetune.setup import finetune_setup
@@ -46,7 +47,7 @@ def prepare(workdir: Path, vocab: int) -> tuple[Path, Path, Path]:
     """The instruction set, a tokenizer trained on it, and a base checkpoint of the reference shape."""
     info = build_stdlib_instructions(workdir / "instructions")
     tokenizer_dir = workdir / "tokenizer"
-    Tokenizer.train([info.train_path], tokenizer_dir, vocab)
+    train_tokenizer([info.train_path], tokenizer_dir, vocab)
     config = reference(Tokenizer.load(tokenizer_dir).vocab_size)
     torch.manual_seed(0)
     base = ckpt.save_checkpoint(

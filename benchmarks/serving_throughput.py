@@ -29,10 +29,10 @@ import torch
 from benchmarks.hardware import machine_description
 from benchmarks.report import format_table, write_results
 from engine.data.stdlib_corpus import build_stdlib_corpus
+from engine.data.tokenizer_training import train_tokenizer
 from engine.model import ModelConfig, Transformer
 from engine.net import free_port
 from engine.runs.checkpoint import save_checkpoint
-from engine.tokenizer import Tokenizer
 
 SHAPE = {"d_model": 384, "n_layers": 6, "n_heads": 6, "d_ff": 1024, "max_len": 256}
 PROMPTS = [
@@ -111,7 +111,7 @@ def one_client(url: str, tokens: int, requests: int, model: str | None = None) -
 def make_model(root: Path, vocab: int) -> Path:
     corpus = root / "corpus.jsonl"
     build_stdlib_corpus(corpus, max_bytes=2_000_000)
-    tokenizer = Tokenizer.train([corpus], root / "tokenizer", vocab)
+    tokenizer = train_tokenizer([corpus], root / "tokenizer", vocab)
     config = ModelConfig.from_dict({**SHAPE, "vocab_size": tokenizer.vocab_size})
     torch.manual_seed(0)
     run_dir = root / "runs" / "bench"

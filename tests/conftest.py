@@ -15,9 +15,9 @@ from engine.daemon.model_servers import ModelServerManager
 from engine.daemon.record import RECORD_FILE, live_record
 from engine.data.prepare import prepare_dataset
 from engine.data.stdlib_corpus import build_stdlib_corpus
+from engine.data.tokenizer_training import train_tokenizer
 from engine.model import ModelConfig
 from engine.processes import terminate
-from engine.tokenizer import Tokenizer
 from engine.training.config import TrainConfig
 
 TINY_VOCAB = 512
@@ -55,7 +55,7 @@ def corpus_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer_dir(corpus_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tokenizer") / "tok"
-    Tokenizer.train([corpus_file], out, TINY_VOCAB)
+    train_tokenizer([corpus_file], out, TINY_VOCAB)
     return out
 
 

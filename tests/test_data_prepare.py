@@ -13,6 +13,7 @@ from engine.data.binary import TokenDataset
 from engine.data.meta import DatasetMeta, check_tokenizer, check_vocab, load_dataset_meta
 from engine.data.prepare import prepare_dataset, prepared_dataset_for
 from engine.data.stdlib_corpus import build_stdlib_corpus
+from engine.data.tokenizer_training import train_tokenizer
 from engine.errors import DataError, VocabMismatchError
 from engine.tokenizer import Tokenizer
 
@@ -28,7 +29,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
-    return Tokenizer.train([corpus], tmp_path_factory.mktemp("tok"), vocab_size=400)
+    return train_tokenizer([corpus], tmp_path_factory.mktemp("tok"), vocab_size=400)
 
 
 def many_docs(directory: Path, count: int = 40) -> Path:

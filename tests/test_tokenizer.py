@@ -11,6 +11,7 @@ import pytest
 import sentencepiece as spm
 
 from engine.data.stdlib_corpus import build_stdlib_corpus
+from engine.data.tokenizer_training import train_tokenizer
 from engine.errors import ConfigError, DataError, LLModelError, VocabMismatchError
 from engine.tokenizer import (
     BOS_ID,
@@ -45,7 +46,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenizer(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
-    return Tokenizer.train([corpus], tmp_path_factory.mktemp("tok"), vocab_size=500)
+    return train_tokenizer([corpus], tmp_path_factory.mktemp("tok"), vocab_size=500)
 
 
 def test_special_tokens_have_fixed_ids_0_to_4(tokenizer: Tokenizer) -> None:
@@ -136,7 +137,7 @@ def test_too_large_vocab_for_a_small_corpus_is_lowered_with_a_message(tmp_path: 
     text = tmp_path / "tiny.txt"
     text.write_text("the cat sat on the mat\nthe dog sat on the log\n" * 20)
     messages: list[str] = []
-    tok = Tokenizer.train(text, tmp_path / "tok", vocab_size=5000, log=messages.append)  # a lone path is fine
+    tok = train_tokenizer(text, tmp_path / "tok", vocab_size=5000, log=messages.append)  # a lone path is fine
     assert 300 < tok.vocab_size < 5000
     assert any("vocab_size 5000 is too large" in m and str(tok.vocab_size) in m for m in messages)
     assert Tokenizer.load(tmp_path / "tok").vocab_size == tok.vocab_size
@@ -146,21 +147,21 @@ def test_too_small_vocab_raises_config_error_naming_the_minimum(tmp_path: Path) 
     text = tmp_path / "tiny.txt"
     text.write_text("abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\n" * 5)
     with pytest.raises(ConfigError, match=r"vocab_size 270 is too small .* at least \d+"):
-        Tokenizer.train([text], tmp_path / "tok", vocab_size=270)
+        train_tokenizer([text], tmp_path / "tok", vocab_size=270)
 
 
 def test_empty_corpus_raises_a_one_line_data_error(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("   \n\n")
     with pytest.raises(DataError, match="no text found in") as err:
-        Tokenizer.train([empty], tmp_path / "tok", vocab_size=400)
+        train_tokenizer([empty], tmp_path / "tok", vocab_size=400)
     assert "\n" not in str(err.value)
     assert not (tmp_path / "tok").exists()
 
 
 def test_missing_input_file_raises_data_error_naming_the_path(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nope\.txt: no such file"):
-        Tokenizer.train([tmp_path / "nope.txt"], tmp_path / "tok", vocab_size=400)
+        train_tokenizer([tmp_path / "nope.txt"], tmp_path / "tok", vocab_size=400)
 
 
 def test_load_without_a_model_names_the_expected_file(tmp_path: Path) -> None:
@@ -189,7 +190,7 @@ def test_trains_on_chat_jsonl_and_keeps_role_markers_whole(tmp_path: Path) -> No
     }
     chat.write_text("\n".join(json.dumps(record) for _ in range(30)) + "\n{broken\n")
     messages: list[str] = []
-    tok = Tokenizer.train([chat], tmp_path / "tok", vocab_size=300, log=messages.append)
+    tok = train_tokenizer([chat], tmp_path / "tok", vocab_size=300, log=messages.append)
     rendered = tok.apply_chat_template(record["conversation"], add_generation_prompt=False)
     assert tok.decode(tok.encode(rendered)) == rendered
     assert tok.piece_to_id("<|assistant|>") in tok.encode(rendered)
@@ -197,13 +198,13 @@ def test_trains_on_chat_jsonl_and_keeps_role_markers_whole(tmp_path: Path) -> No
 
 
 def test_input_sentence_size_caps_the_lines_sampled(corpus: Path, tmp_path: Path) -> None:
-    tok = Tokenizer.train([corpus], tmp_path / "tok", vocab_size=400, input_sentence_size=100)
+    tok = train_tokenizer([corpus], tmp_path / "tok", vocab_size=400, input_sentence_size=100)
     assert tok.meta["sentences"] <= 100
 
 
 def test_progress_reports_done_and_total_ending_complete(corpus: Path, tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
-    Tokenizer.train([corpus], tmp_path / "tok", vocab_size=400, progress=lambda d, t: calls.append((d, t)))
+    train_tokenizer([corpus], tmp_path / "tok", vocab_size=400, progress=lambda d, t: calls.append((d, t)))
     assert calls and calls[-1][0] == calls[-1][1] > 0
     assert all(d <= t for d, t in calls)
 
@@ -223,3 +224,18 @@ def test_chat_template_renders_each_role_and_opens_an_assistant_turn(tokenizer: 
 def test_chat_template_rejects_an_unknown_role_with_the_accepted_ones(tokenizer: Tokenizer) -> None:
     with pytest.raises(DataError, match="unknown chat role 'wizard'; use one of system, user, assistant"):
         tokenizer.apply_chat_template([{"role": "wizard", "content": "hi"}])
+
+
+def test_a_tokenizer_trains_on_documents_in_memory_and_names_their_sources(tmp_path: Path) -> None:
+    lines = [f"def handler_{i}(request):\n    return request.reply({i})\n" for i in range(200)]
+    passes: list[int] = []
+
+    def documents() -> list[str]:
+        passes.append(1)
+        return lines
+
+    tok = Tokenizer.train(documents, tmp_path / "tok", vocab_size=300, sources=["handlers.py"])
+    assert len(passes) >= 2  # counted once, then read again to train
+    assert tok.meta["sources"] == ["handlers.py"] and tok.decode(tok.encode(lines[7])) == lines[7]
+    with pytest.raises(DataError, match=r"no text found in memory\.txt"):
+        Tokenizer.train(lambda: [], tmp_path / "none", vocab_size=300, sources=["memory.txt"])

@@ -90,10 +90,10 @@ def run_job(run_dir: Path, should_stop: StopCheck) -> dict[str, Any]:
 
 
 def _tokenizer(run_dir: Path, spec: TokenizerSpec, should_stop: StopCheck) -> dict[str, Any]:
-    from engine.tokenizer import Tokenizer
+    from engine.data.tokenizer_training import train_tokenizer
 
     with EventLog(run_dir) as events:
-        tokenizer = Tokenizer.train(
+        tokenizer = train_tokenizer(
             [Path(p) for p in spec.inputs],
             Path(spec.output),
             spec.vocab_size,

@@ -15,6 +15,7 @@ from engine.data.binary import TokenDataset
 from engine.data.meta import is_prepared_dataset
 from engine.data.prepare import prepare_dataset
 from engine.data.stdlib_corpus import build_stdlib_corpus
+from engine.data.tokenizer_training import train_tokenizer
 from engine.evaluation.in_training import task_evaluators
 from engine.generation import SamplingParams, generate
 from engine.model import ModelConfig
@@ -86,7 +87,7 @@ def run_quickstart(
         log(f"corpus: {info.files:,} files, {info.bytes / 1e6:.1f} MB")
     if not (tokenizer_dir / "tokenizer.model").is_file():
         with stage(f"training a {opts.vocab_size}-token BPE tokenizer") as progress:
-            Tokenizer.train([corpus], tokenizer_dir, opts.vocab_size, progress=progress, log=log)
+            train_tokenizer([corpus], tokenizer_dir, opts.vocab_size, progress=progress, log=log)
     tokenizer = Tokenizer.load(tokenizer_dir)
     if not is_prepared_dataset(dataset_dir):
         with stage("tokenizing the corpus") as progress:

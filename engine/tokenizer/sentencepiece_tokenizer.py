@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -72,11 +72,11 @@ class Tokenizer:
     @classmethod
     def train(
         cls,
-        inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+        documents: Callable[[], Iterable[str]],
         output_dir: Path | str,
         vocab_size: int = DEFAULT_VOCAB_SIZE,
         *,
-        input_format: str = "auto",
+        sources: Sequence[str | os.PathLike[str]],
         character_coverage: float = CHARACTER_COVERAGE,
         max_sentence_length: int = 16384,
         input_sentence_size: int = INPUT_SENTENCE_SIZE,
@@ -84,19 +84,10 @@ class Tokenizer:
         progress: Progress | None = None,
         log: Log | None = None,
     ) -> Tokenizer:
-        """Train on text/JSONL/chat/HF ``inputs``, save into ``output_dir`` and return the tokenizer."""
-        # Imported here because engine.data's readers import this package's chat template.
-        from engine.data.readers import iter_documents
-
-        paths = [Path(inputs)] if isinstance(inputs, str | os.PathLike) else [Path(p) for p in inputs]
-        passes = 0
-
-        def documents() -> Iterator[str]:
-            nonlocal passes
-            passes += 1
-            # Bad lines are reported on the first pass only; later passes re-read the same files.
-            return iter_documents(paths, input_format=input_format, on_bad_line=log if passes == 1 else None)
-
+        """Train on the text of ``documents()`` (called once per pass), read from ``sources``; save into
+        ``output_dir`` and return the tokenizer. Reading files of every format is ``engine.data``'s
+        ``train_tokenizer``."""
+        paths = [Path(p) for p in sources]
         trained = train_bpe(
             documents,
             vocab_size,
