@@ -29,6 +29,7 @@ def test_missing_input_file(capsys, tmp_path):
     assert_one_line_error(result, "nope.txt")
 
 
+@pytest.mark.slow
 def test_empty_corpus(capsys, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
@@ -36,6 +37,7 @@ def test_empty_corpus(capsys, tmp_path):
     assert_one_line_error(result, "empty")
 
 
+@pytest.mark.slow
 def test_malformed_jsonl_line_in_strict_mode_names_file_and_line(capsys, tmp_path, tokenizer_dir):
     data = tmp_path / "data.jsonl"
     data.write_text('{"text": "fine"}\n{"text": broken\n')
@@ -62,6 +64,7 @@ def test_malformed_config_json(capsys, tmp_path, dataset_dir):
     assert_one_line_error(result, "bad.json:2")
 
 
+@pytest.mark.slow
 def test_vocab_mismatch_between_config_and_dataset(capsys, tmp_path, dataset_dir):
     config = tmp_path / "tiny.json"
     ModelConfig.from_preset("nano", vocab_size=1000).save(config)
@@ -87,6 +90,7 @@ def test_unknown_preset(capsys, tmp_path):
     assert_one_line_error(result, "unknown preset 'huge'")
 
 
+@pytest.mark.slow
 def test_config_from_another_shape_than_the_checkpoint(capsys, tmp_path, dataset_dir):
     config = tmp_path / "nano.json"
     ModelConfig.from_dict({**ModelConfig.from_preset("nano").to_dict(), "d_model": 32, "d_ff": 64}).save(

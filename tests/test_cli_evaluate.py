@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.client import EngineClient
 from engine.workspace import workspace_root
 from tests.cli_runner import run_cli
 from tests.test_cli_errors import assert_one_line_error
 
 
+@pytest.mark.slow
 def test_evaluate_runs_tasks_as_a_job_and_records_every_result(capsys, served_run_dir):
     result = run_cli(capsys, "evaluate", "--model-path", str(served_run_dir), "--tasks", "stdlib-names,stdlib-ppl",
                      "--limit", "4")  # fmt: skip
@@ -62,6 +65,7 @@ def test_bad_tasks_are_one_line_errors_before_any_job(capsys, served_run_dir):
     )
 
 
+@pytest.mark.slow
 def test_benchmark_measures_speed_latency_memory_and_says_when_energy_is_unavailable(capsys, served_run_dir):
     result = run_cli(capsys, "benchmark", "--model-path", str(served_run_dir), "--new-tokens", "8", "--json")
     assert result.code == 0, result.err
@@ -73,6 +77,7 @@ def test_benchmark_measures_speed_latency_memory_and_says_when_energy_is_unavail
     assert "energy_j_per_token" in values or "unavailable" in figures["settings"]["energy"]
 
 
+@pytest.mark.slow
 def test_training_with_eval_tasks_draws_them_as_curves(capsys, tmp_path, dataset_dir):
     config = tmp_path / "nano.json"
     run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))

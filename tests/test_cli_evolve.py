@@ -34,6 +34,7 @@ def evolve(capsys, space_file: Path, dataset_dir: Path, *extra: str):
                    "6", "--population", "2", "--seed", "3", *extra)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_tiny_study_runs_every_trial_as_a_run_and_reports_and_exports_the_best(
     capsys, space_file, dataset_dir
 ):
@@ -87,6 +88,7 @@ def test_a_tiny_study_runs_every_trial_as_a_run_and_reports_and_exports_the_best
         assert {t["name"] for t in client.get("/api/tasks")} >= {"stdlib-ppl", "hellaswag"}
 
 
+@pytest.mark.slow
 def test_a_cancelled_study_resumes_to_exactly_its_trials(capsys, space_file, dataset_dir):
     queued = evolve(capsys, space_file, dataset_dir, "--trials", "4", "--study", "stop", "--detach")
     assert queued.code == 0, queued.err
@@ -134,6 +136,7 @@ def test_bad_studies_are_one_line_errors(capsys, tmp_path, space_file, dataset_d
     assert_one_line_error(run_cli(capsys, "evolve", "show", "nowhere"), "no study nowhere")
 
 
+@pytest.mark.slow
 def test_resuming_with_another_space_changes_nothing(capsys, tmp_path, space_file, dataset_dir):
     assert evolve(capsys, space_file, dataset_dir, "--trials", "1", "--study", "same").code == 0
     other = tmp_path / "other.yaml"

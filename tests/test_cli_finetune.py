@@ -31,6 +31,7 @@ def adapters(capsys) -> list[dict]:
     return json.loads(result.out)
 
 
+@pytest.mark.slow
 def test_lora_finetune_leaves_an_adapter_that_generate_merge_and_the_catalog_know(
     capsys, tmp_path, served_run_dir, sums
 ):
@@ -63,6 +64,7 @@ def test_lora_finetune_leaves_an_adapter_that_generate_merge_and_the_catalog_kno
     assert adapters(capsys) == [] and not Path(row["path"]).exists()
 
 
+@pytest.mark.slow
 def test_full_finetune_and_qlora_run_as_jobs(capsys, served_run_dir, sums):
     full = run_cli(capsys, "finetune", "--model-path", str(served_run_dir), "--data-path", str(sums), *TRAIN)
     assert full.code == 0, full.err
@@ -92,6 +94,7 @@ def test_bad_lora_settings_are_one_line_errors_before_any_job_starts(
     assert_one_line_error(result, *fragments)
 
 
+@pytest.mark.slow
 def test_data_with_no_assistant_turn_fails_the_job_in_one_line(capsys, tmp_path, served_run_dir):
     data = tmp_path / "users.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
@@ -101,6 +104,7 @@ def test_data_with_no_assistant_turn_fails_the_job_in_one_line(capsys, tmp_path,
     assert_one_line_error(result, "has an assistant turn to train on", "--train-on-inputs")
 
 
+@pytest.mark.slow
 def test_an_adapter_for_another_base_is_refused_naming_both(capsys, tmp_path, served_run_dir, sums):
     trained = run_cli(
         capsys, "lora-finetune", "--model-path", str(served_run_dir), "--data-path", str(sums), *TRAIN,

@@ -8,7 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.cli_runner import run_cli
+
+pytestmark = pytest.mark.slow  # every test trains a model through the CLI's jobs
 
 
 def runs(capsys) -> list[dict]:

@@ -14,6 +14,8 @@ import pytest
 from tests.cli_runner import run_cli
 from tests.conftest import stop_engines
 
+pytestmark = pytest.mark.slow  # every test reads runs the engine trained
+
 
 class _StringCapture:
     """``capsys.readouterr`` for module-scoped set-up, which cannot use capsys: output since the last call."""

@@ -63,6 +63,7 @@ def test_remove_deletes_the_folder_and_forgets_the_choice(capsys, in_tmp):
     assert workspace_root() == in_tmp / "workspaces" / "default"
 
 
+@pytest.mark.slow
 def test_remove_refuses_while_an_engine_serves_the_workspace(capsys, in_tmp):
     run_cli(capsys, "workspace", "create", "lab")
     assert run_cli(capsys, "engine", "start", "--workspace", str(in_tmp / "workspaces" / "lab")).code == 0

@@ -55,6 +55,7 @@ def test_preparing_twice_gives_byte_identical_files(
         assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_files_as_in_process(
     corpus: Path, tokenizer: Tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

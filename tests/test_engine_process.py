@@ -42,7 +42,7 @@ from engine.training.trainer import Trainer
 from tests.cli_runner import run_cli
 from tests.conftest import TINY_VOCAB, stop_engines
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]  # every test starts an engine
 
 Event = dict[str, Any]
 

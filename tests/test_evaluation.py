@@ -156,6 +156,7 @@ def test_a_short_text_scores_like_one_forward_pass_and_a_long_one_window_by_wind
 # -- tasks ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_built_in_tasks_run_offline_and_report_their_chance_level(scorer):
     report = run_task(builtin_tasks()["stdlib-names"], scorer, EvalSettings(limit=8))
     assert [s.metric for s in report.scores] == ["acc", "acc_norm"] and report.scores[0].n == 8
@@ -276,6 +277,7 @@ class Answers:
         return [self.completion for _ in requests]
 
 
+@pytest.mark.slow
 def test_canonical_solutions_pass_and_wrong_ones_fail_in_a_separate_process(tmp_path):
     data = tmp_path / "humaneval.jsonl"
     data.write_text(json.dumps(PROBLEM) + "\n")
@@ -287,6 +289,7 @@ def test_canonical_solutions_pass_and_wrong_ones_fail_in_a_separate_process(tmp_
     )
 
 
+@pytest.mark.slow
 def test_a_candidate_that_hangs_or_grabs_memory_is_stopped():
     assert run_program("while True:\n    pass\n", timeout=1.0).reason == "timed out"
     greedy = run_program("x = bytearray(4 << 30)\n", timeout=5.0)
@@ -297,6 +300,7 @@ def test_a_candidate_that_hangs_or_grabs_memory_is_stopped():
 # -- the same numbers as lm-evaluation-harness ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_lm_evaluation_harness_gets_the_same_accuracy_and_perplexity(tmp_path, tokenizer):
     lm_eval = pytest.importorskip("lm_eval")
     from lm_eval.api.model import TemplateLM

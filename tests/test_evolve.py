@@ -244,6 +244,7 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
     assert failed[0].reason == "RuntimeError: CUDA out of memory (simulated)"
 
 
+@pytest.mark.slow
 def test_a_real_trial_is_pruned_when_its_validation_loss_is_hopeless(tmp_path, dataset_dir, tokenizer_dir):
     config = settings(data_path=str(dataset_dir), tokenizer_path=str(tokenizer_dir), budget_steps=8,
                       base_train={"batch_size": 2, "seq_len": 32, "eval_interval": 2, "eval_batches": 1,
@@ -258,6 +259,7 @@ def test_a_real_trial_is_pruned_when_its_validation_loss_is_hopeless(tmp_path, d
     )
 
 
+@pytest.mark.slow
 def test_a_trial_trains_a_real_run_and_reports_its_objectives(tmp_path, dataset_dir, tokenizer_dir):
     config = settings(data_path=str(dataset_dir), tokenizer_path=str(tokenizer_dir), budget_steps=4,
                       objectives=["val_loss", "params", "latency"], sampler="nsga2",
@@ -279,6 +281,7 @@ def start_worker(journal: Path, name: str, folder: Path, seconds: float) -> subp
     )
 
 
+@pytest.mark.slow
 def test_two_worker_processes_on_one_journal_complete_exactly_n_trials(tmp_path):
     journal = tmp_path / "shared.journal"
     create_study("two", settings(n_trials=8), str(journal), resume=False)
@@ -296,6 +299,7 @@ def test_two_worker_processes_on_one_journal_complete_exactly_n_trials(tmp_path)
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
 
 
+@pytest.mark.slow
 def test_a_trial_whose_worker_was_killed_is_failed_and_retried_on_resume(tmp_path):
     journal = tmp_path / "k.journal"
     create_study("k", settings(n_trials=3), str(journal), resume=False)
@@ -356,6 +360,7 @@ def test_results_pareto_front_best_so_far_and_export(tmp_path):
         pick_trial(study, 99)
 
 
+@pytest.mark.slow
 def test_the_final_validation_is_the_objective_never_a_reason_to_prune(tmp_path, dataset_dir, tokenizer_dir):
     config = settings(data_path=str(dataset_dir), tokenizer_path=str(tokenizer_dir), budget_steps=4,
                       base_train={"batch_size": 2, "seq_len": 32, "eval_interval": 4, "eval_batches": 1,

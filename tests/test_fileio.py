@@ -31,6 +31,7 @@ def test_a_failure_leaves_the_old_directory_untouched(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+@pytest.mark.slow
 def test_the_temporary_directory_of_a_dead_process_is_cleared_next_time(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()

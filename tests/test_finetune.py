@@ -314,6 +314,7 @@ def test_an_all_linear_adapter_of_a_gelu_model_names_the_projections_it_has_and_
     )
 
 
+@pytest.mark.slow
 def test_peft_loads_our_adapter_onto_our_model_and_gets_our_logits(tmp_path, config, base_checkpoint):
     peft = pytest.importorskip("peft")
     settings = LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj", "down_proj"])
@@ -470,6 +471,7 @@ def step_losses(run_dir: Path) -> list[tuple[int, float]]:
     return [(e["step"], e["loss"]) for e in read_events(run_dir / "events.jsonl") if e["type"] == "step"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_a_resumed_fine_tuning_run_repeats_the_uninterrupted_losses(
     tmp_path, served_run_dir, sft_file, method
@@ -489,6 +491,7 @@ def test_a_resumed_fine_tuning_run_repeats_the_uninterrupted_losses(
         assert set(ckpt.load_tensors(saved)) == {k for k in ckpt.load_tensors(saved) if "lora_" in k}
 
 
+@pytest.mark.slow
 def test_a_lora_run_lowers_the_validation_loss_and_samples_in_the_chat_template(
     tmp_path, served_run_dir, sft_file
 ):
@@ -505,6 +508,7 @@ def test_a_lora_run_lowers_the_validation_loss_and_samples_in_the_chat_template(
     assert 0 < status["trainable_parameters"] < status["parameters"]
 
 
+@pytest.mark.slow
 def test_without_data_a_fine_tune_uses_the_embedded_instruction_set_built_once_in_the_workspace(tmp_path):
     from engine.data.stdlib_corpus import workspace_instructions
 

@@ -85,6 +85,7 @@ def test_a_target_the_model_lacks_or_an_unknown_one_fails_as_applying_lora_does(
         assert str(ours.value) == str(theirs.value)
 
 
+@pytest.mark.slow
 def test_the_sizing_never_imports_torch():
     probe = "import sys, engine.finetune.sizing; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

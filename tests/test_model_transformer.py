@@ -450,6 +450,7 @@ def test_state_dict_round_trip_reproduces_the_logits():
 # -- variants train -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides",
     [

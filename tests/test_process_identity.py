@@ -21,6 +21,8 @@ from engine.daemon.supervisor import Supervisor
 from engine.processes import ProcessRef, start_ticks, terminate
 from tests.cli_runner import run_cli
 
+pytestmark = pytest.mark.slow  # every test starts an unrelated process
+
 
 @pytest.fixture
 def stranger() -> Iterator[subprocess.Popen]:

@@ -123,6 +123,7 @@ def test_the_command_gives_the_same_answer_with_and_without_the_index(capsys, tm
     assert fast_table.out == slow_table.out and "run-2" in fast_table.out and "run-1" not in fast_table.out
 
 
+@pytest.mark.slow
 def test_the_installed_script_answers_from_the_index_without_loading_duckdb_or_typer(tmp_path: Path) -> None:
     seed(tmp_path)
     probe = (

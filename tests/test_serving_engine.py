@@ -17,6 +17,8 @@ from engine.net import free_port
 from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # the engine starts model server processes
+
 
 @pytest.fixture
 def trained_run(tmp_path, dataset_dir, tokenizer_dir):

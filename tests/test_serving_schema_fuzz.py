@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, settings
 
 from tests.serving_fixtures import live_server
 
+pytestmark = pytest.mark.slow  # hundreds of generated requests: tens of seconds
+
 WAIT = 20.0  # seconds a single request may take before it counts as hung
 
 

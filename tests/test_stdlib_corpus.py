@@ -64,6 +64,7 @@ def test_sources_are_listed_in_sorted_order() -> None:
     assert names == sorted(names)
 
 
+@pytest.mark.slow
 def test_chat_set_pairs_pydoc_questions_with_docstring_summaries(tmp_path: Path) -> None:
     info = build_stdlib_chat_set(tmp_path / "chat.jsonl")
     assert info.items > 1000

@@ -28,6 +28,7 @@ def train(config, settings, dataset_dir, run_dir, tokenizer_dir=None, **kwargs):
     return Trainer(config, settings, dataset_dir, run_dir, tokenizer_path=tokenizer_dir, **kwargs).run()
 
 
+@pytest.mark.slow
 def test_training_lowers_the_validation_loss(nano_config, quick_train_config, dataset_dir, tmp_path):
     settings = dataclasses.replace(quick_train_config, max_steps=40, eval_interval=40, warmup_steps=5)
     result = train(nano_config, settings, dataset_dir, tmp_path / "run")
@@ -35,6 +36,7 @@ def test_training_lowers_the_validation_loss(nano_config, quick_train_config, da
     assert result.final_metrics["val_loss"] < math.log(nano_config.vocab_size) - 0.5
 
 
+@pytest.mark.slow
 def test_resume_after_interrupt_continues_the_same_loss_curve(
     nano_config, quick_train_config, dataset_dir, tmp_path
 ):
@@ -64,6 +66,7 @@ def test_resume_after_interrupt_continues_the_same_loss_curve(
     assert got == expected, "a resumed run repeats the uninterrupted losses exactly"
 
 
+@pytest.mark.slow
 def test_events_file_records_steps_evaluations_samples_and_checkpoints(
     nano_config, quick_train_config, dataset_dir, tokenizer_dir, tmp_path
 ):
@@ -83,6 +86,7 @@ def test_events_file_records_steps_evaluations_samples_and_checkpoints(
     assert run["status"] == "completed" and run["step"] == 12
 
 
+@pytest.mark.slow
 def test_checkpoints_keep_the_last_k_and_the_best(nano_config, quick_train_config, dataset_dir, tmp_path):
     train(nano_config, quick_train_config, dataset_dir, tmp_path / "run")
     checkpoints = tmp_path / "run" / "checkpoints"
@@ -96,6 +100,7 @@ def test_checkpoints_keep_the_last_k_and_the_best(nano_config, quick_train_confi
     assert meta["data_position"]["step"] == 12 and meta["tokens_seen"] == 12 * 4 * 32
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_its_marker_is_never_used(
     nano_config, quick_train_config, dataset_dir, tmp_path
 ):
@@ -106,6 +111,7 @@ def test_a_checkpoint_without_its_marker_is_never_used(
     assert found.step == 8
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_is_detected_and_the_previous_one_used(
     nano_config, quick_train_config, dataset_dir, tmp_path
 ):
@@ -122,6 +128,7 @@ def test_a_corrupt_checkpoint_is_detected_and_the_previous_one_used(
         ckpt.verify_checkpoint(weights.parent)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_refuses_a_config_of_another_shape(
     nano_config, quick_train_config, dataset_dir, tmp_path
 ):
@@ -139,6 +146,7 @@ def test_vocab_mismatch_is_caught_before_training(nano_config, quick_train_confi
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adamw", "lion"])
 def test_both_optimizers_train(nano_config, quick_train_config, dataset_dir, tmp_path, optimizer):
     lr = 1e-3 if optimizer == "lion" else 3e-3
@@ -150,6 +158,7 @@ def test_both_optimizers_train(nano_config, quick_train_config, dataset_dir, tmp
     assert result.final_metrics["loss"] < first - 0.3
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_and_bf16_autocast_run_on_cpu(
     nano_config, quick_train_config, dataset_dir, tmp_path
 ):
@@ -182,6 +191,7 @@ def test_training_config_rejects_unknown_keys_in_one_line():
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_attention_snapshots_are_recorded_on_the_probe_text(
     nano_config, quick_train_config, dataset_dir, tokenizer_dir, tmp_path
 ):

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.widgets import DataTable, Select, SelectionList
 
 from engine.finetune.config import FinetuneSettings, training_defaults
@@ -35,6 +36,8 @@ from tests.tui_fakes import (
     trial,
 )
 from tests.tui_helpers import mounted, wait_for
+
+pytestmark = pytest.mark.slow  # the workbench driven through Pilot, and the CLI's jobs
 
 SIZE = (120, 40)
 

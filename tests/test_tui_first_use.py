@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual import events
 from textual.geometry import Region
 from textual.widget import Widget
@@ -23,6 +24,8 @@ from llmodel_app.tui.components.workspace_tree import WorkspaceTree
 from llmodel_app.tui.workbench_state import STATE_FILE
 from tests.tui_fakes import NANO, RUN_A, RUN_B, TOKENS, WORKSPACE, FakeClient, attention, factory
 from tests.tui_helpers import mounted, wait_for
+
+pytestmark = pytest.mark.slow  # the workbench driven through Pilot: seconds a test
 
 
 def run(scenario: Any) -> None:

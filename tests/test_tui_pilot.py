@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.command import CommandList, CommandPalette
 
 from engine.model.config import ModelConfig
@@ -19,6 +20,8 @@ from llmodel_app.tui.components.metric_chart import MetricChart
 from tests.cli_runner import run_cli
 from tests.tui_fakes import RUN_A, WORKSPACE, FakeClient, factory, make_run
 from tests.tui_helpers import mounted, wait_for
+
+pytestmark = pytest.mark.slow  # the workbench driven through Pilot: seconds a test
 
 SIZE = (120, 40)
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 
 from llmodel_app.tui.app import LLModelApp
 from llmodel_app.tui.components.chat_message import ChatMessage
 from tests.tui_fakes import RUN_A, RUN_B, WORKSPACE, FakeClient, factory
 from tests.tui_helpers import mounted, wait_for
+
+pytestmark = pytest.mark.slow  # the workbench driven through Pilot: seconds a test
 
 SIZE = (120, 40)
 

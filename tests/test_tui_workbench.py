@@ -18,7 +18,7 @@ from llmodel_app.tui.components.metric_chart import MetricChart
 from llmodel_app.tui.components.workspace_tree import WorkspaceTree
 from tests.tui_helpers import mounted, submit_run, train_run, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # a real engine trains, serves and fine-tunes
 
 
 def test_a_trained_run_opens_charts_attention_chat_and_rest(
