@@ -137,27 +137,42 @@ def _apply_trial(batch: EventBatch, event: dict[str, Any], when: float) -> None:
     assert number is not None
     objectives = event.get("objectives")
     batch.trials[(event["study"], number)] = (
-        event["study"], number, event.get("run_id") if isinstance(event.get("run_id"), str) else None,
-        str(event.get("state") or "running"), json.dumps(event.get("params") or {}, separators=(",", ":")),
+        event["study"],
+        number,
+        event.get("run_id") if isinstance(event.get("run_id"), str) else None,
+        str(event.get("state") or "running"),
+        json.dumps(event.get("params") or {}, separators=(",", ":")),
         json.dumps(objectives, separators=(",", ":")) if isinstance(objectives, dict) else None,
-        event.get("reason") if isinstance(event.get("reason"), str) else None, when,
-    )  # fmt: skip
+        event.get("reason") if isinstance(event.get("reason"), str) else None,
+        when,
+    )
 
 
 def _apply_result(batch: EventBatch, event: dict[str, Any], when: float) -> None:
     """A task's scores (``result`` event of an evaluation) as eval_results rows."""
-    baseline = event.get("baseline") if isinstance(event.get("baseline"), dict) else {}
+    baseline = event.get("baseline")
+    if not isinstance(baseline, dict):
+        baseline = {}
     settings = json.dumps(event.get("settings") or {}, separators=(",", ":"))
     for score in event["scores"]:
         if not isinstance(score, dict) or not isinstance(score.get("metric"), str):
             continue
         batch.results.append(
             (
-                event.get("model"), event.get("checkpoint"), _int(event.get("step")), event.get("adapter"),
-                event["task"], score["metric"], _number(score.get("value")), _number(score.get("stderr")),
-                _int(score.get("n")), _number(baseline.get(score["metric"])), settings, when,
+                event.get("model"),
+                event.get("checkpoint"),
+                _int(event.get("step")),
+                event.get("adapter"),
+                event["task"],
+                score["metric"],
+                _number(score.get("value")),
+                _number(score.get("stderr")),
+                _int(score.get("n")),
+                _number(baseline.get(score["metric"])),
+                settings,
+                when,
             )
-        )  # fmt: skip
+        )
 
 
 def _apply_status(batch: EventBatch, event: dict[str, Any], step: int | None, when: float) -> None:

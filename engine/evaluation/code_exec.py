@@ -40,10 +40,15 @@ def run_program(source: str, timeout: float = TIMEOUT) -> Outcome:
         path = Path(tmp) / "candidate.py"
         path.write_text(source, encoding="utf-8")
         process = subprocess.Popen(
-            [sys.executable, "-I", str(path)], cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            preexec_fn=_limits, start_new_session=True,
-        )  # fmt: skip
+            [sys.executable, "-I", str(path)],
+            cwd=tmp,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            preexec_fn=_limits,
+            start_new_session=True,
+        )
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -99,10 +99,12 @@ class ModelScorer:
             scored = self.score_pairs(pairs)
             results.append(
                 Loglikelihood(
-                    sum(s.logprob for s in scored), len(ids), all(s.greedy for s in scored),
+                    sum(s.logprob for s in scored),
+                    len(ids),
+                    all(s.greedy for s in scored),
                     sum(s.correct for s in scored),
                 )
-            )  # fmt: skip
+            )
         return results
 
     def generate_until(

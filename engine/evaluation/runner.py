@@ -58,12 +58,17 @@ def run_task(
         "code": _code,
     }
     scores, baseline = runner[task.kind](task, scorer, docs, settings, progress or (lambda done, total: None))
-    recorded = {"limit": limit, "documents": len(docs), "data_path": data}
+    recorded: dict[str, Any] = {"limit": limit, "documents": len(docs), "data_path": data}
     if task.kind == "perplexity":
         recorded["stride"] = settings.stride or scorer.max_len
     if task.kind in ("generate", "code"):
-        recorded |= {"temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed,
-                     "max_tokens": task.max_tokens, "until": task.until}  # fmt: skip
+        recorded |= {
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "seed": settings.seed,
+            "max_tokens": task.max_tokens,
+            "until": task.until,
+        }
     return TaskReport(
         task.name, task.kind, scores, task.chance, time.perf_counter() - started, recorded, baseline
     )
@@ -76,9 +81,11 @@ def _perplexity(task: Task, scorer: ModelScorer, docs: list[Doc], settings: Eval
         results.extend(scorer.loglikelihood_rolling([text], stride=settings.stride))
         progress(done, len(texts))
     scores = metrics.language_modelling(
-        [r.logprob for r in results], [r.tokens for r in results], [len(t.encode("utf-8")) for t in texts],
+        [r.logprob for r in results],
+        [r.tokens for r in results],
+        [len(t.encode("utf-8")) for t in texts],
         sum(r.correct for r in results),
-    )  # fmt: skip
+    )
     vocab = scorer.model.config.vocab_size
     return scores, {"perplexity": float(vocab), "cross_entropy": math.log(vocab)}
 
@@ -120,9 +127,13 @@ def _sampling(task: Task, settings: EvalSettings, context: int) -> SamplingParam
     """The task's generation settings; a small model's context keeps half of itself for the prompt (which is cut
     from the left if longer, as lm-evaluation-harness does)."""
     return SamplingParams(
-        max_new_tokens=min(task.max_tokens, context // 2), temperature=settings.temperature, top_p=settings.top_p,
-        do_sample=settings.temperature > 0, seed=settings.seed, stop=list(task.until),
-    )  # fmt: skip
+        max_new_tokens=min(task.max_tokens, context // 2),
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        do_sample=settings.temperature > 0,
+        seed=settings.seed,
+        stop=list(task.until),
+    )
 
 
 def _generations(
@@ -183,10 +194,14 @@ def _code(task: Task, scorer: ModelScorer, docs: list[Doc], settings: EvalSettin
 
 
 def run_tasks(
-    tasks: list[Task], scorer: ModelScorer, settings: EvalSettings, *,
-    on_result: Callable[[TaskReport], None], stage: Callable[[str], Progress] | None = None,
+    tasks: list[Task],
+    scorer: ModelScorer,
+    settings: EvalSettings,
+    *,
+    on_result: Callable[[TaskReport], None],
+    stage: Callable[[str], Progress] | None = None,
     should_stop: Callable[[], bool] | None = None,
-) -> list[TaskReport]:  # fmt: skip
+) -> list[TaskReport]:
     """Run every task in turn, each result handed on at once; failures are collected and raised at the end."""
     reports, failures = [], []
     for task in tasks:

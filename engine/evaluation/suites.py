@@ -7,7 +7,7 @@ import csv
 import json
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,7 +59,7 @@ def read_records(path: Path, what: str) -> Iterator[dict[str, Any]]:
             raise DataError(f"{path}:{lineno}: malformed JSON ({error.msg})") from None
 
 
-def _needs(task: str, layout: str):  # type: ignore[no-untyped-def]
+def _needs(task: str, layout: str) -> Callable[[Path | None], Iterator[Doc]]:
     """A loader that reads --data-path, or says which file and layout the task expects."""
 
     def load(path: Path | None) -> Iterator[dict[str, Any]]:
@@ -119,25 +119,36 @@ def stdlib_tasks() -> list[Task]:
 
     return [
         Task(
-            "stdlib-ppl", "perplexity",
+            "stdlib-ppl",
+            "perplexity",
             "held-out standard-library source files: cross-entropy, perplexity, bits per byte, token accuracy",
-            _heldout_corpus, chance="uniform over the vocabulary: perplexity = vocab size", default_limit=8,
+            _heldout_corpus,
+            chance="uniform over the vocabulary: perplexity = vocab size",
+            default_limit=8,
         ),
         Task(
-            "stdlib-names", "multiple_choice",
+            "stdlib-names",
+            "multiple_choice",
             "which of four function names fits a held-out docstring (embedded instruction set)",
-            _name_choices, prompt=lambda d: f"Docstring: {d['summary']}\nFunction name:",
-            choices=lambda d: list(d["options"]), gold=lambda d: int(d["gold"]), chance="acc 0.25",
+            _name_choices,
+            prompt=lambda d: f"Docstring: {d['summary']}\nFunction name:",
+            choices=lambda d: list(d["options"]),
+            gold=lambda d: int(d["gold"]),
+            chance="acc 0.25",
         ),
         Task(
-            "stdlib-signatures", "generate",
+            "stdlib-signatures",
+            "generate",
             "docstring → function signature on the held-out instruction set (chat template)",
-            _signatures, prompt=lambda d: render_chat([{"role": "user", "content": d["instruction"]}]),
-            reference=lambda d: d["output"], until=[*ROLE_MARKERS.values(), "\n"], max_tokens=48,
+            _signatures,
+            prompt=lambda d: render_chat([{"role": "user", "content": d["instruction"]}]),
+            reference=lambda d: d["output"],
+            until=[*ROLE_MARKERS.values(), "\n"],
+            max_tokens=48,
             metrics=("exact_match", "bleu", "chrf", "rouge", "distinct"),
             chance="a constant answer (the most common training signature)",
         ),
-    ]  # fmt: skip
+    ]
 
 
 def most_common_signature() -> str:
@@ -171,6 +182,23 @@ def _arc_question(doc: Doc) -> tuple[str, list[str], list[str]]:
         return question["stem"], [c["text"] for c in choices], [c["label"] for c in choices]
     choices = doc["choices"]
     return question, list(choices["text"]), list(choices["label"])
+
+
+def _arc_task(name: str, description: str, layout: str) -> Task:
+    from engine.evaluation.tasks import Task
+
+    return Task(
+        name,
+        "multiple_choice",
+        description,
+        _needs(name, layout),
+        prompt=lambda d: f"Question: {_arc_question(d)[0]}\nAnswer:",
+        choices=lambda d: _arc_question(d)[1],
+        gold=lambda d: _arc_question(d)[2].index(d["answerKey"]),
+        needs_data=True,
+        data_layout=layout,
+        chance="acc 1 / the number of choices (about 0.25)",
+    )
 
 
 def _mmlu(doc: Doc) -> Doc:
@@ -226,42 +254,84 @@ def standard_tasks() -> list[Task]:
     tqa_layout = "a JSONL/parquet file with question and mc1_targets / mc2_targets {choices, labels}"
     gsm_layout = "a JSONL/parquet file with question and answer ('... #### 42')"
     code_layout = "a JSONL file with task_id, prompt, canonical_solution, test and entry_point (HumanEval)"
-    arc = {
-        "prompt": lambda d: f"Question: {_arc_question(d)[0]}\nAnswer:",
-        "choices": lambda d: _arc_question(d)[1],
-        "gold": lambda d: _arc_question(d)[2].index(d["answerKey"]),
-        "chance": "acc 1 / the number of choices (about 0.25)",
-    }
     return [
-        Task("hellaswag", "multiple_choice", "commonsense sentence completion (HellaSwag), acc and acc_norm",
-             _needs("hellaswag", hellaswag_layout), prompt=_hellaswag_context,
-             choices=lambda d: [_hellaswag_text(e) for e in d["endings"]], gold=lambda d: int(d["label"]),
-             needs_data=True, data_layout=hellaswag_layout, chance="acc 0.25"),
-        Task("arc_easy", "multiple_choice", "grade-school science questions, easy set (ARC)",
-             _needs("arc_easy", arc_layout), needs_data=True, data_layout=arc_layout, **arc),
-        Task("arc_challenge", "multiple_choice", "grade-school science questions, challenge set (ARC)",
-             _needs("arc_challenge", arc_layout), needs_data=True, data_layout=arc_layout, **arc),
-        Task("mmlu", "multiple_choice", "multitask knowledge questions with four lettered choices (MMLU)",
-             _needs("mmlu", mmlu_layout), prompt=_mmlu_prompt, choices=lambda d: ["A", "B", "C", "D"],
-             gold=lambda d: _mmlu(d)["answer"], needs_data=True, data_layout=mmlu_layout, chance="acc 0.25"),
-        Task("truthfulqa_mc1", "multiple_choice", "TruthfulQA, one true answer among the choices (MC1)",
-             _needs("truthfulqa_mc1", tqa_layout),
-             prompt=lambda d: f"{TRUTHFULQA_PRIMER}\n\nQ: {d['question']}\nA:",
-             choices=lambda d: list(d["mc1_targets"]["choices"]), gold=lambda d: 0,
-             needs_data=True, data_layout=tqa_layout, chance="acc 1 / the number of choices"),
-        Task("truthfulqa_mc2", "multiple_choice",
-             "TruthfulQA, the normalised probability mass on the true answers (MC2)",
-             _needs("truthfulqa_mc2", tqa_layout),
-             prompt=lambda d: f"{TRUTHFULQA_PRIMER}\n\nQ: {d['question']}\nA:",
-             choices=lambda d: list(d["mc2_targets"]["choices"]), gold=lambda d: 0,
-             labels=lambda d: [int(x) for x in d["mc2_targets"]["labels"]],
-             metrics=("mc2",), needs_data=True, data_layout=tqa_layout, chance="mc2 about the share of true answers"),
-        Task("gsm8k", "generate", "grade-school math word problems, exact match of the final number (GSM8K)",
-             _needs("gsm8k", gsm_layout), prompt=lambda d: f"Question: {d['question']}\nAnswer:",
-             reference=lambda d: final_number(d["answer"]) or "", until=["Question:", "</s>", "\n\n"],
-             max_tokens=256, extract=final_number, metrics=("exact_match",), needs_data=True,
-             data_layout=gsm_layout, chance="exact match about 0"),
-        Task("humaneval", "code", "write a Python function from its docstring; pass@1 by running its tests (HumanEval)",
-             _needs("humaneval", code_layout), prompt=lambda d: d["prompt"], until=CODE_STOPS, max_tokens=256,
-             needs_data=True, data_layout=code_layout, chance="pass@1 0"),
-    ]  # fmt: skip
+        Task(
+            "hellaswag",
+            "multiple_choice",
+            "commonsense sentence completion (HellaSwag), acc and acc_norm",
+            _needs("hellaswag", hellaswag_layout),
+            prompt=_hellaswag_context,
+            choices=lambda d: [_hellaswag_text(e) for e in d["endings"]],
+            gold=lambda d: int(d["label"]),
+            needs_data=True,
+            data_layout=hellaswag_layout,
+            chance="acc 0.25",
+        ),
+        _arc_task("arc_easy", "grade-school science questions, easy set (ARC)", arc_layout),
+        _arc_task("arc_challenge", "grade-school science questions, challenge set (ARC)", arc_layout),
+        Task(
+            "mmlu",
+            "multiple_choice",
+            "multitask knowledge questions with four lettered choices (MMLU)",
+            _needs("mmlu", mmlu_layout),
+            prompt=_mmlu_prompt,
+            choices=lambda d: ["A", "B", "C", "D"],
+            gold=lambda d: _mmlu(d)["answer"],
+            needs_data=True,
+            data_layout=mmlu_layout,
+            chance="acc 0.25",
+        ),
+        Task(
+            "truthfulqa_mc1",
+            "multiple_choice",
+            "TruthfulQA, one true answer among the choices (MC1)",
+            _needs("truthfulqa_mc1", tqa_layout),
+            prompt=lambda d: f"{TRUTHFULQA_PRIMER}\n\nQ: {d['question']}\nA:",
+            choices=lambda d: list(d["mc1_targets"]["choices"]),
+            gold=lambda d: 0,
+            needs_data=True,
+            data_layout=tqa_layout,
+            chance="acc 1 / the number of choices",
+        ),
+        Task(
+            "truthfulqa_mc2",
+            "multiple_choice",
+            "TruthfulQA, the normalised probability mass on the true answers (MC2)",
+            _needs("truthfulqa_mc2", tqa_layout),
+            prompt=lambda d: f"{TRUTHFULQA_PRIMER}\n\nQ: {d['question']}\nA:",
+            choices=lambda d: list(d["mc2_targets"]["choices"]),
+            gold=lambda d: 0,
+            labels=lambda d: [int(x) for x in d["mc2_targets"]["labels"]],
+            metrics=("mc2",),
+            needs_data=True,
+            data_layout=tqa_layout,
+            chance="mc2 about the share of true answers",
+        ),
+        Task(
+            "gsm8k",
+            "generate",
+            "grade-school math word problems, exact match of the final number (GSM8K)",
+            _needs("gsm8k", gsm_layout),
+            prompt=lambda d: f"Question: {d['question']}\nAnswer:",
+            reference=lambda d: final_number(d["answer"]) or "",
+            until=["Question:", "</s>", "\n\n"],
+            max_tokens=256,
+            extract=final_number,
+            metrics=("exact_match",),
+            needs_data=True,
+            data_layout=gsm_layout,
+            chance="exact match about 0",
+        ),
+        Task(
+            "humaneval",
+            "code",
+            "write a Python function from its docstring; pass@1 by running its tests (HumanEval)",
+            _needs("humaneval", code_layout),
+            prompt=lambda d: d["prompt"],
+            until=CODE_STOPS,
+            max_tokens=256,
+            needs_data=True,
+            data_layout=code_layout,
+            chance="pass@1 0",
+        ),
+    ]

@@ -80,8 +80,20 @@ def load_task_file(path: Path) -> Task:
     if not path.is_file():
         raise DataError(f"task file {path} not found")
     spec = read_mapping(path, "task file", DataError)
-    known = {"name", "kind", "description", "data", "prompt", "choices", "answer", "target", "until", "metrics",
-             "max_tokens", "text"}  # fmt: skip
+    known = {
+        "name",
+        "kind",
+        "description",
+        "data",
+        "prompt",
+        "choices",
+        "answer",
+        "target",
+        "until",
+        "metrics",
+        "max_tokens",
+        "text",
+    }
     unknown = sorted(set(spec) - known)
     if unknown:
         raise DataError(f"{path}: unknown key {unknown[0]!r}; a task file takes {', '.join(sorted(known))}")
@@ -93,10 +105,14 @@ def load_task_file(path: Path) -> Task:
     data = (path.parent / spec["data"]).resolve()
     name = str(spec.get("name") or path.stem)
     task = Task(
-        name=name, kind=kind, description=str(spec.get("description") or f"custom task from {path.name}"),
-        load=lambda _: suites.read_records(data, f"task {name}'s data"), needs_data=False,
-        until=list(spec.get("until") or ["\n"]), max_tokens=int(spec.get("max_tokens") or 64),
-    )  # fmt: skip
+        name=name,
+        kind=kind,
+        description=str(spec.get("description") or f"custom task from {path.name}"),
+        load=lambda _: suites.read_records(data, f"task {name}'s data"),
+        needs_data=False,
+        until=list(spec.get("until") or ["\n"]),
+        max_tokens=int(spec.get("max_tokens") or 64),
+    )
     if kind == "perplexity":
         task.text = _template(spec.get("text", "{text}"), path)
     if "prompt" in spec:

@@ -19,9 +19,12 @@ from engine.evolve.trial import trial_configs
 from engine.fileio import write_json_atomic
 
 _STATES = {
-    TrialState.COMPLETE: "complete", TrialState.RUNNING: "running", TrialState.WAITING: "waiting",
-    TrialState.FAIL: "failed", TrialState.PRUNED: "pruned",
-}  # fmt: skip
+    TrialState.COMPLETE: "complete",
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+    TrialState.FAIL: "failed",
+    TrialState.PRUNED: "pruned",
+}
 
 
 @dataclass
@@ -51,8 +54,16 @@ def trial_rows(study: optuna.Study, settings: StudySettings) -> list[TrialRow]:
             state = "rejected"
         objectives = dict(zip(settings.objectives, trial.values, strict=True)) if trial.values else {}
         seconds = trial.duration.total_seconds() if trial.duration else None
-        row = TrialRow(trial.number, state, dict(trial.params), objectives, trial.user_attrs.get("parameters"),
-                       reason, trial.user_attrs.get("run_dir"), seconds)  # fmt: skip
+        row = TrialRow(
+            trial.number,
+            state,
+            dict(trial.params),
+            objectives,
+            trial.user_attrs.get("parameters"),
+            reason,
+            trial.user_attrs.get("run_dir"),
+            seconds,
+        )
         rows.append(row)
     return rows
 

@@ -56,8 +56,16 @@ def run_evolve(
             events.emit("child_run", run_id=run_id, run_dir=str(update.run_dir), kind="trial", config=config)
         elif update.run_dir is not None:
             _end_run(update)
-        events.emit("trial", study=name, number=update.number, run_id=run_id, state=update.state,
-                    params=update.params, objectives=update.objectives, reason=update.reason)  # fmt: skip
+        events.emit(
+            "trial",
+            study=name,
+            number=update.number,
+            run_id=run_id,
+            state=update.state,
+            params=update.params,
+            objectives=update.objectives,
+            reason=update.reason,
+        )
         if update.state == "complete":
             values = ", ".join(f"{k} {v:.4g}" for k, v in (update.objectives or {}).items())
             events.log(f"trial {update.number}: {values}")
@@ -69,8 +77,14 @@ def run_evolve(
         return train_trial(settings, trial, trial_dir, stop)
 
     summary = run_worker(study, settings, workspace, train=train, should_stop=should_stop, on_trial=on_trial)
-    return {"study": name, "storage": url, "completed": summary.completed, "failed": summary.failed,
-            "rejected": summary.rejected, "pruned": summary.pruned}  # fmt: skip
+    return {
+        "study": name,
+        "storage": url,
+        "completed": summary.completed,
+        "failed": summary.failed,
+        "rejected": summary.rejected,
+        "pruned": summary.pruned,
+    }
 
 
 def _complete(study: Any) -> int:

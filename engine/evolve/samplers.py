@@ -73,8 +73,7 @@ class RegularizedEvolutionSampler(BaseSampler):
             return self._rng.choice(others)
         if isinstance(distribution, IntDistribution):
             values = list(range(distribution.low, distribution.high + 1, distribution.step))
-            others = [v for v in values if v != current] or values
-            return self._rng.choice(others)
+            return self._rng.choice([v for v in values if v != current] or values)
         assert isinstance(distribution, FloatDistribution)
         if distribution.log:
             import math

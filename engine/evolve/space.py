@@ -23,13 +23,30 @@ from engine.errors import ConfigError
 from engine.fileio import read_mapping
 
 TRAIN_PARAMS = {
-    "learning_rate", "warmup_steps", "batch_size", "weight_decay", "optimizer", "schedule", "grad_clip",
-    "min_lr_ratio", "beta2",
-}  # fmt: skip
+    "learning_rate",
+    "warmup_steps",
+    "batch_size",
+    "weight_decay",
+    "optimizer",
+    "schedule",
+    "grad_clip",
+    "min_lr_ratio",
+    "beta2",
+}
 MODEL_PARAMS = {
-    "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "d_ff_ratio", "ffn_type", "norm_type", "pos_type",
-    "tie_word_embeddings", "dropout", "norm_first",
-}  # fmt: skip
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "d_ff",
+    "d_ff_ratio",
+    "ffn_type",
+    "norm_type",
+    "pos_type",
+    "tie_word_embeddings",
+    "dropout",
+    "norm_first",
+}
 DISTRIBUTION_KEYS = {"type", "low", "high", "log", "step", "choices"}
 
 HPO: dict[str, dict[str, Any]] = {

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from engine.errors import ConfigError, LLModelError, NotFoundError, first_line
 from engine.evolve.samplers import SAMPLERS, make_sampler
 from engine.evolve.space import SearchSpace
 
-OBJECTIVES = {"val_loss": "minimize", "params": "minimize", "latency": "minimize", "tokens_per_s": "maximize"}
+Direction = Literal["minimize", "maximize"]
+OBJECTIVES: dict[str, Direction] = {
+    "val_loss": "minimize",
+    "params": "minimize",
+    "latency": "minimize",
+    "tokens_per_s": "maximize",
+}
 STUDIES_DIR = "studies"
 SETTINGS_ATTR = "llmodel"
 
@@ -55,7 +61,7 @@ class StudySettings:
         return SearchSpace(**self.space)
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [OBJECTIVES[o] for o in self.objectives]
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,10 +139,19 @@ def create_study(name: str, settings: StudySettings, url: str, *, resume: bool) 
             raise ConfigError(
                 f"study {name} optimises {','.join(stored.objectives)}; resume it with those objectives"
             )
-    sampler = make_sampler(settings.sampler, population=settings.population, seed=settings.seed,
-                           objectives=len(settings.objectives))  # fmt: skip
-    study = optuna.create_study(study_name=name, storage=storage, directions=settings.directions, sampler=sampler,
-                                load_if_exists=resume)  # fmt: skip
+    sampler = make_sampler(
+        settings.sampler,
+        population=settings.population,
+        seed=settings.seed,
+        objectives=len(settings.objectives),
+    )
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=settings.directions,
+        sampler=sampler,
+        load_if_exists=resume,
+    )
     study.set_user_attr(SETTINGS_ATTR, settings.to_dict())
     return study
 
@@ -152,6 +167,7 @@ def load_study(name: str, url: str) -> tuple[Any, StudySettings]:
         )
     study = optuna.load_study(study_name=name, storage=storage)
     settings = StudySettings(**study.user_attrs[SETTINGS_ATTR])
-    study.sampler = make_sampler(settings.sampler, population=settings.population, seed=None,
-                                 objectives=len(settings.objectives))  # fmt: skip
+    study.sampler = make_sampler(
+        settings.sampler, population=settings.population, seed=None, objectives=len(settings.objectives)
+    )
     return study, settings

@@ -66,10 +66,16 @@ def train_trial(
         return should_stop() or prune["now"] or (deadline is not None and time.monotonic() > deadline)
 
     trainer = Trainer(
-        model_config, train_config, Path(settings.data_path), run_dir,
+        model_config,
+        train_config,
+        Path(settings.data_path),
+        run_dir,
         tokenizer_path=Path(settings.tokenizer_path) if settings.tokenizer_path else None,
-        evaluators=task_evaluators(train_config, run_dir), kind="trial", on_event=on_event, should_stop=stop,
-    )  # fmt: skip
+        evaluators=task_evaluators(train_config, run_dir),
+        kind="trial",
+        on_event=on_event,
+        should_stop=stop,
+    )
     result = trainer.run()
     if prune["now"]:
         raise TrialPruned()

@@ -58,10 +58,14 @@ class WorkerSummary:
 
 
 def run_worker(
-    study: optuna.Study, settings: StudySettings, workspace: Path, *,
-    train: Callable[..., list[float]], should_stop: Callable[[], bool] | None = None,
+    study: optuna.Study,
+    settings: StudySettings,
+    workspace: Path,
+    *,
+    train: Callable[..., list[float]],
+    should_stop: Callable[[], bool] | None = None,
     on_trial: Callable[[TrialUpdate], None] = lambda _: None,
-) -> WorkerSummary:  # fmt: skip
+) -> WorkerSummary:
     """Run trials until the study has ``n_trials`` complete (or ``should_stop``). ``train(trial, run_dir, stop)``
     trains one trial and returns its objective values."""
     stop = should_stop or (lambda: False)

@@ -94,7 +94,8 @@ def generate_ids(
     decode_step = DecodeStep(model) if batch == 1 and supports_decode_step(model) else None
     if decode_step is not None:
         arrays = cache_arrays([layer.k for layer in cache.layers], [layer.v for layer in cache.layers])
-    step_ids, length, tokens = input_ids, longest, []
+    tokens: list[int] = []
+    step_ids, length = input_ids, longest
     for _ in range(params.max_new_tokens):
         if decode_step is not None and tokens:
             logits = decode_step(tokens, [cache.length], arrays, [0])

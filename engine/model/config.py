@@ -64,7 +64,7 @@ class ModelConfig:
             )
         if self.head_dim % 2 and self.pos_type == "rope":
             raise ConfigError(f"rope needs an even head size, got d_model/n_heads={self.head_dim}")
-        if self.n_heads % self.n_kv_heads:
+        if self.n_heads % self.kv_heads:
             raise ConfigError(
                 f"n_kv_heads={self.n_kv_heads} does not divide n_heads={self.n_heads}; "
                 "use a divisor of n_heads (n_heads for MHA, 1 for MQA)"
@@ -88,10 +88,15 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
+    @property
+    def kv_heads(self) -> int:
+        """The number of key/value heads: ``n_kv_heads``, or ``n_heads`` where it is unset."""
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
     def num_parameters(self, *, include_embeddings: bool = True) -> int:
         """Exact parameter count of the model this config builds (tied weights counted once)."""
         d, L, hd = self.d_model, self.n_layers, self.head_dim
-        attn = d * d * 2 + 2 * d * (self.n_kv_heads * hd)  # q, o + k, v
+        attn = d * d * 2 + 2 * d * (self.kv_heads * hd)  # q, o + k, v
         ffn = (3 if self.ffn_type == "swiglu" else 2) * d * self.d_ff
         norm = d if self.norm_type == "rmsnorm" else 2 * d
         per_layer = attn + ffn + 2 * norm
@@ -131,7 +136,7 @@ class ModelConfig:
         activations = (
             (act_per_layer * self.n_layers + batch_size * t * self.vocab_size * 4) if training else 0
         )
-        kv_cache = 0 if training else 2 * self.n_layers * batch_size * t * self.n_kv_heads * self.head_dim * 4
+        kv_cache = 0 if training else 2 * self.n_layers * batch_size * t * self.kv_heads * self.head_dim * 4
         total = weights + grads + optimizer + activations + kv_cache
         return {
             "weights": weights,
@@ -190,6 +195,7 @@ class ModelConfig:
 # Sizes of the presets; everything not named takes the dataclass default. Heads are 64 wide up to `small` and
 # 128 wide above; d_ff is SwiGLU's 8/3 x d_model rounded up to a multiple of 256 (as Llama does); the two largest
 # share key/value heads (GQA) to keep their KV caches small.
+# The table keeps one preset a row (`fmt: skip`) so that the sizes compare at a glance.
 PRESETS: dict[str, dict[str, Any]] = {
     "nano": {"vocab_size": 512, "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 128, "max_len": 128},
     "tiny": {"vocab_size": 32000, "d_model": 512, "n_layers": 8, "n_heads": 8, "d_ff": 1536, "max_len": 512},

@@ -20,9 +20,9 @@ from numba import config, njit, prange
 # Parallel kernels may run from several Python threads at once (the model server beside a chat): only the
 # OpenMP and TBB layers allow that; numba's fallback layer would abort the process instead.
 config.THREADING_LAYER = "threadsafe"
-# fastmath lets the compiler vectorise and reassociate the float32 sums, as BLAS does; compiled code is cached
-# beside this file (or in the user's cache when that is read-only), so only the first use compiles (~6 s).
-_KERNEL = {"fastmath": True, "cache": True, "nogil": True}
+# Every kernel compiles with fastmath, which lets the compiler vectorise and reassociate the float32 sums, as
+# BLAS does, and caches its code beside this file (or in the user's cache when that is read-only), so only the
+# first use compiles (~6 s).
 
 
 def check() -> None:
@@ -34,7 +34,7 @@ def check() -> None:
         raise RuntimeError(f"the compiled product gave {out}, expected 4s")
 
 
-@njit(parallel=True, **_KERNEL)
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def matmul(x: np.ndarray, weight_t: np.ndarray, parts: np.ndarray, out: np.ndarray) -> None:
     """``out = x @ weight_t`` for a few rows ``x`` (B, in) and a weight stored (in, out).
 
@@ -76,7 +76,7 @@ def matmul(x: np.ndarray, weight_t: np.ndarray, parts: np.ndarray, out: np.ndarr
             out[r, j] = total
 
 
-@njit(**_KERNEL)
+@njit(fastmath=True, cache=True, nogil=True)
 def add_and_norm(
     x: np.ndarray,
     residual: np.ndarray,
@@ -111,7 +111,7 @@ def add_and_norm(
                 out[r, i] = row[i] * scale * weight[i]
 
 
-@njit(**_KERNEL)
+@njit(fastmath=True, cache=True, nogil=True)
 def attention(
     qkv: np.ndarray,
     k_cache: np.ndarray,
@@ -166,7 +166,7 @@ def attention(
                     heads[q + i] += p * vals[kv, t, i]
 
 
-@njit(**_KERNEL)
+@njit(fastmath=True, cache=True, nogil=True)
 def _rotate(values: np.ndarray, count: int, head_dim: int, cos: np.ndarray, signed_sin: np.ndarray) -> None:
     """Rotary positions in place on the first ``count`` head rows of ``values``, half-split layout
     (as ``layers.apply_rotary``)."""
@@ -179,7 +179,7 @@ def _rotate(values: np.ndarray, count: int, head_dim: int, cos: np.ndarray, sign
             values[base + half + i] = b * cos[half + i] + a * signed_sin[half + i]
 
 
-@njit(**_KERNEL)
+@njit(fastmath=True, cache=True, nogil=True)
 def activate(up: np.ndarray, out: np.ndarray, swiglu: bool) -> None:
     """Per row: SwiGLU (``up`` holds gate | up) or exact GELU of ``up``, into ``out`` (B, d_ff)."""
     d_ff = out.shape[1]

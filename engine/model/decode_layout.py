@@ -15,6 +15,7 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -121,12 +122,14 @@ class DecodeFeedForward(FeedForward):
 @torch.no_grad()
 def prepare_for_decoding(model: Transformer) -> Transformer:
     """Re-lay ``model``'s projection weights for fast few-row products (for inference; returns the model)."""
-    for layer in model.model.layers:
-        attn, mlp = layer.self_attn, layer.mlp
-        attn.__class__ = DecodeAttention  # same module, same parameters: only the forward path changes
+    for layer in model.model.blocks:
+        layer.self_attn.__class__ = (
+            DecodeAttention  # same module, same parameters: only the forward path changes
+        )
+        layer.mlp.__class__ = DecodeFeedForward
+        attn, mlp = cast(DecodeAttention, layer.self_attn), cast(DecodeFeedForward, layer.mlp)
         attn.qkv_t = _store_transposed([attn.q_proj, attn.k_proj, attn.v_proj])
         _store_transposed([attn.o_proj])
-        mlp.__class__ = DecodeFeedForward
         mlp.gate_up_t = _store_transposed([mlp.gate_proj, mlp.up_proj]) if mlp.swiglu else None
         if not mlp.swiglu:
             _store_transposed([mlp.up_proj])
@@ -139,7 +142,7 @@ def is_laid_out(model: Transformer) -> bool:
     """True while ``model`` is in the decode layout and its fused storage is current (not moved or reloaded)."""
     if model.lm_head.weight.stride(1) == 1:
         return False
-    for layer in model.model.layers:
+    for layer in model.model.blocks:
         attn, mlp = layer.self_attn, layer.mlp
         if not isinstance(attn, DecodeAttention) or not isinstance(mlp, DecodeFeedForward):
             return False

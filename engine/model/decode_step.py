@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
 
 from engine.errors import LLModelError
-from engine.model.decode_layout import is_laid_out
+from engine.model.decode_layout import DecodeAttention, DecodeFeedForward, is_laid_out
+from engine.model.layers import RMSNorm
 from engine.model.transformer import Transformer
 
 # One layer's cache: keys and values, (sequences, H_kv, max_len, head_dim) each.
@@ -73,9 +75,9 @@ def cache_arrays(keys: Sequence[torch.Tensor], values: Sequence[torch.Tensor]) -
     return [(_array(k), _array(v)) for k, v in zip(keys, values, strict=True)]
 
 
-def _norm_arrays(module: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
-    weight = _array(module.weight)
-    bias = getattr(module, "bias", None)
+def _norm_arrays(norm: RMSNorm | torch.nn.LayerNorm) -> tuple[np.ndarray, np.ndarray]:
+    weight = _array(norm.weight)
+    bias = getattr(norm, "bias", None)
     return weight, (_array(bias) if bias is not None else np.zeros_like(weight))
 
 
@@ -87,7 +89,7 @@ class DecodeStep:
     """
 
     def __init__(self, model: Transformer, max_rows: int = 1) -> None:
-        if not supports_decode_step(model):
+        if not supports_decode_step(model) or model.rope is None:
             raise LLModelError(
                 "the decoding step needs an eval-mode float32 CPU model with pre-norm rotary blocks in the "
                 "decode layout; use the model's forward pass"
@@ -104,9 +106,10 @@ class DecodeStep:
         self.embed = _array(model.model.embed_tokens.weight)
         self.cos, self.sin = _array(model.rope.cos), _array(model.rope.signed_sin)
         self.layers = []
-        for layer in model.model.layers:
-            attn, mlp = layer.self_attn, layer.mlp
-            up_t = mlp.gate_up_t if self.swiglu else mlp.up_proj.weight.t()
+        for layer in model.model.blocks:
+            # supports_decode_step checked that every block is in the decode layout.
+            attn, mlp = cast(DecodeAttention, layer.self_attn), cast(DecodeFeedForward, layer.mlp)
+            up_t = mlp.gate_up_t if mlp.gate_up_t is not None else mlp.up_proj.weight.t()
             self.layers.append(
                 (
                     *_norm_arrays(layer.input_layernorm),

@@ -27,7 +27,7 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x.float(), self.weight.shape, self.weight.float(), self.eps).to(x.dtype)
 
 
-def build_norm(config: ModelConfig) -> nn.Module:
+def build_norm(config: ModelConfig) -> RMSNorm | nn.LayerNorm:
     if config.norm_type == "rmsnorm":
         return RMSNorm(config.d_model, config.rms_norm_eps)
     return nn.LayerNorm(config.d_model, eps=config.rms_norm_eps)
@@ -35,6 +35,9 @@ def build_norm(config: ModelConfig) -> nn.Module:
 
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding tables (GPT-NeoX / Llama half-split layout)."""
+
+    cos: torch.Tensor
+    signed_sin: torch.Tensor
 
     def __init__(self, head_dim: int, max_len: int, theta: float) -> None:
         super().__init__()
@@ -90,11 +93,11 @@ class Attention(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_heads = config.n_heads
-        self.n_kv_heads = config.n_kv_heads
+        self.n_kv_heads = config.kv_heads
         self.head_dim = config.head_dim
         self.dropout = config.dropout
         self.use_sdpa = config.attention_type in ("flash", "flash2")
-        d, kv = config.d_model, config.n_kv_heads * config.head_dim
+        d, kv = config.d_model, config.kv_heads * config.head_dim
         self.q_proj = nn.Linear(d, d, bias=False)
         self.k_proj = nn.Linear(d, kv, bias=False)
         self.v_proj = nn.Linear(d, kv, bias=False)

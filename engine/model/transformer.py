@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -44,9 +45,17 @@ class Backbone(nn.Module):
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = build_norm(config)
 
+    @property
+    def blocks(self) -> list[Block]:
+        """The layers as the blocks they are (an ``nn.ModuleList`` yields untyped modules)."""
+        return cast("list[Block]", list(self.layers))
+
 
 class Transformer(nn.Module):
     """A causal language model built from a :class:`ModelConfig`."""
+
+    sinusoidal: torch.Tensor  # buffers of the position types that use them
+    alibi: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -95,7 +104,7 @@ class Transformer(nn.Module):
         return KVCache(
             c.n_layers,
             batch_size,
-            c.n_kv_heads,
+            c.kv_heads,
             max_len or c.max_len,
             c.head_dim,
             dtype=weight.dtype,
@@ -147,7 +156,7 @@ class Transformer(nn.Module):
         bias = self._attention_bias(T, past, attention_mask, input_ids.device, segment_ids)
         rope = self.rope(positions) if self.rope is not None else None
         attentions: list[torch.Tensor] | None = [] if return_attention else None
-        for i, layer in enumerate(self.model.layers):
+        for i, layer in enumerate(self.model.blocks):
             cache = kv_cache.layers[i] if kv_cache is not None else None
             if self.gradient_checkpointing and self.training and cache is None and not return_attention:
                 x, weights = checkpoint(layer, x, rope, bias, use_reentrant=False)

@@ -92,9 +92,14 @@ def run_quickstart(
     if not is_prepared_dataset(dataset_dir):
         with stage("tokenizing the corpus") as progress:
             prepare_dataset(
-                [corpus], tokenizer_dir, dataset_dir, val_fraction=opts.val_fraction, seed=opts.seed,
-                progress=progress, log=log,
-            )  # fmt: skip
+                [corpus],
+                tokenizer_dir,
+                dataset_dir,
+                val_fraction=opts.val_fraction,
+                seed=opts.seed,
+                progress=progress,
+                log=log,
+            )
 
     model_config = ModelConfig.from_dict(
         {**opts.model, "vocab_size": tokenizer.vocab_size, "name": "quickstart"}, source="quickstart model"
@@ -104,9 +109,15 @@ def run_quickstart(
     run_dir = run_dir or workspace / "runs" / new_run_id("quickstart")
     with (training_display or _no_display)() as on_event:
         trainer = Trainer(
-            model_config, train_config, dataset_dir, run_dir, tokenizer_path=tokenizer_dir,
-            evaluators=task_evaluators(train_config, run_dir), on_event=on_event, should_stop=should_stop,
-        )  # fmt: skip
+            model_config,
+            train_config,
+            dataset_dir,
+            run_dir,
+            tokenizer_path=tokenizer_dir,
+            evaluators=task_evaluators(train_config, run_dir),
+            on_event=on_event,
+            should_stop=should_stop,
+        )
         result = trainer.run()
 
     entropy = unigram_entropy(TokenDataset(dataset_dir / "train").tokens, tokenizer.vocab_size)
@@ -132,9 +143,13 @@ def run_quickstart(
 
 
 def _chat_stage(
-    workspace: Path, base_run: Path, opts: QuickstartOptions, stage: StageContext, log: Callable[[str], None],
+    workspace: Path,
+    base_run: Path,
+    opts: QuickstartOptions,
+    stage: StageContext,
+    log: Callable[[str], None],
     should_stop: Callable[[], bool] | None,
-) -> dict[str, str]:  # fmt: skip
+) -> dict[str, str]:
     """Fine-tune a LoRA adapter on the embedded instruction set, then ask it a held-out instruction."""
     import json
 
@@ -150,12 +165,18 @@ def _chat_stage(
         log(f"instruction set: {built.train_items:,} training and {built.heldout_items:,} held-out pairs")
     with stage("fine-tuning a chat adapter (LoRA) on the instruction set"):
         finetuned = FinetuneJob(
-            base=str(base_run), data_paths=[str(directory / "instructions.train.jsonl")],
+            base=str(base_run),
+            data_paths=[str(directory / "instructions.train.jsonl")],
             run_dir=base_run / "chat",
-            settings=FinetuneSettings(method="lora", packing=True, adapter_name=CHAT_ADAPTER, lora_dropout=0.0),
-            train_config=TrainConfig.from_dict({**opts.chat_training, "seed": opts.seed}, source="chat training"),
-            adapters_dir=workspace / "adapters", should_stop=should_stop,
-        ).run()  # fmt: skip
+            settings=FinetuneSettings(
+                method="lora", packing=True, adapter_name=CHAT_ADAPTER, lora_dropout=0.0
+            ),
+            train_config=TrainConfig.from_dict(
+                {**opts.chat_training, "seed": opts.seed}, source="chat training"
+            ),
+            adapters_dir=workspace / "adapters",
+            should_stop=should_stop,
+        ).run()
     log(
         f"chat adapter: {finetuned.get('data')}; validation loss {finetuned['metrics'].get('val_loss', math.nan):.3f}"
     )

@@ -33,7 +33,9 @@ def create_server(
     app = FastAPI(title="LLModel model server", version="1")
     app.state.served = served
     app.state.guard = Guard(api_key, RateLimiter(rate_limit) if rate_limit else None)
-    app.state.metrics = metrics = ServerMetrics(lambda: served.batcher.stats() if served.ready else {})  # type: ignore[union-attr]
+    app.state.metrics = metrics = ServerMetrics(
+        lambda: served.batcher.stats() if served.batcher is not None and served.ready else {}
+    )
     # Plain ASGI middleware only: Starlette's BaseHTTPMiddleware hides a client's disconnect from the routes.
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     app.add_middleware(BodyLimitMiddleware, max_body=max_body)

@@ -473,11 +473,12 @@ class ContinuousBatcher:
                 chosen.append(int(next_tokens(logits[i : i + 1], seq.handle.params, seq.seen, seq.generator)))
             except Exception as error:
                 chosen.append(error)
-        rows = [i for i, c in enumerate(chosen) if not isinstance(c, Exception)]
-        if not rows:
-            return chosen  # type: ignore[return-value]
+        tokens = {i: c for i, c in enumerate(chosen) if not isinstance(c, Exception)}
+        if not tokens:
+            return [c for c in chosen if isinstance(c, Exception)]
+        rows = list(tokens)
         top = max(seqs[i].handle.params.logprobs for i in rows)
-        scores = iter(score_rows(logits[rows], [chosen[i] for i in rows], top))
+        scores = iter(score_rows(logits[rows], list(tokens.values()), top))
         return [c if isinstance(c, Exception) else next(scores) for c in chosen]
 
     def _accept(self, seq: _Sequence, choice: TokenScore) -> None:

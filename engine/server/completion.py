@@ -41,10 +41,13 @@ def prompt_id_lists(
         return [served.prompt_ids(prompt)]
     if not prompt:
         raise APIError(422, "prompt must not be empty", param="prompt")
-    if all(isinstance(p, str) for p in prompt):
-        return [served.prompt_ids(p) for p in prompt]  # type: ignore[arg-type]
-    lists = [list(prompt)] if all(isinstance(p, int) for p in prompt) else [list(p) for p in prompt]  # type: ignore[arg-type]
-    vocab = served.loaded.tokenizer.vocab_size  # type: ignore[union-attr]
+    # The request model admits no mixed list: a list is all texts, all ids or all id lists.
+    texts = [p for p in prompt if isinstance(p, str)]
+    if texts:
+        return [served.prompt_ids(text) for text in texts]
+    ids = [p for p in prompt if isinstance(p, int)]
+    lists = [ids] if ids else [list(p) for p in prompt if isinstance(p, list)]
+    vocab = served.tokenizer.vocab_size
     for ids in lists:
         if not ids or any(not 0 <= t < vocab for t in ids):
             raise APIError(
@@ -61,8 +64,9 @@ def completion_budget(prompt_len: int, max_tokens: int | None, limit: int) -> in
                 400,
                 f"This model's maximum context length is {limit} tokens. However, your prompt has {prompt_len} "
                 "tokens, which leaves no room for a completion. Please reduce the prompt.",
-                param="prompt", code="context_length_exceeded",
-            )  # fmt: skip
+                param="prompt",
+                code="context_length_exceeded",
+            )
         return limit - prompt_len
     if prompt_len + max_tokens > limit:
         raise APIError(
@@ -70,8 +74,9 @@ def completion_budget(prompt_len: int, max_tokens: int | None, limit: int) -> in
             f"This model's maximum context length is {limit} tokens. However, you requested "
             f"{prompt_len + max_tokens} tokens ({prompt_len} in the prompt, {max_tokens} for the completion). "
             "Please reduce the prompt or max_tokens.",
-            param="max_tokens", code="context_length_exceeded",
-        )  # fmt: skip
+            param="max_tokens",
+            code="context_length_exceeded",
+        )
     return max_tokens
 
 
@@ -89,11 +94,17 @@ def sampling_params(
         low, high = SEED_RANGE
         seed = low + (body.seed + choice - low) % (high - low + 1)
     return SamplingParams(
-        max_new_tokens=max_new_tokens, temperature=body.temperature, top_k=body.top_k,
-        top_p=body.top_p if body.top_p < 1.0 else None, repetition_penalty=body.repetition_penalty,
-        do_sample=body.temperature > 0, stop=stop if stop is not None else stop_list(body.stop),
-        stop_at_eos=not body.ignore_eos, seed=seed, logprobs=logprobs,
-    )  # fmt: skip
+        max_new_tokens=max_new_tokens,
+        temperature=body.temperature,
+        top_k=body.top_k,
+        top_p=body.top_p if body.top_p < 1.0 else None,
+        repetition_penalty=body.repetition_penalty,
+        do_sample=body.temperature > 0,
+        stop=stop if stop is not None else stop_list(body.stop),
+        stop_at_eos=not body.ignore_eos,
+        seed=seed,
+        logprobs=logprobs,
+    )
 
 
 def submit(

@@ -46,9 +46,13 @@ def error_body(
 
 
 def error_response(
-    status: int, message: str, *, param: str | None = None, code: str | None = None,
+    status: int,
+    message: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
     headers: Mapping[str, str] | None = None,
-) -> JSONResponse:  # fmt: skip
+) -> JSONResponse:
     extra = dict(headers or {})
     if status == 401:
         extra.setdefault("WWW-Authenticate", "Bearer")

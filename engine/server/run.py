@@ -57,9 +57,13 @@ def parse_adapters(values: list[str], workspace: Path | None = None) -> dict[str
 
 
 def serve(
-    options: ServeOptions, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+    options: ServeOptions,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
     rate_limit: float | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Load the model in the background and serve HTTP until interrupted."""
     import uvicorn
 

@@ -13,8 +13,10 @@ from engine.errors import LLModelError, NotFoundError
 
 if TYPE_CHECKING:
     from engine.generation.scoring import TokenScore
+    from engine.model import Transformer
     from engine.runs.loading import LoadedModel
     from engine.server.batcher import ContinuousBatcher
+    from engine.tokenizer import Tokenizer
 
 
 T = TypeVar("T")
@@ -130,6 +132,14 @@ class ServedModel:
     @property
     def max_len(self) -> int:
         return self._loaded.model.config.max_len
+
+    @property
+    def model(self) -> Transformer:
+        return self._loaded.model
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._loaded.tokenizer
 
     @property
     def _loaded(self) -> LoadedModel:

@@ -33,7 +33,7 @@ class SlotKVCache:
         self.max_len = min(max_len or c.max_len, c.max_len)
         weight = model.lm_head.weight
         self.device = weight.device
-        shape = (num_slots, c.n_kv_heads, self.max_len, c.head_dim)
+        shape = (num_slots, c.kv_heads, self.max_len, c.head_dim)
         self.keys = [torch.zeros(shape, dtype=weight.dtype, device=self.device) for _ in range(c.n_layers)]
         self.values = [torch.zeros(shape, dtype=weight.dtype, device=self.device) for _ in range(c.n_layers)]
         self.lengths = [0] * num_slots
@@ -86,7 +86,8 @@ class SlotKVCache:
             [
                 LayerKVCache(k[slot : slot + 1], v[slot : slot + 1])
                 for k, v in zip(self.keys, self.values, strict=True)
-            ]
+            ],
+            length=0,
         )
         input_ids = torch.tensor([list(ids)], dtype=torch.long, device=self.device)
         with _adapted([adapter]):
@@ -152,13 +153,9 @@ def _adapted(adapters: Sequence[int]) -> Iterator[None]:
 class _SlotView:
     """Some slots of the cache as the :class:`~engine.model.kv_cache.Cache` the forward pass reads and writes."""
 
-    def __init__(self, layers: Sequence[LayerCache], length: int | None = None) -> None:
+    def __init__(self, layers: Sequence[LayerCache], length: int) -> None:
         self.layers = layers
-        self._length = length
-
-    @property
-    def length(self) -> int:
-        return self.layers[0].length if self._length is None else self._length
+        self.length = length  # positions filled before this forward pass
 
 
 class _DecodeLayer:

@@ -47,7 +47,7 @@ async def completions(body: CompletionRequest, request: Request, served: Served,
         )
     handles = completion.submit(served, requests, body.model)
     created, ident = int(time.time()), f"cmpl-{uuid.uuid4().hex}"
-    tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
+    tokenizer = served.tokenizer
     prompt_texts = [tokenizer.decode(ids) for ids in prompts]
     if body.stream:
         events = _stream_completion(
@@ -65,16 +65,20 @@ async def completions(body: CompletionRequest, request: Request, served: Served,
             {"index": index, "text": text, "logprobs": logprobs, "finish_reason": result.finish_reason}
         )
     return {
-        "id": ident, "object": "text_completion", "created": created, "model": served.name, "choices": choices,
+        "id": ident,
+        "object": "text_completion",
+        "created": created,
+        "model": served.name,
+        "choices": choices,
         "usage": completion.usage(sum(len(ids) for ids in prompts), sum(len(r.tokens) for r in results)),
-    }  # fmt: skip
+    }
 
 
 @router.post("/chat/completions")
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, served: Served, metrics: Metrics
 ) -> Any:
-    tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
+    tokenizer = served.tokenizer
     ids = served.prompt_ids(tokenizer.apply_chat_template([m.model_dump() for m in body.messages]))
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     budget = completion.completion_budget(len(ids), max_tokens, served.max_len)
@@ -93,13 +97,22 @@ async def chat_completions(
         return EventSourceResponse(completion.guarded_stream(events))
     results = await completion.collect(handles, request, metrics)
     choices = [
-        {"index": i, "message": {"role": "assistant", "content": r.text.strip()}, "logprobs": None, "finish_reason": r.finish_reason}
+        {
+            "index": i,
+            "message": {"role": "assistant", "content": r.text.strip()},
+            "logprobs": None,
+            "finish_reason": r.finish_reason,
+        }
         for i, r in enumerate(results)
-    ]  # fmt: skip
+    ]
     return {
-        "id": ident, "object": "chat.completion", "created": created, "model": served.name, "choices": choices,
+        "id": ident,
+        "object": "chat.completion",
+        "created": created,
+        "model": served.name,
+        "choices": choices,
         "usage": completion.usage(len(ids) * body.n, sum(len(r.tokens) for r in results)),
-    }  # fmt: skip
+    }
 
 
 async def _logprobs(
@@ -110,7 +123,7 @@ async def _logprobs(
     Generated tokens carry the scores the batcher computed while sampling them; only an echoed prompt is scored
     by a forward pass.
     """
-    tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
+    tokenizer = served.tokenizer
     chosen: list[float | None] = []
     best: list[dict[int, float] | None] = []
     if echo:
@@ -130,9 +143,16 @@ async def _logprobs(
 
 
 async def _stream_completion(
-    served: ServedModel, body: CompletionRequest, request: Request, handles: list[RequestHandle],
-    jobs: list[tuple[int, int]], prompt_texts: list[str], created: int, ident: str, metrics: ServerMetrics,
-) -> AsyncIterator[bytes]:  # fmt: skip
+    served: ServedModel,
+    body: CompletionRequest,
+    request: Request,
+    handles: list[RequestHandle],
+    jobs: list[tuple[int, int]],
+    prompt_texts: list[str],
+    created: int,
+    ident: str,
+    metrics: ServerMetrics,
+) -> AsyncIterator[bytes]:
     common = {"id": ident, "object": "text_completion", "created": created, "model": served.name}
     if body.echo:
         for index, (p, _) in enumerate(jobs):
@@ -161,9 +181,15 @@ async def _stream_completion(
 
 
 async def _stream_chat(
-    served: ServedModel, body: ChatCompletionRequest, request: Request, handles: list[RequestHandle],
-    prompt_len: int, created: int, ident: str, metrics: ServerMetrics,
-) -> AsyncIterator[bytes]:  # fmt: skip
+    served: ServedModel,
+    body: ChatCompletionRequest,
+    request: Request,
+    handles: list[RequestHandle],
+    prompt_len: int,
+    created: int,
+    ident: str,
+    metrics: ServerMetrics,
+) -> AsyncIterator[bytes]:
     common = {"id": ident, "object": "chat.completion.chunk", "created": created, "model": served.name}
     for index in range(len(handles)):
         yield sse(

@@ -56,9 +56,11 @@ async def generate(body: GenerateRequest, request: Request, served: Served, metr
         return EventSourceResponse(completion.guarded_stream(events()))
     (result,) = await completion.collect(handles, request, metrics)
     return {
-        "text": result.text, "tokens": result.tokens, "finish_reason": result.finish_reason,
+        "text": result.text,
+        "tokens": result.tokens,
+        "finish_reason": result.finish_reason,
         "usage": completion.usage(len(ids), len(result.tokens)),
-    }  # fmt: skip
+    }
 
 
 @router.post("/embed")
@@ -69,9 +71,11 @@ async def embed(body: EmbedRequest, served: Served) -> dict[str, Any]:
     items = [texts] if isinstance(texts, str) else texts
     results = await asyncio.to_thread(served.embed, items)
     return {
-        "model": served.name, "dimension": served.info()["config"]["d_model"],
-        "embeddings": [pooled for _, pooled in results], "token_embeddings": [tokens for tokens, _ in results],
-    }  # fmt: skip
+        "model": served.name,
+        "dimension": served.info()["config"]["d_model"],
+        "embeddings": [pooled for _, pooled in results],
+        "token_embeddings": [tokens for tokens, _ in results],
+    }
 
 
 @router.post("/attention")

@@ -16,7 +16,7 @@ router = APIRouter(dependencies=PROTECTED)
 
 @router.post("/tokenize")
 def tokenize(body: TokenizeRequest, served: Served) -> dict[str, Any]:
-    tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
+    tokenizer = served.tokenizer
     if body.messages is not None:
         messages = [m.model_dump() for m in body.messages]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=body.add_generation_prompt)
@@ -30,7 +30,7 @@ def tokenize(body: TokenizeRequest, served: Served) -> dict[str, Any]:
 
 @router.post("/detokenize")
 def detokenize(body: DetokenizeRequest, served: Served) -> dict[str, Any]:
-    tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
+    tokenizer = served.tokenizer
     vocab = tokenizer.vocab_size
     bad = next((t for t in body.tokens if not 0 <= t < vocab), None)
     if bad is not None:
@@ -40,8 +40,8 @@ def detokenize(body: DetokenizeRequest, served: Served) -> dict[str, Any]:
 
 @router.get("/tokenizer_info")
 def tokenizer_info(served: Served) -> dict[str, Any]:
-    tokenizer = served.loaded.tokenizer  # type: ignore[union-attr]
-    config = served.loaded.model.config  # type: ignore[union-attr]
+    tokenizer = served.tokenizer
+    config = served.model.config
     specials = {
         "bos": config.bos_token_id,
         "eos": config.eos_token_id,
@@ -49,8 +49,10 @@ def tokenizer_info(served: Served) -> dict[str, Any]:
         "unk": tokenizer.unk_id,
     }
     return {
-        "tokenizer_class": "SentencePieceBPE", "vocab_size": tokenizer.vocab_size, "model_max_length": served.max_len,
+        "tokenizer_class": "SentencePieceBPE",
+        "vocab_size": tokenizer.vocab_size,
+        "model_max_length": served.max_len,
         **{f"{name}_token": tokenizer.id_to_piece(i) for name, i in specials.items()},
         **{f"{name}_token_id": i for name, i in specials.items()},
         "chat_template": JINJA_TEMPLATE,
-    }  # fmt: skip
+    }
