@@ -15,10 +15,10 @@ RUN apt-get update \
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 WORKDIR /opt/llmodel
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY engine ./engine
 COPY llmodel_app ./llmodel_app
-RUN pip install . \
+RUN pip install . -c constraints.txt \
     && useradd --create-home --uid 1000 llmodel \
     && mkdir -p /workspaces \
     && chown llmodel:llmodel /workspaces
