@@ -5,19 +5,20 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.errors import ConfigError
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
-def check_fields(cls: type[T], data: Any, source: str) -> dict[str, Any]:
+def check_fields(cls: type[DataclassInstance], data: Any, source: str) -> dict[str, Any]:
     """Return ``data`` with values checked against ``cls``'s field types; unknown keys are an error."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a JSON object")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(
@@ -42,7 +43,7 @@ def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{source}: {key} must be a list, got {type(value).__name__} {value!r}")
-        return origin(value)
+        return origin(_coerce_items(key, value, args, source))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():
@@ -50,3 +51,14 @@ def coerce(key: str, value: Any, hint: Any, source: str) -> Any:
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {type(value).__name__} {value!r}")
     return value
+
+
+def _coerce_items(
+    key: str, items: list[Any] | tuple[Any, ...], args: tuple[Any, ...], source: str
+) -> list[Any]:
+    """The elements of a ``list[X]`` / ``tuple[X, ...]`` value, each checked against ``X`` (named by its index)."""
+    homogeneous = len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis)
+    element_origin = typing.get_origin(args[0]) if args else None
+    if homogeneous and (element_origin is Literal or (element_origin is None and isinstance(args[0], type))):
+        return [coerce(f"{key}[{i}]", item, args[0], source) for i, item in enumerate(items)]
+    return list(items)  # a bare list, a fixed-shape tuple, or elements of a nested type
