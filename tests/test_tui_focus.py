@@ -15,6 +15,8 @@ from llmodel_app.tui.app import LLModelApp
 from tests.tui_fakes import WORKSPACE, FakeClient, factory
 from tests.tui_helpers import mounted, wait_for
 
+pytestmark = pytest.mark.slow  # the workbench driven through Pilot: seconds a test
+
 SIZES = [pytest.param(size, id=f"{size[0]}x{size[1]}") for size in ((140, 42), (100, 30), (80, 24))]
 
 

@@ -41,6 +41,7 @@ def test_a_chart_title_gives_way_before_its_flags_and_never_outgrows_the_chart()
     assert len(chart_title("learning rate", ["ema 0.9", "log", "x: time"], 20)) <= 20
 
 
+@pytest.mark.slow  # the workbench driven through Pilot
 @pytest.mark.parametrize("size", SIZES)
 def test_chart_titles_stay_after_log_scale_then_the_time_axis(size: tuple[int, int]):
     async def scenario() -> None:
@@ -76,6 +77,7 @@ async def palette_choose(pilot: Any, name: str) -> None:
     await pilot.press("enter")
 
 
+@pytest.mark.slow  # the workbench driven through Pilot
 @pytest.mark.parametrize("size", SIZES)
 def test_the_palette_offers_no_pruned_checkpoint_and_a_chat_entry_opens_that_chat(size: tuple[int, int]):
     from llmodel_app.tui.commands import workbench_commands
@@ -99,6 +101,7 @@ def test_the_palette_offers_no_pruned_checkpoint_and_a_chat_entry_opens_that_cha
     run(scenario)
 
 
+@pytest.mark.slow  # the workbench driven through Pilot
 @pytest.mark.parametrize("size", SIZES)
 def test_the_launch_cost_takes_the_speed_of_the_run_closest_in_shape_and_names_it(size: tuple[int, int]):
     from engine.model.config import ModelConfig
