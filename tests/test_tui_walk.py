@@ -144,3 +144,35 @@ def test_the_launch_cost_takes_the_speed_of_the_run_closest_in_shape_and_names_i
             )
 
     run(scenario)
+
+
+def rows_on_screen(app: LLModelApp, table: Any) -> int:
+    """How many of ``table``'s rows the screen shows now (its visible height less borders and header)."""
+    visible = app.main._compositor.visible_widgets.get(table)
+    if visible is None:
+        return 0
+    region, clip = visible
+    return max(0, region.intersection(clip).height - 2 - table.header_height)
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize(("key", "view", "table"), [("9", "#evaluate-view", "#eval-results"),
+                                                    ("0", "#evolve-view", "#evolve-table")])  # fmt: skip
+def test_the_evaluate_results_and_the_evolve_trials_show_rows_while_a_job_runs(
+    size: tuple[int, int], key: str, view: str, table: str
+):
+    async def scenario() -> None:
+        app = workbench(FakeClient())
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            await pilot.press(key)
+            tab = await mounted(pilot, view)
+            rows = app.main.query_one(table)
+            await wait_for(pilot, lambda: rows.row_count >= 3, what="the rows")
+            tab.query_one("JobProgress").follow("job-20260103-000000-0001", "job")  # its bar takes rows too
+            await pilot.press(key)  # back to the tab: its table takes the focus and comes into view
+            await wait_for(pilot, lambda: app.focused is rows, what="the table's focus")
+            await pilot.pause(0.2)
+            assert rows_on_screen(app, rows) >= 3
+
+    run(scenario)

@@ -10,7 +10,7 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Select, SelectionList, Static
 from textual.worker import Worker
 
@@ -126,9 +126,10 @@ def data_paths(text: str, needing: list[str]) -> dict[str, str]:
     return paths
 
 
-class EvaluateView(Vertical):
+class EvaluateView(VerticalScroll):
     """The form on top (checkpoint, adapter, limit, data files; the tasks beside them), the followed job's
-    progress, then the results of one evaluation and the comparison of every one."""
+    progress, then the results of one evaluation and the comparison of every one. In a short terminal the
+    tables keep room for their rows and the view scrolls (the focused table scrolls into view)."""
 
     DEFAULT_CSS = """
     EvaluateView #eval-top { height: auto; padding: 0 1; }
@@ -142,7 +143,8 @@ class EvaluateView(Vertical):
     EvaluateView #eval-error { color: $error; height: auto; width: 1fr; }
     EvaluateView JobProgress { padding: 0 1; margin: 0; }
     EvaluateView #eval-title { height: auto; padding: 0 1; background: $boost; width: 1fr; }
-    EvaluateView DataTable { height: 1fr; border: round $primary-darken-2; border-title-color: $text-muted; }
+    EvaluateView DataTable { height: 1fr; min-height: 8; border: round $primary-darken-2;
+                             border-title-color: $text-muted; }
     """
 
     def __init__(self, **kwargs: Any) -> None:

@@ -11,7 +11,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
-from textual.containers import Grid, Horizontal, Vertical
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Collapsible, DataTable, Input, Label, Select, Static
 from textual.worker import Worker
 
@@ -107,7 +107,7 @@ def short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-class EvolveView(Vertical):
+class EvolveView(VerticalScroll):
     """A study picker and the form of a new study (folded away once a study is open) on top; the followed job's
     progress; the open study's trials; its chart beside the selected trial's actions."""
 
@@ -125,7 +125,8 @@ class EvolveView(Vertical):
     EvolveView #evolve-error { color: $error; height: auto; }
     EvolveView JobProgress { padding: 0 1; margin: 0; }
     EvolveView #evolve-title { height: auto; padding: 0 1; background: $boost; width: 1fr; }
-    EvolveView #evolve-table { height: 1fr; border: round $primary-darken-2; border-title-color: $text-muted; }
+    EvolveView #evolve-table { height: 1fr; min-height: 9; border: round $primary-darken-2;
+                               border-title-color: $text-muted; }
     EvolveView #evolve-bottom { height: 1fr; min-height: 10; }
     EvolveView #evolve-side { width: 30; padding: 0 1; }
     EvolveView #evolve-side Grid { grid-size: 2; grid-columns: 11 1fr; height: auto; grid-rows: 1; }
