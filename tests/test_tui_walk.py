@@ -176,3 +176,66 @@ def test_the_evaluate_results_and_the_evolve_trials_show_rows_while_a_job_runs(
             assert rows_on_screen(app, rows) >= 3
 
     run(scenario)
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def table_rows(table: Any) -> dict[str, list[str]]:
+    return {
+        str(row[0]): [str(cell) for cell in row[1:]]
+        for row in (table.get_row_at(i) for i in range(table.row_count))
+    }
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_compare_lists_the_settings_that_differ_rounded_with_the_lora_and_base_of_a_fine_tune(
+    size: tuple[int, int],
+):
+    from tests.tui_fakes import FINETUNE_RUN, make_run
+
+    client = FakeClient()
+    client.runs[RUN_A]["config"]["train_config"]["weight_decay"] = 0.1 + 0.2  # 0.30000000000000004
+    client.runs[FINETUNE_RUN] = {**make_run(FINETUNE_RUN, 2e-4, 0.9), "id": FINETUNE_RUN, "kind": "finetune"}
+    client.runs[FINETUNE_RUN]["config"]["train_config"]["weight_decay"] = 0.3
+    client.runs[FINETUNE_RUN]["info"] = {
+        "adapter": {"rank": 8, "alpha": 16.0, "target_modules": ["q_proj", "v_proj"]},
+        "init_from": checkpoint_path(RUN_A, 40),
+    }
+
+    async def scenario() -> None:
+        app = workbench(client)
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            await pilot.press("8")
+            compare = await mounted(pilot, "#compare-view")
+            await wait_for(pilot, lambda: compare.run_ids, what="the runs to compare")
+            compare.select([RUN_A, FINETUNE_RUN])
+            table = compare.query_one("#compare-table")
+            await wait_for(pilot, lambda: table.row_count, what="the settings")
+            rows = table_rows(table)
+            assert rows["train_config.learning_rate"] == ["0.001", "0.0002"]
+            assert rows["adapter.rank"] == ["—", "8"] and rows["adapter.target_modules"] == [
+                "—",
+                "q_proj, v_proj",
+            ]
+            assert rows["base checkpoint"] == ["—", checkpoint_path(RUN_A, 40)]
+            assert "model_config.d_model" not in rows, "equal values are left out"
+            assert "train_config.weight_decay" not in rows, "0.30000000000000004 reads 0.3, as the other does"
+            assert (
+                str(table.border_title) == "5 settings that differ (a: all 30)"
+            )  # lr, rank, alpha, targets, base
+            table.focus()
+            await pilot.press("a")
+            rows = table_rows(table)
+            assert rows["model_config.d_model"] == ["64", "64"]
+            assert rows["train_config.weight_decay"] == ["0.3", "0.3"]
+            numbers = [value for values in rows.values() for value in values if is_number(value)]
+            assert numbers and all(len(value) <= 8 for value in numbers), numbers  # no 17-digit floats
+
+    run(scenario)

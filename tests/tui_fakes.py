@@ -77,6 +77,15 @@ def make_run(run_id: str, lr: float, seed: float, steps: int = 40) -> dict[str, 
     }  # fmt: skip
 
 
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A run's config as the catalog compares it: ``{"model_config": {"d_model": 64}}`` → ``model_config.d_model``."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else key
+        flat.update(flatten(value, name) if isinstance(value, dict) and value else {name: value})
+    return flat
+
+
 def checkpoint_path(run_id: str, step: int) -> str:
     return str(WORKSPACE / "runs" / run_id / "checkpoints" / f"step-{step:08d}")
 
@@ -256,10 +265,9 @@ class FakeClient:
             return dict(self.serve)
         if path == "/api/runs/compare":
             ids = params["ids"].split(",")
-            return {"runs": {i: {"kind": "pretrain", "status": "completed", "step": 40, "metrics": self.runs[i]["metrics"],
-                                 "config": {"train_config.learning_rate": self.runs[i]["config"]["train_config"]["learning_rate"],
-                                            "model_config.d_model": 64}} for i in ids},
-                    "differing": ["train_config.learning_rate"]}  # fmt: skip
+            return {"runs": {i: {"kind": self.runs[i]["kind"], "status": "completed", "step": 40,
+                                 "metrics": self.runs[i]["metrics"], "config": flatten(self.runs[i]["config"])}
+                             for i in ids}}  # fmt: skip
         run = self.runs.get(parts[2]) if len(parts) >= 3 and parts[1] == "runs" else None
         if run is None:
             raise LLModelError(f"no run named {parts[2] if len(parts) > 2 else path}")

@@ -77,6 +77,7 @@ CHAT = [
 
 COMPARE = [
     Binding("g", "toggle_log", "Log scale"),
+    Binding("a", "toggle_all_settings", "All settings"),
 ]
 
 EVOLVE = [
@@ -114,6 +115,9 @@ between them never restarts it.
 
 **Launch**: tokenizer, dataset, pretraining and fine-tuning jobs (full, LoRA or QLoRA on a checkpoint; its
 trainable parameters and cost are shown before it starts).
+
+**Compare**: tick two or more runs: their loss curves overlaid, and the settings that differ between them
+(`a`: all settings), a fine-tuning run's adapter and base included; `g` log scale.
 
 **Evaluate**: a checkpoint (and adapter), tasks and a limit; results as bars against chance, and every
 evaluation of the workspace side by side.

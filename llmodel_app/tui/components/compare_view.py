@@ -1,5 +1,5 @@
-"""Two or more runs side by side: their loss curves overlaid (a legend above them) and the config keys that
-differ."""
+"""Two or more runs side by side: their loss curves overlaid (a legend above them) and the settings that differ
+(``a``: all of them), the LoRA and base settings of fine-tuning runs included."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from engine.kinds import TRAINING_KINDS
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.metric_chart import MetricChart, legend
 from llmodel_app.tui.errors import report_worker_error
+from llmodel_app.tui.shared import workbench
 
 
 class CompareView(Horizontal):
@@ -33,6 +34,8 @@ class CompareView(Horizontal):
         self.run_ids: list[str] = []
         self.log_scale = False
         self.curves: dict[str, dict[str, list[list[float]]]] = {}
+        self.compared: dict[str, Any] = {}  # GET /api/runs/compare, with each fine-tuning run's own settings
+        self.all_settings = False  # every setting in the table, not only those that differ
 
     def compose(self) -> ComposeResult:
         yield SelectionList[str](id="compare-runs")
@@ -46,12 +49,12 @@ class CompareView(Horizontal):
 
     def on_mount(self) -> None:
         self.query_one("#compare-runs").border_title = "runs"
-        self.query_one("#compare-table").border_title = "settings that differ"
+        self.query_one("#compare-table").border_title = "settings that differ (a: all)"
         self.call_after_refresh(self._catch_up)
 
     def _catch_up(self) -> None:
         """Mounted lazily (once the widgets inside have mounted too): take what the app already knows."""
-        self.show_workspace(getattr(self.app, "workspace_data", {}))
+        self.show_workspace(workbench(self).workspace_data)
 
     def show_workspace(self, data: dict[str, Any]) -> None:
         self.set_runs(data.get("runs", []))
@@ -81,10 +84,13 @@ class CompareView(Horizontal):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="compare")
     def _load(self, run_ids: list[str]) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
+        client = workbench(self).client
         if client is None:
             return
         compared = client.get("/api/runs/compare", ids=",".join(run_ids))
+        for run_id, run in compared.get("runs", {}).items():
+            # A fine-tuning run's adapter and base are in its record's info, not its training config.
+            run["config"] = {**run.get("config", {}), **finetune_settings(client.get(f"/api/runs/{run_id}"))}
         curves = {
             run_id: client.get(f"/api/runs/{run_id}/metrics", names="loss,val_loss", max_points=500)
             for run_id in run_ids
@@ -92,18 +98,29 @@ class CompareView(Horizontal):
         self.app.call_from_thread(self.show, compared, curves)
 
     def show(self, compared: dict[str, Any], curves: dict[str, dict[str, list[list[float]]]]) -> None:
-        self.curves = curves
+        self.compared, self.curves = compared, curves
         self._charts()
+        self._table()
+
+    def _table(self) -> None:
+        """The settings that differ (every one with ``all_settings``), then the final losses."""
         table = self.query_one("#compare-table", DataTable)
         table.clear(columns=True)
-        runs = compared.get("runs", {})
-        table.add_columns("setting", *runs)
-        for key in compared.get("differing", []):
-            table.add_row(key, *(str(run["config"].get(key, "—")) for run in runs.values()))
+        runs = list(self.compared.get("runs", {}).values())
+        table.add_columns("setting", *self.compared.get("runs", {}))
+        rows = setting_rows([run.get("config") or {} for run in runs])
+        shown = [(key, values) for key, values, differ in rows if differ or self.all_settings]
+        for key, values in shown:
+            table.add_row(key, *values)
         for metric in ("loss", "val_loss"):
-            table.add_row(
-                f"final {metric}", *(_fmt((run.get("metrics") or {}).get(metric)) for run in runs.values())
-            )
+            table.add_row(f"final {metric}", *(_fmt((run.get("metrics") or {}).get(metric)) for run in runs))
+        differing = sum(differ for _, _, differ in rows)
+        differ = f"{differing} setting{'s' * (differing != 1)} that differ{'s' * (differing == 1)}"
+        table.border_title = (
+            f"all {len(rows)} settings (a: the {differ})"
+            if self.all_settings
+            else f"{differ} (a: all {len(rows)})"
+        )
 
     def _charts(self) -> None:
         self.query_one("#compare-legend", Static).update(legend(list(self.curves)))
@@ -118,12 +135,52 @@ class CompareView(Horizontal):
             ]
             self.query_one(f"#compare-{metric}", MetricChart).show_many(series, log_scale=self.log_scale)
 
+    def action_toggle_all_settings(self) -> None:
+        self.all_settings = not self.all_settings
+        if self.compared:
+            self._table()
+
     def action_toggle_log(self) -> None:
         self.log_scale = not self.log_scale
         self._charts()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_error(self, event)
+
+
+def finetune_settings(run: dict[str, Any]) -> dict[str, Any]:
+    """A fine-tuning run's adapter settings (``adapter.rank``, ...) and its base checkpoint, from its record's
+    info; nothing for a pretraining run."""
+    info = run.get("info") or {}
+    settings = {f"adapter.{key}": value for key, value in (info.get("adapter") or {}).items()}
+    if info.get("init_from"):
+        settings["base checkpoint"] = info["init_from"]
+    return settings
+
+
+def setting_value(value: Any) -> str:
+    """A setting as the table shows it: floats to 6 significant digits (3e-4 reads 0.0003, never
+    0.00030000000000000003), lists comma-joined, a missing one as —."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(setting_value(v) for v in value)
+    return str(value)
+
+
+def setting_rows(configs: list[dict[str, Any]]) -> list[tuple[str, list[str], bool]]:
+    """``(key, the value of each run as shown, whether they differ)`` for every key any run has, sorted; values
+    that read the same once rounded are the same."""
+    keys = sorted({key for config in configs for key in config})
+    rows = []
+    for key in keys:
+        values = [setting_value(config.get(key)) for config in configs]
+        rows.append((key, values, len(set(values)) > 1))
+    return rows
 
 
 def _fmt(value: Any) -> str:
