@@ -239,3 +239,137 @@ def test_compare_lists_the_settings_that_differ_rounded_with_the_lora_and_base_o
             assert numbers and all(len(value) <= 8 for value in numbers), numbers  # no 17-digit floats
 
     run(scenario)
+
+
+def replies_by_name(monkeypatch: Any) -> list[str]:
+    """Replies that name the model the request asked for; returns the names asked, in order."""
+    from llmodel_app.tui.components import chat_pane
+
+    asked: list[str] = []
+    monkeypatch.setattr(
+        chat_pane, "fit_context", lambda url, messages, max_tokens, key: (messages, max_tokens)
+    )
+
+    def reply(url: str, body: dict[str, Any], key: Any, stop: Any) -> Any:
+        asked.append(body["model"])
+        return iter([f"answer of {body['model']}"])
+
+    monkeypatch.setattr(chat_pane, "stream_chat", reply)
+    return asked
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_chat_keeps_a_server_that_already_serves_the_picked_checkpoint(
+    monkeypatch, size: tuple[int, int]
+):
+    client = FakeClient()
+    # The Serve tab started the run folder (its newest checkpoint, step 40) without adapters.
+    client.serve = {"running": True, "model": str(WORKSPACE / "runs" / RUN_A), "host": "127.0.0.1", "port": 8123,
+                    "url": "http://127.0.0.1:8123", "auth": False, "health": "ok", "requests": 0, "adapters": {}}  # fmt: skip
+    asked = replies_by_name(monkeypatch)
+
+    async def scenario() -> None:
+        app = workbench(client)
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            app.choose_checkpoint(RUN_A, checkpoint_path(RUN_A, 40))
+            chat = await mounted(pilot, "#chat-pane")
+            chat.serving_changed(dict(client.serve))
+            status = chat.query_one("#chat-server")
+            await wait_for(pilot, lambda: "answering" in str(status.content), what="the status line")
+            assert "restarts" not in str(status.content)
+            chat.send("hello")
+            await wait_for(pilot, lambda: len(chat.history) == 2 and not chat.streaming, what="the reply")
+            assert asked == [RUN_A] and client.deletes == [] and client.posts == [], "the server was kept"
+
+            chat.query_one(
+                "#chat-adapter"
+            ).value = "chat-sums"  # an adapter it does not serve: now it restarts
+            await wait_for(
+                pilot, lambda: "restarts it with" in str(status.content), what="the pending restart"
+            )
+            chat.send("and now?")
+            await wait_for(
+                pilot, lambda: len(chat.history) == 4 and not chat.streaming, what="the adapter's reply"
+            )
+            assert asked == [RUN_A, "chat-sums"] and client.deletes == ["/api/serve"]
+            assert set(client.posts[-1][1]["adapters"]) == {"chat-qlora", "chat-sums"}
+
+    run(scenario)
+
+
+class FailingModelServer:
+    """A model server on a loopback port that starts a streamed reply, then fails: two content chunks, an
+    OpenAI-shaped error event and ``[DONE]``, as ``engine/server/completion.py`` ends a stream that broke."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == "/tokenize":
+                    body = json.dumps({"count": 5, "max_model_len": 128}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                events = [
+                    {"choices": [{"index": 0, "delta": {"content": piece}}]} for piece in ("def ", "greet")
+                ]
+                events.append(
+                    {"error": {"message": "CUDA out of memory", "type": "server_error", "code": 500}}
+                )
+                for event in events:
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.http.server_address[1]
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_server_error_mid_reply_shows_in_the_conversation_after_what_came(size: tuple[int, int]):
+    server = FailingModelServer()
+    client = FakeClient()
+    picked = checkpoint_path(RUN_A, 40)
+    client.serve = {"running": True, "model": picked, "host": "127.0.0.1", "port": server.port, "auth": False,
+                    "url": f"http://127.0.0.1:{server.port}", "health": "ok", "requests": 0, "adapters": {}}  # fmt: skip
+
+    async def scenario() -> None:
+        app = workbench(client)
+        async with app.run_test(size=size) as pilot:
+            await loaded(pilot)
+            app.choose_checkpoint(RUN_A, picked)
+            chat = await mounted(pilot, "#chat-pane")
+            await wait_for(pilot, lambda: chat.query_one("#chat-model").path == picked, what="the pick")
+            chat.send("write a greeting")
+            await wait_for(
+                pilot, lambda: not chat.streaming and len(chat.query("ChatMessage")) == 2, what="the end"
+            )
+            shown = str(chat.query("ChatMessage").last().content)
+            error = "[the model server failed mid-reply: CUDA out of memory]"
+            assert shown == f"assistant\ndef greet\n{error}", shown
+            assert any("CUDA out of memory" in n.message for n in app._notifications)
+            assert chat.history == [{"role": "user", "content": "write a greeting"},
+                                    {"role": "assistant", "content": "def greet"}]  # fmt: skip
+
+    try:
+        run(scenario)
+    finally:
+        server.close()

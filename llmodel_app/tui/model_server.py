@@ -89,23 +89,37 @@ def served_name(model: str) -> str:
     return path.parent.parent.name if path.name.startswith("step-") else path.name
 
 
+def restart_needed(
+    status: Status, model: str | None, adapter: str | None = None,
+    same: Callable[[str | None, str | None], bool] = same_model,
+) -> bool:  # fmt: skip
+    """Whether the server of ``status`` must (re)start to answer with ``model`` and ``adapter`` (None: the
+    base). A running one that loads the same checkpoint (``same``: a run folder loads its newest) and serves the
+    adapter is kept, whatever else it serves or lacks; any running one is kept when ``model`` is None."""
+    if not status.get("running"):
+        return True
+    if model and not same(str(status.get("model") or ""), model):
+        return True
+    return adapter is not None and adapter not in (status.get("adapters") or {})
+
+
 def ensure_serving(
     client: Any, model: str | None, cancelled: Callable[[], bool], *, key: str | None = None,
     on_status: Callable[[Status], None] | None = None, adapters: dict[str, str] | None = None,
+    adapter: str | None = None, same: Callable[[str | None, str | None], bool] = same_model,
 ) -> Status:  # fmt: skip
-    """The status of a ready server that answers with ``model`` (and every one of ``adapters``, name → folder).
+    """The status of a ready server that answers with ``model`` and ``adapter`` (see ``restart_needed``).
 
-    A server already serving ``model`` with those adapters (or any server, when ``model`` is None) is kept, so
-    switching between the base and its adapters never restarts it. One serving another model, or lacking an
-    adapter, is replaced on the same host, port and API key (``key``: the workbench knows it only for servers it
-    started); with none running, ``model`` starts on a free loopback port.
+    A server that must restart is replaced on the same host, port and API key (``key``: the workbench knows it
+    only for servers it started); with none running, ``model`` starts on a free loopback port. Either way it
+    loads every one of ``adapters`` (name → folder), so switching between the base and its adapters afterwards
+    never restarts it.
     """
     if client is None:
         raise LLModelError("not connected to the engine; it reconnects when the engine is back")
     status = client.get("/api/serve")
     running = bool(status.get("running"))
-    lacking = bool(adapters) and not set(adapters or {}) <= set(status.get("adapters") or {})
-    started = not running or (bool(model) and (not same_model(status.get("model"), model) or lacking))
+    started = restart_needed(status, model, adapter, same)
     extra = {"adapters": dict(adapters)} if adapters else {}
     if running and started:
         if status.get("auth") and not key:

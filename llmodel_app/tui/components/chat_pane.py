@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -20,43 +20,51 @@ from llmodel_app.tui import keymap
 from llmodel_app.tui.components.chat_message import ChatMessage
 from llmodel_app.tui.components.chat_settings import ChatSettings
 from llmodel_app.tui.components.field_input import FieldInput
-from llmodel_app.tui.components.model_picker import AdapterPicker, ModelPicker, adapters_of, model_label
+from llmodel_app.tui.components.model_picker import (
+    AdapterPicker,
+    ModelPicker,
+    adapters_of,
+    loads_same,
+    model_label,
+)
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import AdapterPicked, ChatDelta, ModelPicked
 from llmodel_app.tui.model_server import (
     ensure_serving,
     health_phrase,
     local_url,
-    same_model,
+    restart_needed,
     served_name,
     server_error,
 )
+from llmodel_app.tui.shared import workbench
 
 STREAM_INTERVAL = 0.05  # at most twenty repaints of the growing reply a second
 
 
-def stream_chat(url: str, body: dict[str, Any], key: str | None, stop: threading.Event):  # type: ignore[no-untyped-def]
-    """Yield the reply's text pieces as the server streams them (OpenAI SSE chunks, then ``[DONE]``)."""
+def stream_chat(url: str, body: dict[str, Any], key: str | None, stop: threading.Event) -> Iterator[str]:
+    """Yield the reply's text pieces as the server streams them (OpenAI SSE chunks, then ``[DONE]``); an error
+    event mid-stream (the server failed after it began to answer) raises it as a one-line error."""
     import httpx  # loaded with the first message, off the start-up path
+    from httpx_sse import connect_sse
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {**body, "stream": True}
     with (
         httpx.Client(timeout=httpx.Timeout(10.0, read=120.0)) as http,
-        http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response,
+        connect_sse(http, "POST", f"{url}/v1/chat/completions", json=body, headers=headers) as source,
     ):
-        if response.status_code >= 400:
-            response.read()
-            raise server_error(response)
-        for line in response.iter_lines():
-            if stop.is_set():
+        if source.response.status_code >= 400:
+            source.response.read()
+            raise server_error(source.response)
+        for event in source.iter_sse():
+            if stop.is_set() or event.data == "[DONE]":
                 return
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return
-            for choice in json.loads(data).get("choices", []):
+            chunk = event.json()
+            if isinstance(chunk.get("error"), dict):
+                message = chunk["error"].get("message") or "no reason given"
+                raise LLModelError(f"the model server failed mid-reply: {message}")
+            for choice in chunk.get("choices", []):
                 piece = (choice.get("delta") or {}).get("content")
                 if piece:
                     yield piece
@@ -138,11 +146,12 @@ class ChatPane(Horizontal):
 
     def _catch_up(self) -> None:
         """Mounted lazily (once the Selects inside have mounted too): take what the app already knows."""
-        self.show_workspace(getattr(self.app, "workspace_data", {}))
-        if getattr(self.app, "chosen_model", None):
-            self.choose_model(self.app.chosen_model)  # type: ignore[attr-defined]
-        if getattr(self.app, "chosen_adapter", None):
-            self.choose_adapter(self.app.chosen_adapter)  # type: ignore[attr-defined]
+        app = workbench(self)
+        self.show_workspace(app.workspace_data)
+        if app.chosen_model:
+            self.choose_model(app.chosen_model)
+        if app.chosen_adapter:
+            self.choose_adapter(app.chosen_adapter)
 
     def show_workspace(self, data: dict[str, Any]) -> None:
         self.runs = data.get("runs", [])
@@ -183,9 +192,7 @@ class ChatPane(Horizontal):
         else:
             served = str(status.get("model") or "")
             serving = set(status.get("adapters") or {})
-            restarts = bool(picked) and (
-                not same_model(served, picked) or not set(adapters.served) <= serving
-            )
+            restarts = bool(picked) and restart_needed(status, picked, adapter, self._same)
             answering = adapter if adapter in serving and not restarts else None
             text = Text(f"{health_phrase(status)}: {self._named(served, answering)}\n")
             text.append(str(status.get("url")), style="dim")
@@ -213,14 +220,16 @@ class ChatPane(Horizontal):
         """Each health the server goes through while it starts (called from a worker thread)."""
         self.app.call_from_thread(self.serving_changed, status)
 
+    def _same(self, first: str | None, second: str | None) -> bool:
+        """Whether two paths load the same checkpoint (a run folder loads its newest)."""
+        return loads_same(first, second, self.runs)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat-serve")
     def _start_serving(self, model: str | None, adapters: dict[str, str]) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
         worker = get_current_worker()
-        key = self.app.serve_key  # type: ignore[attr-defined]
         status = ensure_serving(
-            client, model, lambda: worker.is_cancelled, key=key, on_status=self._serving_status,
-            adapters=adapters,
+            workbench(self).client, model, lambda: worker.is_cancelled, key=workbench(self).serve_key,
+            on_status=self._serving_status, adapters=adapters, same=self._same,
         )  # fmt: skip
         self.app.call_from_thread(self.serving_changed, status)
         self.app.call_from_thread(self.notify, f"model server ready at {status.get('url')}")
@@ -290,12 +299,13 @@ class ChatPane(Horizontal):
     ) -> None:  # fmt: skip
         text = ""
         try:
+            app = workbench(self)
             status = ensure_serving(
-                self.app.client, model, self._stop.is_set,  # type: ignore[attr-defined]
-                key=self.app.serve_key, on_status=self._serving_status, adapters=adapters,  # type: ignore[attr-defined]
+                app.client, model, self._stop.is_set, key=app.serve_key, on_status=self._serving_status,
+                adapters=adapters, adapter=adapter, same=self._same,
             )  # fmt: skip
             self.app.call_from_thread(self.serving_changed, status)
-            key = self.app.serve_key if status.get("auth") else None  # type: ignore[attr-defined]
+            key = app.serve_key if status.get("auth") else None
             url = local_url(status)
             messages, settings["max_tokens"] = fit_context(url, messages, settings["max_tokens"], key)
             # The base answers to its run's name, an adapter to its own: one server, no restart between them.

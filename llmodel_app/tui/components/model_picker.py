@@ -55,6 +55,14 @@ def base_checkpoint(path: str | None, runs: list[dict[str, Any]]) -> str | None:
     return None
 
 
+def loads_same(first: str | None, second: str | None, runs: list[dict[str, Any]]) -> bool:
+    """Whether two picked paths load the same checkpoint: a run folder loads its newest one."""
+    if same_model(first, second):
+        return True
+    loaded = base_checkpoint(first, runs)
+    return loaded is not None and same_model(loaded, base_checkpoint(second, runs))
+
+
 def same_checkpoint(recorded: str | None, listed: str | None) -> bool:
     """Whether an adapter's recorded base is this listed checkpoint. The CLI records the base as the user typed
     it (maybe relative to another folder), so a checkpoint is known by its run and step folder names."""
