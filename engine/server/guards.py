@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -38,17 +40,51 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One token bucket per caller (API key, or client address without keys)."""
+    """One token bucket per caller (API key, or client address without keys), for a bounded number of callers.
 
-    def __init__(self, rate: float, burst: float | None = None) -> None:
+    A bucket left alone for ``capacity / rate`` seconds is full again, no different from a new one, so it is
+    dropped; beyond ``max_callers`` recent callers the least recently seen is dropped too (it starts afresh).
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        max_callers: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate, self.capacity = rate, burst or max(1.0, 2 * rate)
-        self._buckets: dict[str, TokenBucket] = {}
+        self.max_callers = max_callers
+        self._refill_seconds = self.capacity / rate
+        self._clock = clock
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()  # least recently seen first
         self._lock = threading.Lock()
 
     def allow(self, caller: str) -> bool:
         with self._lock:
-            bucket = self._buckets.setdefault(caller, TokenBucket(self.rate, self.capacity))
-            return bucket.take(time.monotonic())
+            now = self._clock()
+            self._drop_refilled(now)
+            bucket = self._buckets.pop(caller, None)
+            if bucket is None:
+                bucket = TokenBucket(self.rate, self.capacity)
+            self._buckets[caller] = bucket
+            while len(self._buckets) > self.max_callers:
+                self._buckets.popitem(last=False)
+            return bucket.take(now)
+
+    @property
+    def callers(self) -> int:
+        """How many callers' buckets are held."""
+        return len(self._buckets)
+
+    def _drop_refilled(self, now: float) -> None:
+        """Drop the buckets full again by now: the least recently seen first, up to the first still refilling."""
+        while self._buckets:
+            caller, bucket = next(iter(self._buckets.items()))
+            if now - bucket.updated < self._refill_seconds:
+                return
+            del self._buckets[caller]
 
 
 @dataclass(frozen=True)
