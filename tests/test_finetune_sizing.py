@@ -15,15 +15,18 @@ from engine.finetune.sizing import finetune_size, projection_shapes
 from engine.model import ModelConfig, Transformer
 
 SMALL = {"vocab_size": 96, "d_model": 48, "n_layers": 3, "n_heads": 6, "d_ff": 80, "max_len": 32}
+GELU_MULTI_QUERY = {**SMALL, "ffn_type": "gelu", "n_kv_heads": 1}
 SHAPES = {
     "swiglu, multi-head": {**SMALL, "ffn_type": "swiglu"},
     "gelu, multi-head": {**SMALL, "ffn_type": "gelu"},
     "swiglu, grouped-query": {**SMALL, "n_kv_heads": 2},
     "gelu, multi-query, untied, layernorm, absolute positions": {
-        **SMALL, "ffn_type": "gelu", "n_kv_heads": 1, "tie_word_embeddings": False, "norm_type": "layernorm",
+        **GELU_MULTI_QUERY,
+        "tie_word_embeddings": False,
+        "norm_type": "layernorm",
         "pos_type": "absolute",
     },
-}  # fmt: skip
+}
 TARGET_SETS = (
     ["q_proj", "v_proj"],
     ["k_proj", "o_proj"],

@@ -64,7 +64,8 @@ def base_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 def projections(model: Transformer) -> Iterator[tuple[str, nn.Module, str, nn.Linear]]:
     """(full name, parent module, attribute, linear) of every projection in the model's blocks."""
     for index, layer in enumerate(model.model.layers):
-        for parent_name, parent in (("self_attn", layer.self_attn), ("mlp", layer.mlp)):
+        for parent_name in ("self_attn", "mlp"):
+            parent = layer.get_submodule(parent_name)
             for attribute in (*ATTENTION_TARGETS, *MLP_TARGETS):
                 linear = getattr(parent, attribute, None)
                 if isinstance(linear, nn.Linear):

@@ -39,7 +39,7 @@ def rows_use(adapters: Sequence[int]) -> Iterator[None]:
 class AdaptedLinear(nn.Module):
     """A projection plus any of several LoRA updates, picked per row; looks like the projection it wraps."""
 
-    def __init__(self, base: nn.Module) -> None:
+    def __init__(self, base: nn.Linear) -> None:
         super().__init__()
         self.base = base
         self.updates: dict[int, tuple[torch.Tensor, torch.Tensor, float]] = {}

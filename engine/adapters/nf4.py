@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,20 +63,20 @@ def nf4_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return require_torchao().linear_nf4(x, weight)
 
 
+def _as_nf4(weight: torch.Tensor) -> Any:
+    """The weight as torchao's ``NF4Tensor``, a Tensor subclass of a package that publishes no types."""
+    return weight
+
+
 def dequantize(weight: torch.Tensor) -> torch.Tensor:
     """The full-precision weight an NF4 tensor stands for."""
-    return weight.get_original_weight()
+    return torch.as_tensor(_as_nf4(weight).get_original_weight())
 
 
 def weight_bytes(weight: torch.Tensor) -> int:
     """Bytes a weight occupies: its packed 4-bit codes and scales for NF4, its elements otherwise."""
     if weight.__class__.__name__ == "NF4Tensor":
-        parts = (
-            weight.quantized_data,
-            weight.quantized_scalers,
-            weight.quantization_factor,
-            weight.scaler_mean,
-            weight.nf4,
-        )
+        nf4 = _as_nf4(weight)
+        parts = (nf4.quantized_data, nf4.quantized_scalers, nf4.quantization_factor, nf4.scaler_mean, nf4.nf4)
         return sum(t.numel() * t.element_size() for t in parts)
     return weight.numel() * weight.element_size()

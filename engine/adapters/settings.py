@@ -55,8 +55,8 @@ def target_names(targets: Collection[str], present: Collection[str] | None = Non
         raise ConfigError(
             f"unknown target module {unknown[0]!r}; choose from {', '.join(available)} or {ALL_LINEAR}"
         )
-    missing = [t for t in targets if present is not None and t not in present]
-    if missing:
+    missing = [t for t in targets if t not in present] if present is not None else []
+    if missing and present is not None:
         raise ConfigError(
             f"this model has no {missing[0]}; choose from {', '.join(n for n in available if n in present)}"
         )

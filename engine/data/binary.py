@@ -22,7 +22,7 @@ from engine.tokenizer.trainer import EOS_ID
 MAGIC = b"LLMDIDX\x00"
 VERSION = 1
 _HEADER = struct.Struct("<8sII")
-_DTYPES = {1: np.dtype("<u2"), 2: np.dtype("<u4")}
+_DTYPES: dict[int, np.dtype] = {1: np.dtype("<u2"), 2: np.dtype("<u4")}
 _CODES = {dtype: code for code, dtype in _DTYPES.items()}
 _OFFSET_DTYPE = np.dtype("<i8")
 

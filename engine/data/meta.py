@@ -65,7 +65,7 @@ class DatasetMeta:
                     f"{path}: dataset format {version} is newer than this LLModel supports ({FORMAT_VERSION}); "
                     "upgrade LLModel or re-run `llmodel data prepare`"
                 )
-            splits = {
+            splits: dict[str, Any] = {
                 name: SplitCounts(int(data[name]["documents"]), int(data[name]["tokens"])) for name in SPLITS
             }
             fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in SPLITS}

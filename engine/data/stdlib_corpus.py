@@ -12,7 +12,7 @@ import json
 import os
 import sysconfig
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -215,7 +215,7 @@ def _signature_pairs(source: str) -> Iterator[tuple[str, str, str]]:
                 yield summary, node.name, f"{prefix} {node.name}({ast.unparse(node.args)}):"
 
 
-def _write_record(fh: TextIO, record: dict[str, object]) -> None:
+def _write_record(fh: TextIO, record: Mapping[str, object]) -> None:
     fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 

@@ -8,6 +8,7 @@ import random
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import sentencepiece as spm
 
@@ -116,7 +117,7 @@ def train_bpe(
 
 def _trainer_options(
     vocab_size: int, character_coverage: float, max_sentence_length: int, num_threads: int | None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     # identity normalisation, no dummy prefix and kept whitespace make decode(encode(s)) == s for source code.
     return {
         "model_type": "bpe",

@@ -177,7 +177,7 @@ class Trainer:
             step += 1
             elapsed = time.perf_counter() - started
             self.tokens_seen += tokens
-            metrics.update(loss=loss, lr=self.scheduler.get_last_lr()[0])
+            metrics.update(loss=loss, lr=float(self.scheduler.get_last_lr()[0]))
             self.events.emit(
                 "step",
                 step=step,
