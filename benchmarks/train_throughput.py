@@ -1,6 +1,6 @@
 """Training throughput: tokens/s, achieved GFLOP/s and MFU of real AdamW steps through the Trainer's own code.
 
-Each shape trains on random tokens written as a prepared dataset, so the step is exactly ``Trainer._train_step``
+Each shape trains on random tokens written as a prepared dataset, so the step is exactly ``Trainer.train_step``
 (forward, loss, backward, grad clipping, AdamW, scheduler). Warmup steps are excluded; the step time is the
 median of the measured steps. MFU = achieved GFLOP/s ÷ the matmul peak measured in the same process.
 Run ``python -m benchmarks.train_throughput``.

@@ -15,7 +15,11 @@ from typing import Any
 
 import torch
 
+from engine.data import BinaryDatasetWriter, DatasetMeta, SplitCounts, token_dtype
 from engine.generation import SamplingParams, generate_ids
+from engine.runs.loading import load_for_inference
+from engine.training.config import TrainConfig
+from engine.training.trainer import Trainer
 
 RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")  # package energy in microjoules, where readable
 PROMPT_TOKENS = 16
@@ -76,10 +80,6 @@ def _stamper(stamps: list[float]) -> Callable[[int, int], None]:
 
 def training_figures(config: Any, device: str, steps: int = 3) -> dict[str, float]:
     """Tokens/s of real training steps (forward, backward, AdamW) for this shape on random tokens."""
-    from engine.data import BinaryDatasetWriter, DatasetMeta, SplitCounts, token_dtype
-    from engine.training.config import TrainConfig
-    from engine.training.trainer import Trainer
-
     seq_len = min(256, config.max_len)
     with tempfile.TemporaryDirectory(prefix="llmodel-benchmark-") as tmp:
         data = Path(tmp) / "data"
@@ -120,8 +120,6 @@ def benchmark_model(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Every efficiency figure, as the ``result`` event an evaluation writes (task ``efficiency``)."""
-    from engine.runs.loading import load_for_inference
-
     report = progress or (lambda done, total: None)
     loaded = load_for_inference(model_path, adapter=adapter, device=device)
     read_energy = energy_counter()
