@@ -7,7 +7,7 @@ starts, and what the quickstart's chat stage calls.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,7 @@ class FinetuneResult:
     data: str = ""  # what was read, cut and dropped
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "step": self.step,
-            "total_steps": self.total_steps,
-            "metrics": self.metrics,
-            "checkpoint": self.checkpoint,
-            "adapter": self.adapter,
-            "data": self.data,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -63,22 +55,6 @@ class FinetuneJob:
     resume_from: str | None = None
     adapters_dir: Path | None = None
     should_stop: Callable[[], bool] | None = None
-
-    @classmethod
-    def from_spec(cls, run_dir: Path, spec: dict[str, Any], should_stop: Callable[[], bool]) -> FinetuneJob:
-        """The job the engine wrote to ``run_dir/job.json``."""
-        return cls(
-            base=spec["base"],
-            data_paths=list(spec["data_paths"]),
-            run_dir=run_dir,
-            settings=FinetuneSettings.from_dict(spec.get("finetune", {})),
-            train_config=TrainConfig.from_dict(spec["train_config"], source="training settings"),
-            tokenizer_path=spec.get("tokenizer_path"),
-            val_paths=list(spec.get("val_paths") or []),
-            resume_from=spec.get("resume_from"),
-            adapters_dir=Path(spec["adapters_dir"]) if spec.get("adapters_dir") else None,
-            should_stop=should_stop,
-        )
 
     def run(self) -> dict[str, Any]:
         base = ckpt.resolve_checkpoint(self.base)
