@@ -37,6 +37,7 @@ from engine.api import (
     Study,
     StudyReport,
     Submitted,
+    Summary,
     TaskInfo,
     Trial,
     TrialExport,
@@ -57,11 +58,13 @@ class EngineUnavailable(LLModelError):
 class EngineClient:
     """Talks to one workspace's engine over HTTP with its access token."""
 
-    def __init__(self, record: EngineRecord, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, record: EngineRecord, *, timeout: float = 30.0, http: httpx.Client | None = None
+    ) -> None:
+        """A client of the engine ``record`` describes; ``http`` replaces the connection (an in-process app's)."""
         self.record = record
-        self._http = httpx.Client(
-            base_url=record.url, headers={"Authorization": f"Bearer {record.token}"}, timeout=timeout
-        )
+        self._http = http or httpx.Client(base_url=record.url, timeout=timeout)
+        self._http.headers["Authorization"] = f"Bearer {record.token}"
 
     # -- finding or starting the engine -----------------------------------------------------------
 
@@ -110,6 +113,10 @@ class EngineClient:
     def workspace(self) -> WorkspaceInfo:
         """The workspace's folder, its catalog's counts and the jobs being supervised."""
         return self._request("GET", "/api/workspace")
+
+    def summary(self) -> Summary:
+        """How many configs, tokenizers, datasets, adapters and runs (by status) the workspace holds."""
+        return self.workspace()["summary"]
 
     def workspace_listing(self) -> WorkspaceListing:
         """Runs with their usable checkpoints (and the adapters on each), adapters, configs, tokenizers, datasets

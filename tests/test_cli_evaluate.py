@@ -32,7 +32,7 @@ def test_evaluate_runs_tasks_as_a_job_and_records_every_result(capsys, served_ru
     with EngineClient.connect(
         workspace_root(None)
     ) as client:  # what the workbench compares across checkpoints
-        rows = client.get("/api/evaluations")
+        rows = client.evaluations()
     assert {(r["run_id"], r["task"]) for r in rows} >= {
         (run["id"], "stdlib-names"),
         (run["id"], "stdlib-ppl"),
@@ -85,9 +85,10 @@ def test_training_with_eval_tasks_draws_them_as_curves(capsys, tmp_path, dataset
                      "--batch-size", "2", "--seq-len", "16", "--eval-interval", "2", "--eval-tasks", "stdlib-names")  # fmt: skip
     assert result.code == 0, result.err
     run = json.loads(run_cli(capsys, "runs", "list", "--json").out)[0]
-    from llmodel_app.cli.reading import query
+    from llmodel_app.cli.reading import read
 
-    curve = query(tmp_path / "workspace", "metrics", run["id"], ["stdlib-names/acc"])["stdlib-names/acc"]
+    curves = read(tmp_path / "workspace", lambda reader: reader.metrics(run["id"], ["stdlib-names/acc"]))
+    curve = curves["stdlib-names/acc"]
     assert [step for step, *_ in curve] == [2, 4]
     assert_one_line_error(
         run_cli(

@@ -78,14 +78,14 @@ def test_a_tiny_study_runs_every_trial_as_a_run_and_reports_and_exports_the_best
     assert trained.code == 0, trained.err
 
     with EngineClient.connect(workspace_root(None)) as client:
-        studies = client.get("/api/studies")
+        studies = client.studies()
         assert studies[0]["name"] == "tiny" and studies[0]["complete"] == 3
-        report = client.get("/api/studies/tiny")
+        report = client.study("tiny")
         assert [t["number"] for t in report["trials"]] == [t["number"] for t in shown["trials"]]
-        again = client.post("/api/studies/tiny/export", {"trial": best["number"]})
+        again = client.export_trial("tiny", best["number"])
         assert again["model_config"]["n_layers"] == best["params"]["n_layers"]
-        assert any(c["name"] == again["name"] for c in client.get("/api/configs"))
-        assert {t["name"] for t in client.get("/api/tasks")} >= {"stdlib-ppl", "hellaswag"}
+        assert any(c["name"] == again["name"] for c in client.configs())
+        assert {t["name"] for t in client.tasks()} >= {"stdlib-ppl", "hellaswag"}
 
 
 @pytest.mark.slow
@@ -93,16 +93,16 @@ def test_a_cancelled_study_resumes_to_exactly_its_trials(capsys, space_file, dat
     queued = evolve(capsys, space_file, dataset_dir, "--trials", "4", "--study", "stop", "--detach")
     assert queued.code == 0, queued.err
     with EngineClient.connect(workspace_root(None)) as client:
-        job = next(r for r in client.get("/api/runs") if r["kind"] == "evolve")
+        job = next(r for r in client.runs() if r["kind"] == "evolve")
         deadline = time.monotonic() + 120
-        while not any(r["kind"] == "trial" and r["status"] == "completed" for r in client.get("/api/runs")):
+        while not any(r["kind"] == "trial" and r["status"] == "completed" for r in client.runs()):
             assert time.monotonic() < deadline, "no trial completed"
             time.sleep(0.2)
-        client.post(f"/api/runs/{job['id']}/cancel")
-        while client.get(f"/api/runs/{job['id']}")["status"] not in ("cancelled", "completed"):
+        client.cancel(job["id"])
+        while client.run(job["id"])["status"] not in ("cancelled", "completed"):
             assert time.monotonic() < deadline, "the study did not stop"
             time.sleep(0.2)
-        assert not [r for r in client.get("/api/runs") if r["status"] == "running"], "no trial left running"
+        assert not [r for r in client.runs() if r["status"] == "running"], "no trial left running"
     resumed = evolve(capsys, space_file, dataset_dir, "--trials", "4", "--study", "stop", "--resume")
     assert resumed.code == 0, resumed.err
     shown = json.loads(run_cli(capsys, "evolve", "show", "stop", "--json").out)

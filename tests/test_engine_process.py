@@ -37,6 +37,8 @@ from engine.errors import CheckpointError, LLModelError
 from engine.model import ModelConfig, Transformer
 from engine.processes import pid_alive, start_ticks
 from engine.runs import checkpoint as ckpt
+from engine.specs import JobSpec, PretrainSpec, dataset_spec, tokenizer_spec
+from engine.specs import pretrain_spec as build_pretrain_spec
 from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
 from tests.cli_runner import run_cli
@@ -60,22 +62,32 @@ NANO = {
 }
 
 
-def pretrain_spec(workspace: Path, dataset_dir: Path, tokenizer_dir: Path, **train: Any) -> dict[str, Any]:
-    """A pretrain job spec built the way `llmodel pretrain` builds it; keyword arguments override training settings."""
+def pretrain_spec(workspace: Path, dataset_dir: Path, tokenizer_dir: Path, **train: Any) -> PretrainSpec:
+    """A pretrain job spec from the builder `llmodel pretrain` calls; keyword arguments override training settings."""
     settings: dict[str, Any] = {
-        "batch_size": 2, "seq_len": 16, "max_steps": 20, "warmup_steps": 2, "learning_rate": 3e-3,
-        "eval_interval": 10**6, "eval_batches": 1, "sample_interval": 10**6, "sample_tokens": 4,
-        "checkpoint_interval": 10**6, "attention_interval": 10**6, "log_interval": 10**6,
-        "device": "cpu", "num_threads": 1,
-    }  # fmt: skip
-    settings.update(train)
-    return {
-        "model_config": ModelConfig.from_dict(NANO).to_dict(),
-        "train_config": TrainConfig(**settings).to_dict(),
-        "data_paths": [str(dataset_dir)],
-        "tokenizer_path": str(tokenizer_dir),
-        "cache_root": str(workspace / "datasets"),
+        "batch_size": 2,
+        "seq_len": 16,
+        "max_steps": 20,
+        "warmup_steps": 2,
+        "learning_rate": 3e-3,
+        "eval_interval": 10**6,
+        "eval_batches": 1,
+        "sample_interval": 10**6,
+        "sample_tokens": 4,
+        "checkpoint_interval": 10**6,
+        "attention_interval": 10**6,
+        "log_interval": 10**6,
+        "device": "cpu",
+        "num_threads": 1,
     }
+    settings.update(train)
+    return build_pretrain_spec(
+        ModelConfig.from_dict(NANO),
+        TrainConfig(**settings),
+        [dataset_dir],
+        workspace=workspace,
+        tokenizer_path=tokenizer_dir,
+    )
 
 
 @dataclass
@@ -87,7 +99,7 @@ class SharedEngine:
     dataset_dir: Path
     tokenizer_dir: Path
 
-    def spec(self, **train: Any) -> dict[str, Any]:
+    def spec(self, **train: Any) -> PretrainSpec:
         return pretrain_spec(self.workspace, self.dataset_dir, self.tokenizer_dir, **train)
 
 
@@ -111,14 +123,14 @@ def shared(
 def engine(shared: SharedEngine) -> Iterator[EngineClient]:
     """The shared engine's client; whatever job a test leaves behind is stopped before the next test."""
     yield shared.client
-    for job in shared.client.get("/api/workspace")["jobs"]:
+    for job in shared.client.workspace()["jobs"]:
         if job["pid"]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(job["pid"], signal.SIGKILL)
         else:
             with contextlib.suppress(LLModelError):
-                shared.client.post(f"/api/runs/{job['run_id']}/cancel")
-    wait_for(lambda: not shared.client.get("/api/workspace")["jobs"], what="the shared engine to be idle")
+                shared.client.cancel(job["run_id"])
+    wait_for(lambda: not shared.client.workspace()["jobs"], what="the shared engine to be idle")
 
 
 @pytest.fixture
@@ -128,7 +140,7 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_spec(dataset_dir: Path, tokenizer_dir: Path, workspace: Path) -> Callable[..., dict]:
+def make_spec(dataset_dir: Path, tokenizer_dir: Path, workspace: Path) -> Callable[..., PretrainSpec]:
     return lambda **train: pretrain_spec(workspace, dataset_dir, tokenizer_dir, **train)
 
 
@@ -181,11 +193,11 @@ def wait_for(condition: Callable[[], Any], *, timeout: float = 10.0, what: str =
 
 
 def run_dir_of(client: EngineClient, run_id: str) -> Path:
-    return Path(client.get(f"/api/runs/{run_id}")["run_dir"])
+    return Path(client.run(run_id)["run_dir"])
 
 
 def status_of(client: EngineClient, run_id: str) -> str:
-    return client.get(f"/api/runs/{run_id}")["status"]
+    return client.run(run_id)["status"]
 
 
 def file_events(run_dir: Path) -> list[Event]:
@@ -205,14 +217,14 @@ def steps_in(events: list[Event]) -> list[int]:
 
 
 def catalog_loss_steps(client: EngineClient, run_id: str) -> list[int]:
-    return [step for step, _ in client.get(f"/api/runs/{run_id}/metrics", names="loss")["loss"]]
+    return [step for step, _ in client.metrics(run_id, ["loss"])["loss"]]
 
 
 def job_pid(client: EngineClient, run_id: str) -> int:
     """The pid of the run's job process, as the engine reports it."""
 
     def pid() -> int | None:
-        jobs = client.get("/api/workspace")["jobs"]
+        jobs = client.workspace()["jobs"]
         return next((j["pid"] for j in jobs if j["run_id"] == run_id and j["pid"]), None)
 
     return wait_for(pid, what=f"the job of {run_id} to start")
@@ -258,7 +270,7 @@ def test_engine_start_status_and_stop_from_the_command_line(capsys, workspace, m
     assert status["jobs"] == []
 
     with EngineClient.connect(workspace, start=False) as client:
-        run_id = client.submit("pretrain", make_spec(max_steps=10**6))
+        run_id = client.submit_job(make_spec(max_steps=10**6))
         pid = job_pid(client, run_id)
         status = json.loads(run_cli(capsys, "engine", "status", "--json").out)
         assert status["jobs"] == [{"run_id": run_id, "kind": "pretrain", "pid": pid, "status": "running"}]
@@ -276,14 +288,16 @@ def test_a_second_engine_for_the_same_workspace_refuses_to_start_and_names_the_f
     with EngineClient.connect(workspace) as first:
         second = subprocess.run(
             [sys.executable, "-m", "engine.daemon", "--workspace", str(workspace)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode != 0
         assert f"pid {first.record.pid}" in second.stderr
         assert read_record(workspace) == first.record, (
             "the refused engine leaves the first one's record alone"
         )
-        assert first.get("/api/workspace")["path"] == str(workspace)
+        assert first.workspace()["path"] == str(workspace)
 
 
 def test_a_stale_record_of_a_dead_engine_is_cleaned_up_and_a_new_engine_starts(capsys, workspace):
@@ -300,33 +314,45 @@ def test_a_stale_record_of_a_dead_engine_is_cleaned_up_and_a_new_engine_starts(c
     assert record is not None and record.pid != dead.pid and record.token != "stale-token"
     assert record.pid_start == start_ticks(record.pid), "the new record knows its process by start time too"
     with EngineClient.connect(workspace, start=False) as client:
-        assert client.get("/api/runs") == []
+        assert client.runs() == []
 
 
 # -- 2. a token on every route but health; loopback only ------------------------------------------------------------
 
 
+def engine_routes() -> list[tuple[str, str]]:
+    """(method, path) of every route of the engine's API, path parameters filled with ``x`` (or ``1``)."""
+    from fastapi.routing import APIRoute
+
+    from engine.daemon.routes import adapters, jobs, runs, serve, studies, workspace
+
+    routers = (workspace.router, runs.router, jobs.router, serve.router, adapters.router, studies.router)
+    found = []
+    for router in routers:
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            path = route.path.replace("{step}", "1")
+            while "{" in path:
+                path = path[: path.index("{")] + "x" + path[path.index("}") + 1 :]
+            found += [(method, path) for method in sorted(route.methods)]
+    return found
+
+
 def test_every_route_but_health_needs_the_engines_token(engine):
-    url = engine.record.url
-    requests = [
-        ("GET", "/api/runs"), ("GET", "/api/workspace"), ("GET", "/api/configs"), ("GET", "/api/runs/x"),
-        ("GET", "/api/runs/x/metrics"), ("GET", "/api/runs/x/events"), ("GET", "/api/events"),
-        ("POST", "/api/jobs"), ("POST", "/api/runs/x/cancel"), ("POST", "/api/shutdown"), ("DELETE", "/api/runs/x"),
-        ("GET", "/openapi.json"), ("GET", "/docs"),
-    ]  # fmt: skip
+    requests = engine_routes()
+    assert len(requests) > 30, "every router's routes are listed"
     wrong = [{}, {"Authorization": "Bearer not-the-token"}, {"Authorization": f"Basic {engine.record.token}"}]
-    with httpx.Client(base_url=url, timeout=10) as http:
+    with httpx.Client(base_url=engine.record.url, timeout=10) as http:
         for headers in wrong:
-            for method, path in requests:
+            for method, path in [*requests, ("GET", "/openapi.json"), ("GET", "/docs")]:
                 response = http.request(method, path, headers=headers, json={"kind": "pretrain", "spec": {}})
-                assert response.status_code in (401, 404), (
+                expected = 401 if (method, path) in requests else 404
+                assert response.status_code == expected, (
                     f"{method} {path} with {headers} → {response.status_code}"
                 )
-                assert response.status_code == 401 or not path.startswith("/api/")
-        health = http.get("/api/health")
-        assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert engine.health()["status"] == "ok", "health alone answers without the token"
     assert pid_alive(engine.record.pid), "an unauthorised shutdown request is refused"
-    assert engine.get("/api/runs") == []
+    assert engine.runs() == []
 
 
 def test_the_engine_listens_on_loopback_only(engine):
@@ -363,8 +389,8 @@ class WatchedRun:
 @pytest.fixture(scope="module")
 def watched_run(shared: SharedEngine) -> WatchedRun:
     """A 20-step run (a checkpoint and an attention snapshot every 10 steps), followed by two clients as it ran."""
-    run_id = shared.client.submit(
-        "pretrain", shared.spec(max_steps=20, checkpoint_interval=10, attention_interval=10)
+    run_id = shared.client.submit_job(
+        shared.spec(max_steps=20, checkpoint_interval=10, attention_interval=10)
     )
     early: dict[str, list[Event]] = {}
 
@@ -414,21 +440,21 @@ def test_the_workspace_stream_carries_job_status_changes_and_the_runs_events(eng
 
 
 def test_metrics_are_served_whole_or_downsampled_to_max_points(engine, watched_run):
-    metrics = f"/api/runs/{watched_run.run_id}/metrics"
-    full = engine.get(metrics, names="loss")["loss"]
+    run_id = watched_run.run_id
+    full = engine.metrics(run_id, ["loss"])["loss"]
     assert [step for step, _ in full] == list(range(1, 21))
-    short = engine.get(metrics, names="loss", max_points=5)["loss"]
+    short = engine.metrics(run_id, ["loss"], max_points=5)["loss"]
     assert 2 <= len(short) <= 5
     assert short[0] == full[0] and short[-1] == full[-1], "the first and last points are kept exactly"
     assert [step for step, _ in short] == sorted({step for step, _ in short})
-    assert set(engine.get(metrics, max_points=5)) >= {"loss", "lr", "val_loss"}
+    assert set(engine.metrics(run_id, max_points=5)) >= {"loss", "lr", "val_loss"}
 
 
 def test_attention_snapshots_are_listed_and_served_with_their_tokens(engine, watched_run):
-    snapshots = engine.get(f"/api/runs/{watched_run.run_id}/attention")
+    snapshots = engine.attention(watched_run.run_id)
     assert [s["step"] for s in snapshots] == [10, 20]
     assert all(s["layers"] == 2 and s["heads"] == 4 and s["tokens"] for s in snapshots)
-    snapshot = engine.get(f"/api/runs/{watched_run.run_id}/attention/10")
+    snapshot = engine.attention_map(watched_run.run_id, 10)
     side = len(snapshot["tokens"])
     weights = snapshot["weights"]
     assert snapshot["step"] == 10 and side > 1
@@ -440,7 +466,7 @@ def test_attention_snapshots_are_listed_and_served_with_their_tokens(engine, wat
         "rows are distributions"
     )
     with pytest.raises(LLModelError, match="no attention snapshot at step 15"):
-        engine.get(f"/api/runs/{watched_run.run_id}/attention/15")
+        engine.attention_map(watched_run.run_id, 15)
 
 
 def test_a_follower_only_counts_complete_lines_even_before_its_offset_exists(tmp_path):
@@ -460,25 +486,25 @@ def test_a_follower_only_counts_complete_lines_even_before_its_offset_exists(tmp
 
 
 def test_cancelling_a_training_job_checkpoints_it_and_resume_continues_without_a_gap(capsys, engine, shared):
-    run_id = engine.submit("pretrain", shared.spec(max_steps=100))
+    run_id = engine.submit_job(shared.spec(max_steps=100))
     follow_until(engine, run_id, is_step(5))
     asked = time.monotonic()
-    assert engine.post(f"/api/runs/{run_id}/cancel")["status"] == "cancelling"
+    assert engine.cancel(run_id)["status"] == "cancelling"
     wait_for(lambda: status_of(engine, run_id) == "cancelled", timeout=5, what="the job to stop")
     assert time.monotonic() - asked < 5
 
-    run = engine.get(f"/api/runs/{run_id}")
+    run = engine.run(run_id)
     stopped_at = run["step"]
     assert 5 <= stopped_at < 100
     run_dir = Path(run["run_dir"])
     checkpoint = ckpt.verify_checkpoint(run_dir / "checkpoints" / ckpt.step_dir_name(stopped_at))
     assert checkpoint.step == stopped_at
     assert ckpt.latest_checkpoint(run_dir / "checkpoints").step == stopped_at
-    assert [c["step"] for c in engine.get(f"/api/runs/{run_id}/checkpoints")] == [stopped_at]
+    assert [c["step"] for c in engine.checkpoints(run_id)] == [stopped_at]
 
     result = run_cli(capsys, "runs", "resume", run_id, "--workspace", str(shared.workspace))
     assert result.code == 0, result.err
-    run = engine.get(f"/api/runs/{run_id}")
+    run = engine.run(run_id)
     assert run["status"] == "completed" and run["step"] == 100
     assert steps_in(file_events(run_dir)) == list(range(1, 101)), "the resumed job picks up at the next step"
     assert catalog_loss_steps(engine, run_id) == list(range(1, 101))
@@ -488,9 +514,7 @@ def test_cancelling_a_training_job_checkpoints_it_and_resume_continues_without_a
 
 
 def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(engine, shared, tmp_path):
-    run_id = engine.submit(
-        "pretrain", shared.spec(max_steps=70, checkpoint_interval=25, attention_interval=5)
-    )
+    run_id = engine.submit_job(shared.spec(max_steps=70, checkpoint_interval=25, attention_interval=5))
     follow_until(engine, run_id, lambda e: e["type"] == "attention" and e["step"] >= 35)
     pid = job_pid(engine, run_id)
     os.kill(pid, signal.SIGKILL)
@@ -498,33 +522,36 @@ def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(
     wait_for(lambda: status_of(engine, run_id) == "failed_resumable", timeout=3, what="failed_resumable")
     assert time.monotonic() - killed < 3
 
-    run = engine.get(f"/api/runs/{run_id}")
+    run = engine.run(run_id)
     assert "ended without finishing" in run["error"]
     run_dir = Path(run["run_dir"])
     resume_at = ckpt.latest_checkpoint(run_dir / "checkpoints").step
     logged_by_the_dead_job = steps_in(file_events(run_dir))
     assert max(logged_by_the_dead_job) > resume_at, "the dead job had logged steps past its last checkpoint"
 
-    offset = engine.post(f"/api/runs/{run_id}/resume")["offset"]
+    offset = engine.resume(run_id)["offset"]
     resumed = follow_to_end(engine, run_id, offset)
     assert resumed[-1]["status"] == "completed"
     assert steps_in(resumed) == list(range(resume_at + 1, 71)), "the resumed job continues at the checkpoint"
     assert catalog_loss_steps(engine, run_id) == list(range(1, 71)), (
         "each step once: the dead job's tail replaced"
     )
-    snapshot_steps = [s["step"] for s in engine.get(f"/api/runs/{run_id}/attention")]
+    snapshot_steps = [s["step"] for s in engine.attention(run_id)]
     assert snapshot_steps == list(range(5, 71, 5)), "attention snapshots too"
-    assert engine.get(f"/api/runs/{run_id}")["step"] == 70
+    assert engine.run(run_id)["step"] == 70
 
     # The same job, never killed, in this process: the resumed run repeats its losses bit for bit.
     spec = shared.spec(max_steps=70, checkpoint_interval=25, attention_interval=5)
     straight = tmp_path / "straight"
     Trainer(
-        ModelConfig.from_dict(spec["model_config"]), TrainConfig.from_dict(spec["train_config"]),
-        shared.dataset_dir, straight, tokenizer_path=shared.tokenizer_dir,
-    ).run()  # fmt: skip
+        spec.model_config,
+        spec.train_config,
+        shared.dataset_dir,
+        straight,
+        tokenizer_path=shared.tokenizer_dir,
+    ).run()
     expected = [e["loss"] for e in file_events(straight) if e["type"] == "step"]
-    recorded = [loss for _, loss in engine.get(f"/api/runs/{run_id}/metrics", names="loss")["loss"]]
+    recorded = [loss for _, loss in engine.metrics(run_id, ["loss"])["loss"]]
     assert recorded == expected
 
 
@@ -533,7 +560,7 @@ def test_a_killed_training_job_is_resumable_and_its_history_has_every_step_once(
 
 def test_a_new_engine_reattaches_to_a_job_that_outlived_a_killed_engine(workspace, make_spec):
     first = EngineClient.connect(workspace)
-    run_id = first.submit("pretrain", make_spec(max_steps=120))
+    run_id = first.submit_job(make_spec(max_steps=120))
     pid = job_pid(first, run_id)
     follow_until(first, run_id, is_step(5))
     first.close()
@@ -550,18 +577,16 @@ def test_a_new_engine_reattaches_to_a_job_that_outlived_a_killed_engine(workspac
         assert pid_alive(pid)
         with EngineClient.connect(workspace) as second:
             assert second.record.pid != first.record.pid
-            jobs = second.get("/api/workspace")["jobs"]
+            jobs = second.workspace()["jobs"]
             assert {"run_id": run_id, "kind": "pretrain", "pid": pid, "status": "running"} in jobs
             written = len(file_events(run_dir))
-            wait_for(
-                lambda: second.get(f"/api/runs/{run_id}")["event_offset"] == written, what="the catch-up"
-            )
+            wait_for(lambda: second.run(run_id)["event_offset"] == written, what="the catch-up")
             assert status_of(second, run_id) == "running"
             os.kill(pid, signal.SIGCONT)
-            offset = second.get(f"/api/runs/{run_id}")["event_offset"]
+            offset = second.run(run_id)["event_offset"]
             assert follow_to_end(second, run_id, offset)[-1]["status"] == "completed"
             assert catalog_loss_steps(second, run_id) == list(range(1, 121))
-            assert second.get(f"/api/runs/{run_id}")["step"] == 120
+            assert second.run(run_id)["step"] == 120
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
@@ -647,7 +672,7 @@ def test_the_engine_starts_while_another_command_is_reading_the_catalog(workspac
     assert "error" not in started, started.get("error")
     with EngineClient(started["record"]) as client:
         client.wait_ready()
-        assert client.get("/api/runs") == []
+        assert client.runs() == []
 
 
 def _engine_holds_the_lock(workspace: Path) -> bool:
@@ -687,8 +712,10 @@ def test_cli_commands_at_the_same_time_never_trip_over_the_catalog_lock(capsys, 
     stop_file, ready_file = tmp_path / "stop", tmp_path / "ready"
     reader = subprocess.Popen(
         [sys.executable, "-c", _READER_LOOP, str(stop_file), str(ready_file)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(ready_file.exists, timeout=60, what="`llmodel runs list` to run in a loop")
         for _ in range(3):
@@ -708,21 +735,18 @@ def test_cli_commands_at_the_same_time_never_trip_over_the_catalog_lock(capsys, 
 
 
 def test_queued_jobs_wait_for_the_running_one_and_start_in_submission_order(engine, shared, tmp_path):
-    first = engine.submit("pretrain", shared.spec(max_steps=40))
+    first = engine.submit_job(shared.spec(max_steps=40))
     job_pid(engine, first)
-    second = engine.submit("pretrain", shared.spec(max_steps=3))
+    second = engine.submit_job(shared.spec(max_steps=3))
     empty = tmp_path / "empty-corpus.txt"  # accepted (it exists), and the job fails at once: no text in it
     empty.write_text("", encoding="utf-8")
     quick = [
-        engine.submit(
-            "tokenizer", {"inputs": [str(empty)], "output": str(tmp_path / f"tok{i}"), "vocab_size": 512}
-        )
-        for i in range(3)
+        engine.submit_job(tokenizer_spec([empty], tmp_path / f"tok{i}", vocab_size=512)) for i in range(3)
     ]
     order = [first, second, *quick]
 
     while True:
-        status = {run["id"]: run["status"] for run in engine.get("/api/runs")}  # one consistent snapshot
+        status = {run["id"]: run["status"] for run in engine.runs()}  # one consistent snapshot
         if status[first] != "running":
             break
         assert [status[run_id] for run_id in order[1:]] == ["queued"] * 4, "one job at a time"
@@ -744,7 +768,7 @@ def test_queued_jobs_wait_for_the_running_one_and_start_in_submission_order(engi
     for before, (after, seq) in zip(order, started[1:], strict=False):
         assert finished[before][1] < seq, f"{after} started only after {before} ended"
     assert finished[first][0] == finished[second][0] == "completed"
-    assert engine.get(f"/api/runs/{second}")["step"] == 3
+    assert engine.run(second)["step"] == 3
 
 
 # -- 8. tokenizer and dataset jobs stop at once on cancel ------------------------------------------------------------
@@ -766,14 +790,13 @@ def test_cancelling_a_tokenizer_or_dataset_job_stops_it_at_once_leaving_no_outpu
 ):
     output = shared.workspace / f"{kind}s" / f"cancelled-{kind}"
     if kind == "tokenizer":
-        spec = {"inputs": [str(large_corpus)], "output": str(output), "vocab_size": 8000}
+        spec: JobSpec = tokenizer_spec([large_corpus], output, vocab_size=8000)
     else:
-        spec = {"inputs": [str(large_corpus)], "tokenizer_path": str(shared.tokenizer_dir), "output": str(output),
-                "num_workers": 1}  # fmt: skip
-    run_id = engine.submit(kind, spec)
+        spec = dataset_spec([large_corpus], shared.tokenizer_dir, output, num_workers=1)
+    run_id = engine.submit_job(spec)
     follow_until(engine, run_id, lambda e: e["type"] == "progress" and e.get("done", 0) > 0)
     asked = time.monotonic()
-    engine.post(f"/api/runs/{run_id}/cancel")
+    engine.cancel(run_id)
     wait_for(lambda: status_of(engine, run_id) == "cancelled", timeout=5, what="the job to stop")
     assert time.monotonic() - asked < 5
     assert not output.exists(), "nothing half-written"

@@ -7,6 +7,7 @@ no counter holds, a missing field, file or checkpoint — before any run folder 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.catalog import Catalog
+from engine.client import EngineClient
 from engine.daemon.app import create_app
 from engine.daemon.broker import Broker
 from engine.daemon.jobs import read_job
+from engine.daemon.record import EngineRecord
 from engine.daemon.supervisor import Supervisor
 from engine.finetune.config import FinetuneSettings, training_defaults
 from engine.model.config import ModelConfig
@@ -25,6 +28,7 @@ from engine.runs.checkpoint import MARKER, META
 from engine.specs import (
     SPECS,
     EvaluateSpec,
+    FinetuneSpec,
     JobSpec,
     PretrainSpec,
     SpecError,
@@ -72,16 +76,29 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[TestClient, Supervisor]]:
-    """The engine's API over a supervisor whose loop never runs: a queued job stays queued."""
+def daemon(tmp_path: Path) -> Iterator[tuple[EngineClient, Supervisor]]:
+    """The engine's client and API, in this process, over a supervisor whose loop never runs: a queued job stays
+    queued."""
     workspace = tmp_path / "workspace"
     (workspace / "runs").mkdir(parents=True)
     broker = Broker()
+    record = EngineRecord(
+        pid=0, host="testserver", port=80, token=TOKEN, workspace=str(workspace), started=0.0
+    )
     with Catalog.open(workspace) as catalog:
         supervisor = Supervisor(workspace, catalog, broker)
-        with TestClient(create_app(supervisor, broker, TOKEN)) as http:
-            http.headers["Authorization"] = f"Bearer {TOKEN}"
-            yield http, supervisor
+        with EngineClient(record, http=TestClient(create_app(supervisor, broker, TOKEN))) as client:
+            yield client, supervisor
+
+
+class Posted(JobSpec):
+    """Whatever a client might post as the spec of a job of ``kind``."""
+
+    def __init__(self, kind: str, data: Any) -> None:
+        self.kind, self.data = kind, data
+
+    def to_dict(self) -> Any:
+        return self.data
 
 
 def valid_pretrain(files: dict[str, Path], workspace: Path) -> dict[str, Any]:
@@ -152,42 +169,39 @@ def hostile(files: dict[str, Path], workspace: Path) -> list[tuple[str, str, dic
 
 
 def test_a_hostile_spec_is_a_422_naming_the_field_and_no_run_is_made(daemon, files):
-    http, supervisor = daemon
+    client, supervisor = daemon
     for case, kind, spec, says in hostile(files, supervisor.workspace):
-        response = http.post("/api/jobs", json={"kind": kind, "spec": spec})
-        detail = response.json()["detail"]
-        assert response.status_code == 422, case
-        assert isinstance(detail, str) and "\n" not in detail, case
-        assert says in detail, f"{case}: {detail}"
+        with pytest.raises(SpecError) as refused:  # what the client raises for a 422
+            client.submit_job(Posted(kind, spec))
+        assert type(refused.value) is SpecError, case
+        detail = str(refused.value)
+        assert "\n" not in detail and says in detail, f"{case}: {detail}"
     assert not any((supervisor.workspace / "runs").iterdir()), "no run folder for a spec that was refused"
     assert supervisor.catalog.list_runs() == [] and supervisor.jobs == {}
 
 
 def test_an_incomplete_checkpoint_is_refused_on_arrival(daemon, files):
-    http, supervisor = daemon
+    client, supervisor = daemon
     partial = fake_checkpoint(files["run"] / "checkpoints" / "step-00000020", complete=False)
     spec = {**valid_pretrain(files, supervisor.workspace), "resume_from": str(partial)}
-    response = http.post("/api/jobs", json={"kind": "pretrain", "spec": spec})
-    assert response.status_code == 422
-    assert (
-        response.json()["detail"]
-        == f"pretrain spec: resume_from: checkpoint {partial} is incomplete (no COMPLETE marker)"
-    )
+    message = f"pretrain spec: resume_from: checkpoint {partial} is incomplete (no COMPLETE marker)"
+    with pytest.raises(SpecError, match=f"^{re.escape(message)}$"):
+        client.submit_job(Posted("pretrain", spec))
 
 
 def test_a_good_spec_is_queued_and_its_job_reads_the_same_typed_spec_back(daemon, files):
-    http, supervisor = daemon
-    spec = valid_finetune(files, supervisor.workspace)
-    response = http.post("/api/jobs", json={"kind": "finetune", "spec": spec})
-    assert response.status_code == 200
-    run_id = response.json()["run_id"]
+    client, supervisor = daemon
+    spec = finetune_spec(files["run"], {"method": "lora"}, workspace=supervisor.workspace)
+    run_id = client.submit_job(spec)
     read = read_job(supervisor.workspace / "runs" / run_id)
-    assert read == parse_spec("finetune", spec)
+    assert read == spec
+    assert isinstance(read, FinetuneSpec)
     assert read.finetune.method == "lora" and read.train_config.learning_rate == 2e-4
+    assert client.run(run_id)["status"] == "queued"
 
 
 def test_a_resume_with_a_bad_spec_is_a_422_and_leaves_the_run_as_it_was(daemon, files):
-    http, supervisor = daemon
+    client, supervisor = daemon
     spec = parse_spec("pretrain", valid_pretrain(files, supervisor.workspace))
     run_id = supervisor.submit(spec)
     run_dir = supervisor.workspace / "runs" / run_id
@@ -196,14 +210,15 @@ def test_a_resume_with_a_bad_spec_is_a_422_and_leaves_the_run_as_it_was(daemon, 
     fake_checkpoint(run_dir / "checkpoints" / "step-00000002")
     recorded = (run_dir / "job.json").read_text(encoding="utf-8")
 
-    bad = http.post(f"/api/runs/{run_id}/resume", json={"spec": {"train_config": {"max_steps": "more"}}})
-    assert bad.status_code == 422
-    assert bad.json()["detail"] == "pretrain spec: train_config: max_steps must be int, got str 'more'"
+    bad = Posted("pretrain", {"train_config": {"max_steps": "more"}})
+    with pytest.raises(
+        SpecError, match=r"^pretrain spec: train_config: max_steps must be int, got str 'more'$"
+    ):
+        client.resume(run_id, bad)
     assert (run_dir / "job.json").read_text(encoding="utf-8") == recorded
-    assert supervisor.catalog.get_run(run_id)["status"] == "cancelled"
+    assert client.run(run_id)["status"] == "cancelled"
 
-    good = http.post(f"/api/runs/{run_id}/resume", json={"spec": {"train_config": {"max_steps": 9}}})
-    assert good.status_code == 200
+    assert client.resume(run_id, Posted("pretrain", {"train_config": {"max_steps": 9}}))["status"] == "queued"
     resumed = read_job(run_dir)
     assert isinstance(resumed, PretrainSpec)
     assert resumed.train_config.max_steps == 9 and resumed.resume_from == str(run_dir)
@@ -250,12 +265,15 @@ def test_a_fine_tuning_spec_starts_from_the_methods_defaults_and_resolves_a_run_
         finetune_spec(files["run"], {"method": "lora", "adapter_name": "../x"}, workspace=tmp_path)
 
 
-def test_an_evaluations_tasks_run_in_one_order_whatever_order_they_were_picked_in(files):
-    listed = ["stdlib-ppl", "stdlib-names"]
-    assert task_order("stdlib-names,stdlib-ppl") == task_order(["stdlib-ppl", "stdlib-names", "stdlib-ppl"])
-    assert sorted(task_order(listed)) == sorted(listed)
-    spec = evaluate_spec(files["run"], ["stdlib-names", "stdlib-ppl"], limit=4)
-    assert isinstance(spec, EvaluateSpec) and spec.tasks == task_order(listed)
+def test_an_evaluations_tasks_run_in_the_order_named_once_each_task_files_made_absolute(files, monkeypatch):
+    monkeypatch.chdir(files["run"].parent)
+    assert task_order("stdlib-ppl, stdlib-names,stdlib-ppl") == ["stdlib-ppl", "stdlib-names"]
+    assert task_order(["mine.yaml", "stdlib-names"]) == [
+        str(files["run"].parent / "mine.yaml"),
+        "stdlib-names",
+    ]
+    spec = evaluate_spec(files["run"], "stdlib-names,stdlib-ppl,stdlib-names", limit=4)
+    assert isinstance(spec, EvaluateSpec) and spec.tasks == ["stdlib-names", "stdlib-ppl"]
     assert spec.settings.limit == 4 and spec.model_path == str(files["run"])
 
 

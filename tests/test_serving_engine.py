@@ -36,7 +36,7 @@ def trained_run(tmp_path, dataset_dir, tokenizer_dir):
 def wait_healthy(client: EngineClient, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status = client.get("/api/serve")
+        status = client.serve_status()
         if status.get("health") == "ok":
             return status
         time.sleep(0.2)
@@ -46,19 +46,19 @@ def wait_healthy(client: EngineClient, timeout: float = 60) -> dict:
 def test_the_engine_starts_and_stops_serving_a_checkpoint(tmp_path, trained_run):
     port = free_port()
     with EngineClient.connect(tmp_path / "workspace") as client:
-        assert client.get("/api/serve") == {"running": False}
-        started = client.post("/api/serve", {"model": str(trained_run), "port": port})
+        assert client.serve_status() == {"running": False}
+        started = client.serve_start(str(trained_run), port=port)
         assert started["url"] == f"http://127.0.0.1:{port}" and started["auth"] is False
         wait_healthy(client)
         reply = httpx.post(
             f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "def", "max_tokens": 3}, timeout=30
         )
         assert reply.status_code == 200 and reply.json()["choices"]
-        assert client.get("/api/serve")["requests"] >= 1, "live request counts for the toggle"
+        assert client.serve_status()["requests"] >= 1, "live request counts for the toggle"
         with pytest.raises(LLModelError, match="already running"):
-            client.post("/api/serve", {"model": str(trained_run), "port": free_port()})
-        assert client.delete("/api/serve")["running"] is False
-        assert client.get("/api/serve") == {"running": False}
+            client.serve_start(str(trained_run), port=free_port())
+        assert client.serve_stop()["running"] is False
+        assert client.serve_status() == {"running": False}
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
 
@@ -67,8 +67,8 @@ def test_serving_beyond_loopback_needs_a_key(tmp_path, trained_run, monkeypatch)
     monkeypatch.delenv("LLMODEL_API_KEY", raising=False)
     with EngineClient.connect(tmp_path / "workspace") as client:
         with pytest.raises(LLModelError, match="API key"):
-            client.post("/api/serve", {"model": str(trained_run), "host": "0.0.0.0", "port": free_port()})
-        assert client.get("/api/serve") == {"running": False}
+            client.serve_start(str(trained_run), host="0.0.0.0", port=free_port())
+        assert client.serve_status() == {"running": False}
 
 
 def test_a_server_that_misses_a_probe_reads_loading_until_it_was_once_ok_and_errors_carry_the_reason(

@@ -11,8 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engine.catalog import Catalog
+from engine.client import EngineClient
 from engine.daemon.app import create_app
 from engine.daemon.broker import Broker
+from engine.daemon.record import EngineRecord
 from engine.daemon.supervisor import Supervisor
 from engine.runs.checkpoint import MARKER, META
 
@@ -20,14 +22,18 @@ TOKEN = "secret"
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[TestClient, Catalog, Path]]:
+def daemon(tmp_path: Path) -> Iterator[tuple[EngineClient, Catalog, Path]]:
+    """The engine's client and API, in this process."""
     workspace = tmp_path / "workspace"
     (workspace / "runs").mkdir(parents=True)
     broker = Broker()
+    record = EngineRecord(
+        pid=0, host="testserver", port=80, token=TOKEN, workspace=str(workspace), started=0.0
+    )
     with Catalog.open(workspace) as catalog:
         app = create_app(Supervisor(workspace, catalog, broker), broker, TOKEN)
-        with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-            yield http, catalog, workspace
+        with EngineClient(record, http=TestClient(app)) as client:
+            yield client, catalog, workspace
 
 
 def save(run_dir: Path, step: int, *, complete: bool = True) -> str:
@@ -40,7 +46,7 @@ def save(run_dir: Path, step: int, *, complete: bool = True) -> str:
 
 
 def test_the_listing_has_each_runs_usable_checkpoints_with_their_adapters_in_one_answer(daemon):
-    http, catalog, workspace = daemon
+    client, catalog, workspace = daemon
     run_dir = workspace / "runs" / "pretrain-1"
     catalog.create_run("pretrain-1", "pretrain", run_dir, {}, status="running")
     pruned = str(run_dir / "checkpoints" / "step-00000010")  # saved, then deleted by keep_last
@@ -57,9 +63,7 @@ def test_the_listing_has_each_runs_usable_checkpoints_with_their_adapters_in_one
     meta = {"method": "lora", "base_checkpoint": best, "settings": {"rank": 4, "alpha": 8.0}}
     catalog.register_adapter("chat", workspace / "adapters" / "chat", meta)
 
-    response = http.get("/api/workspace/listing")
-    assert response.status_code == 200
-    listing = response.json()
+    listing = client.workspace_listing()
     runs = {run["id"]: run for run in listing["runs"]}
     checkpoints = runs["pretrain-1"]["checkpoints"]
     assert [(c["step"], c["best"], c["latest"]) for c in checkpoints] == [

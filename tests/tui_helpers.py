@@ -10,6 +10,7 @@ from typing import Any
 from textual.pilot import Pilot
 
 from engine.client import EngineClient
+from engine.specs import pretrain_spec
 
 
 async def wait_for(
@@ -36,12 +37,11 @@ def submit_run(
         "eval_interval": interval, "eval_batches": 1, "sample_interval": interval, "sample_tokens": 8,
         "checkpoint_interval": interval, "attention_interval": interval, "log_interval": 2, "device": "cpu",
     }  # fmt: skip
-    spec = {
-        "model_config": model_config, "train_config": train, "data_paths": [str(dataset_dir)],
-        "tokenizer_path": str(tokenizer_dir), "cache_root": str(workspace / "datasets"),
-    }  # fmt: skip
+    spec = pretrain_spec(
+        model_config, train, [dataset_dir], workspace=workspace, tokenizer_path=tokenizer_dir
+    )
     with EngineClient.connect(workspace) as client:
-        return client.submit("pretrain", spec)
+        return client.submit_job(spec)
 
 
 def train_run(

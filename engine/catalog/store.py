@@ -26,8 +26,14 @@ from engine.errors import LLModelError, NotFoundError, first_line
 CONFIG_KINDS = ("model", "train")
 # Tables whose rows belong to one run, keyed by run_id.
 RUN_TABLES = (
-    "metrics", "samples", "checkpoints", "evaluations", "attention_snapshots", "eval_results", "event_offsets",
-)  # fmt: skip
+    "metrics",
+    "samples",
+    "checkpoints",
+    "evaluations",
+    "attention_snapshots",
+    "eval_results",
+    "event_offsets",
+)
 _RUN_FIELDS = frozenset(
     {"status", "step", "total_steps", "metrics", "info", "error", "pid", "pid_start", "started", "finished"}
 )
@@ -114,6 +120,13 @@ class Catalog:
             catalog._index = RunsIndexWriter(path.parent, catalog.list_runs())
         return catalog
 
+    @classmethod
+    def empty(cls) -> Catalog:
+        """An empty catalog in memory, read-only: what a workspace without a catalog file holds."""
+        conn = duckdb.connect(":memory:")
+        migrate(conn)
+        return cls(conn, Path(":memory:"), read_only=True)
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -161,9 +174,14 @@ class Catalog:
             row = self._conn.execute(sql, params or []).fetchone()
         return row[0] if row else None
 
-    def _require_run(self, run_id: str) -> None:
-        if not self._scalar("SELECT count(*) FROM runs WHERE id = ?", [run_id]):
-            raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
+    def _require_run(self, run_id: str, conn: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Raise :class:`NotFoundError` unless the run is recorded (looked up in ``conn``'s transaction, if given)."""
+        if conn is None:
+            found = self._scalar("SELECT count(*) FROM runs WHERE id = ?", [run_id])
+        else:
+            found = _count(conn, "SELECT count(*) FROM runs WHERE id = ?", [run_id])
+        if not found:
+            raise _no_run(run_id)
 
     @staticmethod
     def _decode(row: dict[str, Any], *columns: str) -> dict[str, Any]:
@@ -267,7 +285,7 @@ class Catalog:
 
     def remove_adapter(self, name: str) -> None:
         with self._transaction() as conn:
-            if not conn.execute("SELECT count(*) FROM adapters WHERE name = ?", [name]).fetchone()[0]:  # type: ignore[index]
+            if not _count(conn, "SELECT count(*) FROM adapters WHERE name = ?", [name]):
                 raise NotFoundError(f"no adapter named {name}; see `llmodel adapters list`")
             conn.execute("DELETE FROM adapters WHERE name = ?", [name])
 
@@ -310,7 +328,7 @@ class Catalog:
             raise ValueError(f"run status must be one of {RUN_STATUSES}, not {status!r}")
         now = time.time()
         with self._transaction(runs=(run_id,)) as conn:
-            if conn.execute("SELECT count(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0]:  # type: ignore[index]
+            if _count(conn, "SELECT count(*) FROM runs WHERE id = ?", [run_id]):
                 raise LLModelError(f"a run named {run_id} already exists; pick another id")
             conn.execute(
                 "INSERT INTO runs (id, kind, status, parent_id, run_dir, config, created, started, total_steps) "
@@ -361,8 +379,7 @@ class Catalog:
         if not sets:
             return
         with self._transaction(runs=(run_id,)) as conn:
-            if not conn.execute("SELECT count(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0]:  # type: ignore[index]
-                raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
+            self._require_run(run_id, conn)
             conn.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id = ?", [*params, run_id])
 
     def event_offset(self, run_id: str) -> int:
@@ -384,7 +401,7 @@ class Catalog:
                 [run_id],
             ).fetchone()
             if row is None:
-                raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
+                raise _no_run(run_id)
             stored = int(row[2] or 0)
             if new_offset <= stored:
                 return 0
@@ -496,7 +513,8 @@ class Catalog:
         self, *, kind: str | None = None, status: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Runs, newest first, with their latest metrics (``metrics``, plus ``loss`` and ``val_loss`` up front)."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if kind is not None:
             where.append("kind = ?")
             params.append(kind)
@@ -524,7 +542,7 @@ class Catalog:
         """Everything about one run: its row, config, checkpoints and last ``samples`` samples."""
         rows = self._rows(f"SELECT {_RUN_COLUMNS}, config FROM runs WHERE id = ?", [run_id])
         if not rows:
-            raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
+            raise _no_run(run_id)
         run = self._decode(rows[0], "metrics", "info", "config")
         run["checkpoints"] = self.checkpoints(run_id)
         run["samples"] = self.samples(run_id, samples)
@@ -544,8 +562,7 @@ class Catalog:
     def remove_run(self, run_id: str) -> None:
         """Forget a run and every row that belongs to it (its folder on disk is the caller's business)."""
         with self._transaction(runs=(run_id,)) as conn:
-            if not conn.execute("SELECT count(*) FROM runs WHERE id = ?", [run_id]).fetchone()[0]:  # type: ignore[index]
-                raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
+            self._require_run(run_id, conn)
             for table in RUN_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             conn.execute("DELETE FROM runs WHERE id = ?", [run_id])
@@ -632,7 +649,7 @@ class Catalog:
                 "SELECT kind, status, step, config, metrics, run_dir FROM runs WHERE id = ?", [run_id]
             )
             if not rows:
-                raise NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
+                raise _no_run(run_id)
             row = self._decode(rows[0], "config", "metrics")
             row["config"] = _flatten(row["config"])
             row["evaluations"] = self._latest_evaluations(run_id, row.pop("run_dir"))
@@ -715,3 +732,12 @@ class Catalog:
         for row in self._rows("SELECT status, count(*) AS n FROM runs GROUP BY status"):
             by_status[row["status"]] = row["n"]
         return {**counts, "runs": by_status, "runs_total": sum(by_status.values())}
+
+
+def _no_run(run_id: str) -> NotFoundError:
+    return NotFoundError(f"no run named {run_id}; see `llmodel runs list`")
+
+
+def _count(conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:
+    row = conn.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0

@@ -59,9 +59,13 @@ def tokenizer_spec(
 ) -> TokenizerSpec:
     """The tokenizer job of the CLI's flags or the workbench's form; missing inputs fail here."""
     spec = TokenizerSpec(
-        inputs=absolute_all(inputs), output=str(absolute(output)), vocab_size=vocab_size,
-        input_format=input_format, character_coverage=character_coverage, input_sentence_size=input_sentence_size,
-    )  # fmt: skip
+        inputs=absolute_all(inputs),
+        output=str(absolute(output)),
+        vocab_size=vocab_size,
+        input_format=input_format,
+        character_coverage=character_coverage,
+        input_sentence_size=input_sentence_size,
+    )
     spec.check()
     return spec
 
@@ -80,9 +84,15 @@ def dataset_spec(
 ) -> DatasetSpec:
     """The dataset job of the CLI's flags or the workbench's form; missing inputs or tokenizer fail here."""
     spec = DatasetSpec(
-        inputs=absolute_all(inputs), tokenizer_path=str(absolute(tokenizer_path)), output=str(absolute(output)),
-        val_fraction=val_fraction, seed=seed, num_workers=num_workers, input_format=input_format,
-        text_unit=text_unit, strict=strict,
-    )  # fmt: skip
+        inputs=absolute_all(inputs),
+        tokenizer_path=str(absolute(tokenizer_path)),
+        output=str(absolute(output)),
+        val_fraction=val_fraction,
+        seed=seed,
+        num_workers=num_workers,
+        input_format=input_format,
+        text_unit=text_unit,
+        strict=strict,
+    )
     spec.check()
     return spec

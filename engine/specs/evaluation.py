@@ -10,6 +10,8 @@ from engine.errors import LLModelError
 from engine.evaluation.settings import EvalSettings
 from engine.specs.base import JobSpec, SpecError, absolute, require_checkpoint, require_paths
 
+TASK_FILES = (".json", ".yaml", ".yml")  # what a custom task file is named
+
 
 @dataclass
 class EvaluateSpec(JobSpec):
@@ -24,24 +26,30 @@ class EvaluateSpec(JobSpec):
     settings: EvalSettings = field(default_factory=EvalSettings)
 
     def check(self) -> None:
-        from engine.evaluation.tasks import resolve_task
-
         source = f"{self.kind} spec"
+        check_tasks(self.tasks, self.settings.data_paths)
         require_checkpoint(f"{source}: model_path", self.model_path)
         require_paths(f"{source}: adapter", self.adapter)
-        if not self.tasks:
-            raise SpecError(f"{source}: tasks: name at least one task (see `llmodel evaluate --tasks list`)")
-        for name in self.tasks:
-            try:
-                task = resolve_task(name)
-            except LLModelError as error:
-                raise SpecError(f"{source}: tasks: {error}") from None
-            if task.needs_data and task.name not in self.settings.data_paths:
-                raise SpecError(
-                    f"{source}: settings.data_paths: task {task.name} reads a local file (nothing is downloaded): "
-                    f"pass --data-path {task.name}=FILE, {task.data_layout}"
-                )
-        require_paths(f"{source}: settings.data_paths", list(self.settings.data_paths.values()))
+
+
+def check_tasks(tasks: Sequence[str], data_paths: Mapping[str, str]) -> None:
+    """Every task is known (or a readable task file) and has the local file it reads."""
+    from engine.evaluation.tasks import resolve_task
+
+    source = "evaluate spec"
+    if not tasks:
+        raise SpecError(f"{source}: tasks: name at least one task (see `llmodel evaluate --tasks list`)")
+    for name in tasks:
+        try:
+            task = resolve_task(name)
+        except LLModelError as error:
+            raise SpecError(f"{source}: tasks: {error}") from None
+        if task.needs_data and task.name not in data_paths:
+            raise SpecError(
+                f"{source}: settings.data_paths: task {task.name} reads a local file (nothing is downloaded): "
+                f"pass --data-path {task.name}=FILE, {task.data_layout}"
+            )
+    require_paths(f"{source}: settings.data_paths", list(data_paths.values()))
 
 
 @dataclass
@@ -63,15 +71,14 @@ class BenchmarkSpec(JobSpec):
 
 
 def task_order(names: str | Sequence[str]) -> list[str]:
-    """The tasks an evaluation runs, in the one order every front end gets: built-in tasks in the order
-    ``llmodel evaluate --tasks list`` shows them, then task files as given (made absolute); repeats dropped."""
+    """The tasks an evaluation runs, in the one order every front end gets: as named (comma-separated, or a
+    list), repeats dropped, task files made absolute (the engine's working directory is not the user's)."""
     from engine.evaluation.tasks import builtin_tasks
 
-    given = [n.strip() for n in names.split(",")] if isinstance(names, str) else [n.strip() for n in names]
-    given = [n for n in dict.fromkeys(given) if n]
-    known = list(builtin_tasks())
-    files = [n for n in given if n not in known]
-    return [n for n in known if n in given] + [str(absolute(n)) for n in files]
+    given = names.split(",") if isinstance(names, str) else list(names)
+    known = builtin_tasks()
+    chosen = dict.fromkeys(n.strip() for n in given if n.strip())
+    return [str(absolute(n)) if n not in known and Path(n).suffix in TASK_FILES else n for n in chosen]
 
 
 def task_files(values: Sequence[str], tasks: Sequence[str]) -> dict[str, str]:

@@ -93,7 +93,7 @@ def study_spec(
     workspace: Path,
     *,
     space: str,
-    data_path: str | Path,
+    data_paths: Sequence[str | Path],
     tokenizer_path: str | Path | None = None,
     objectives: str | Sequence[str] = "val_loss",
     trials: int = 20,
@@ -118,7 +118,9 @@ def study_spec(
     names = [o.strip() for o in objectives.split(",")] if isinstance(objectives, str) else list(objectives)
     names = [o for o in names if o]
     steps, minutes = parse_budget(trial_budget)
-    data = str(absolute(data_path))
+    data = absolute_all(data_paths)
+    if not data:
+        raise SpecError("evolve spec: data_paths: give a prepared dataset, or raw files with a tokenizer")
     require_paths("evolve spec: data_paths", data)
     model = dict(base_model) if base_model is not None else ModelConfig.from_preset("nano").to_dict()
     settings = {
@@ -142,7 +144,7 @@ def study_spec(
         storage=storage_url(workspace, study, storage),
         settings=settings,
         resume=resume,
-        data_paths=[data],
+        data_paths=data,
         tokenizer_path=absolute(tokenizer_path),
         cache_root=str(workspace / DATASETS_DIR),
     )

@@ -84,9 +84,7 @@ class QuickstartSpec(JobSpec):
         from engine.model.config import ModelConfig
         from engine.training.config import TrainConfig
 
-        source = f"{self.kind} spec"
-        if not Path(self.workspace).is_dir():
-            raise SpecError(f"{source}: workspace {self.workspace} is not a folder")
+        source = f"{self.kind} spec"  # the workspace may be new: the engine that runs the job creates it
         model = {**self.options.model, "vocab_size": self.options.vocab_size}
         try:
             ModelConfig.from_dict(model, source=f"{source}: options.model")

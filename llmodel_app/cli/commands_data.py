@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 from engine.data.split import SPLIT_SEED, VAL_FRACTION
+from engine.specs import dataset_spec, tokenizer_spec
 from engine.tokenizer import DEFAULT_VOCAB_SIZE, Tokenizer
 from engine.tokenizer.trainer import CHARACTER_COVERAGE, INPUT_SENTENCE_SIZE
 from llmodel_app.cli.console import info, success
-from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, absolute, check_outcome, existing, run_job
+from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, run_job
 
 tokenizer_app = typer.Typer(help="Train and inspect SentencePiece tokenizers.", no_args_is_help=True)
 data_app = typer.Typer(
@@ -45,12 +46,15 @@ def tokenizer_train(
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Train a SentencePiece BPE tokenizer with <pad> <unk> <s> </s> <mask> and byte fallback."""
-    spec = {
-        "inputs": existing(input_), "output": absolute(output), "vocab_size": vocab_size,
-        "input_format": input_format, "character_coverage": character_coverage,
-        "input_sentence_size": input_sentence_size,
-    }  # fmt: skip
-    result = check_outcome(run_job(workspace, "tokenizer", spec, detach=detach))
+    spec = tokenizer_spec(
+        input_,
+        output,
+        vocab_size=vocab_size,
+        input_format=input_format,
+        character_coverage=character_coverage,
+        input_sentence_size=input_sentence_size,
+    )
+    result = check_outcome(run_job(workspace, spec, detach=detach))
     if result:
         success(f"tokenizer with {result['vocab_size']:,} tokens saved to {output}")
 
@@ -90,12 +94,18 @@ def data_prepare(
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Tokenize a corpus into the memory-mapped binary format with a deterministic train/val split."""
-    spec = {
-        "inputs": existing(input_), "tokenizer_path": existing([tokenizer_path])[0], "output": absolute(output),
-        "val_fraction": val_fraction, "seed": seed, "num_workers": num_workers, "input_format": input_format,
-        "text_unit": text_unit, "strict": strict,
-    }  # fmt: skip
-    result = check_outcome(run_job(workspace, "dataset", spec, detach=detach))
+    spec = dataset_spec(
+        input_,
+        tokenizer_path,
+        output,
+        val_fraction=val_fraction,
+        seed=seed,
+        num_workers=num_workers,
+        input_format=input_format,
+        text_unit=text_unit,
+        strict=strict,
+    )
+    result = check_outcome(run_job(workspace, spec, detach=detach))
     if result:
         meta = result["meta"]
         success(

@@ -49,7 +49,7 @@ def engine_stop(workspace: Annotated[Path | None, WorkspaceOption] = None) -> No
         return
     try:
         with EngineClient(record, timeout=5) as client:
-            jobs = client.post("/api/shutdown").get("jobs", [])
+            jobs = client.shutdown().get("jobs", [])
     except Exception:  # an engine that does not answer is stopped by signal below
         jobs = []
     terminate(record.process)
@@ -69,17 +69,18 @@ def engine_status(
     root = workspace_root(workspace)
     record = live_record(root)
     if record is None:
-        status = {"running": False, "workspace": str(root)}
-    else:
-        with EngineClient(record, timeout=5) as client:
-            jobs = client.get("/api/workspace")["jobs"]
-        status = {"running": True, "workspace": str(root), "pid": record.pid, "url": record.url, "jobs": jobs}
-    if as_json:
-        print_json(status)
+        if as_json:
+            print_json({"running": False, "workspace": str(root)})
+        else:
+            out.print(f"no engine is running for {root}")
         return
-    if not status["running"]:
-        out.print(f"no engine is running for {root}")
+    with EngineClient(record, timeout=5) as client:
+        jobs = client.workspace()["jobs"]
+    if as_json:
+        print_json(
+            {"running": True, "workspace": str(root), "pid": record.pid, "url": record.url, "jobs": jobs}
+        )
         return
     out.print(f"engine pid {record.pid} at {record.url} for {root}")
-    for job in status["jobs"]:
+    for job in jobs:
         out.print(f"  {job['run_id']}  {job['kind']}  {job['status']}  pid {job['pid'] or '-'}")

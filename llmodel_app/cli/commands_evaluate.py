@@ -8,9 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.errors import LLModelError
 from llmodel_app.cli.console import out, print_json, success
-from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, existing, run_job
+from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, run_job
 
 ModelPath = Annotated[
     Path | None,
@@ -46,28 +45,29 @@ def evaluate(
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Score a model on tasks: perplexity, multiple choice, generation, code; every result goes to the catalog."""
-    from engine.evaluation.evaluate import resolve_tasks
     from engine.evaluation.tasks import builtin_tasks
+    from engine.specs.evaluation import check_tasks, evaluate_spec, task_files, task_order
 
     if tasks.strip() == "list":
         _list_tasks(builtin_tasks())
         return
-    names = [name.strip() for name in tasks.split(",") if name.strip()]
-    resolved = resolve_tasks(names)  # an unknown task or a malformed task file fails here, before any job
-    paths = _data_paths(data_path or [], [t.name for t in resolved if t.needs_data])
-    for task in resolved:
-        if task.needs_data and task.name not in paths:
-            raise LLModelError(
-                f"task {task.name} reads a local file (nothing is downloaded): pass --data-path {task.name}=FILE, "
-                f"{task.data_layout}"
-            )
-    model = _model(model_path, adapter, workspace)
-    spec = {
-        "model_path": str(model), "adapter": _adapter_dir(adapter, workspace), "tasks": names, "device": device,
-        "settings": {"limit": limit, "stride": stride, "temperature": temperature, "seed": seed, "data_paths": paths},
-    }  # fmt: skip
-    final = run_job(workspace, "evaluate", spec, detach=detach)
-    result = check_outcome(final)
+    names = task_order(tasks)
+    paths = task_files(data_path or [], names)
+    check_tasks(
+        names, paths
+    )  # an unknown task, a malformed task file or a missing file fails before the model
+    spec = evaluate_spec(
+        _model(model_path, adapter, workspace),
+        names,
+        adapter=_adapter_dir(adapter, workspace),
+        data_paths=paths,
+        limit=limit,
+        stride=stride,
+        temperature=temperature,
+        seed=seed,
+        device=device,
+    )
+    result = check_outcome(run_job(workspace, spec, detach=detach))
     if not result:
         return
     from engine.evaluation.evaluate import read_results
@@ -90,14 +90,13 @@ def benchmark(
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Measure generation speed and latency, peak memory, energy (where a counter exists) and training speed."""
+    from engine.specs import benchmark_spec
+
     model = _model(model_path, adapter, workspace)
-    spec = {
-        "model_path": str(model),
-        "adapter": _adapter_dir(adapter, workspace),
-        "device": device,
-        "new_tokens": new_tokens,
-    }
-    result = check_outcome(run_job(workspace, "benchmark", spec, detach=detach))
+    spec = benchmark_spec(
+        model, adapter=_adapter_dir(adapter, workspace), device=device, new_tokens=new_tokens
+    )
+    result = check_outcome(run_job(workspace, spec, detach=detach))
     if not result:
         return
     figures = result["figures"]
@@ -112,7 +111,6 @@ def benchmark(
 
 def _model(model_path: Path | None, adapter: str | None, workspace: Path | None) -> Path:
     if model_path is not None:
-        existing([model_path])
         return model_path.resolve()
     if adapter is not None:
         from engine.adapters.files import resolve_adapter
@@ -132,18 +130,6 @@ def _adapter_dir(adapter: str | None, workspace: Path | None) -> str | None:
     from engine.workspace import workspace_root
 
     return str(resolve_adapter(adapter, workspace_root(workspace)).path)
-
-
-def _data_paths(values: list[str], needing: list[str]) -> dict[str, str]:
-    paths: dict[str, str] = {}
-    for value in values:
-        task, has_path, path = value.partition("=")
-        if not has_path:
-            if len(needing) != 1:
-                raise LLModelError(f"--data-path {value}: say which task it is for, as TASK=FILE")
-            task, path = needing[0], value
-        paths[task] = existing([Path(path)])[0]
-    return paths
 
 
 def _list_tasks(tasks: dict[str, Any]) -> None:
@@ -173,8 +159,12 @@ def results_table(rows: list[dict[str, Any]]) -> Table:
             stderr = score.get("stderr")
             guess = baseline.get(score["metric"])
             table.add_row(
-                row["task"], score["metric"], f"{score['value']:.4g}", f"{stderr:.3g}" if stderr is not None else "",
-                str(score.get("n", "")), f"{guess:.4g}" if guess is not None else "",
+                row["task"],
+                score["metric"],
+                f"{score['value']:.4g}",
+                f"{stderr:.3g}" if stderr is not None else "",
+                str(score.get("n", "")),
+                f"{guess:.4g}" if guess is not None else "",
                 f"{row.get('seconds', 0):.1f}" if row.get("seconds") else "",
-            )  # fmt: skip
+            )
     return table

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,8 +13,8 @@ from rich.table import Table
 from engine.errors import LLModelError
 from engine.workspace import workspace_root
 from llmodel_app.cli.console import out, print_json, success
-from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, absolute, check_outcome, existing, run_job
-from llmodel_app.cli.reading import query
+from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, run_job
+from llmodel_app.cli.reading import read
 
 if TYPE_CHECKING:
     from engine.evolve.study import StudySettings
@@ -95,25 +94,28 @@ def evolve(
         raise LLModelError(
             "give --space (hpo, nas, both or a file) and --data-path; see `llmodel evolve --help`"
         )
-    from engine.evolve.study import StudySettings, parse_budget, storage_url
+    from engine.specs import study_spec
 
-    root = workspace_root(workspace)
-    names = [o.strip() for o in objectives.split(",") if o.strip()]
-    steps, minutes = parse_budget(trial_budget)
-    settings = StudySettings(
-        space=_space(space).to_dict(), data_path=existing(data_path)[0], tokenizer_path=absolute(tokenizer_path),
-        objectives=names, n_trials=trials, budget_steps=steps, budget_minutes=minutes,
-        sampler=sampler or ("nsga2" if len(names) > 1 else "evolution"), population=population, seed=seed,
-        max_params=max_params, base_model=_base_model(config), base_train=_base_train(train_config, steps),
-    )  # fmt: skip
-    name = study or f"{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    _check_name(name)
-    url = storage_url(root, name, storage)
-    spec = {
-        "study": name, "storage": url, "resume": resume, "settings": settings.to_dict(),
-        "data_paths": existing(data_path), "tokenizer_path": absolute(tokenizer_path), "cache_root": str(root / "datasets"),
-    }  # fmt: skip
-    _finish(run_job(workspace, "evolve", spec, detach=detach), name, url)
+    base_train = _read_json(train_config) if train_config is not None else None
+    spec = study_spec(
+        workspace_root(workspace),
+        space=space,
+        data_paths=data_path,
+        tokenizer_path=tokenizer_path,
+        objectives=objectives,
+        trials=trials,
+        trial_budget=trial_budget,
+        sampler=sampler,
+        population=population,
+        seed=seed,
+        max_params=max_params,
+        base_model=_base_model(config),
+        base_train=base_train,
+        name=study,
+        storage=storage,
+        resume=resume,
+    )
+    _finish(run_job(workspace, spec, detach=detach), spec.study, spec.storage)
 
 
 @evolve_app.command("workers")
@@ -127,17 +129,18 @@ def workers(
 ) -> None:
     """Join an existing study from this process or machine: run its trials (with the settings stored in the study)
     until it has them all. Give --data-path where this machine keeps the data elsewhere."""
-    from engine.evolve.study import load_study, storage_url
+    from engine.evolve.study import load_study
+    from engine.specs import join_study_spec
 
-    root = workspace_root(workspace)
-    _check_name(study)
-    url = storage_url(root, study, storage)
-    load_study(study, url)  # a missing study or an unreachable storage fails here, in one line
-    spec: dict[str, Any] = {"study": study, "storage": url, "join": True}
-    if data_path:
-        spec.update(data_paths=existing(data_path), tokenizer_path=absolute(tokenizer_path),
-                    cache_root=str(root / "datasets"))  # fmt: skip
-    _finish(run_job(workspace, "evolve", spec, detach=detach), study, url)
+    spec = join_study_spec(
+        workspace_root(workspace),
+        study,
+        storage=storage,
+        data_paths=data_path or (),
+        tokenizer_path=tokenizer_path,
+    )
+    load_study(spec.study, spec.storage)  # a missing study or an unreachable storage fails here, in one line
+    _finish(run_job(workspace, spec, detach=detach), spec.study, spec.storage)
 
 
 @evolve_app.command("list")
@@ -145,7 +148,7 @@ def list_studies(
     as_json: JsonOutput = False, workspace: Annotated[Path | None, WorkspaceOption] = None
 ) -> None:
     """The workspace's studies: storage, trials complete and running."""
-    rows = query(workspace_root(workspace), "list_studies")
+    rows = read(workspace_root(workspace), lambda reader: reader.studies())
     if as_json:
         print_json(rows)
         return
@@ -157,17 +160,25 @@ def list_studies(
         table.add_column(column)
     for row in rows:
         settings = row["settings"]
-        table.add_row(row["name"], str(row["trials"]), f"{row['complete']}/{settings.get('n_trials', '?')}",
-                      str(row["running"]), settings.get("sampler", ""), ",".join(settings.get("objectives", [])),
-                      row["storage"])  # fmt: skip
+        table.add_row(
+            row["name"],
+            str(row["trials"]),
+            f"{row['complete']}/{settings.get('n_trials', '?')}",
+            str(row["running"]),
+            settings.get("sampler", ""),
+            ",".join(settings.get("objectives", [])),
+            row["storage"],
+        )
     out.print(table)
 
 
 @evolve_app.command("show")
 def show(
-    study: Study, storage: Storage = None, as_json: JsonOutput = False,
+    study: Study,
+    storage: Storage = None,
+    as_json: JsonOutput = False,
     workspace: Annotated[Path | None, WorkspaceOption] = None,
-) -> None:  # fmt: skip
+) -> None:
     """Every trial (state, parameters, objectives), the Pareto front or best-so-far, and parameter importances."""
     from engine.evolve import report
 
@@ -176,11 +187,16 @@ def show(
     front = report.pareto_front(loaded)
     weights = report.importances(loaded)
     if as_json:
-        print_json({
-            "study": study, "settings": settings.to_dict(), "trials": [r.to_dict() for r in rows],
-            "pareto_front": [t.number for t in front], "best_so_far": report.best_so_far(loaded),
-            "importances": weights,
-        })  # fmt: skip
+        print_json(
+            {
+                "study": study,
+                "settings": settings.to_dict(),
+                "trials": [r.to_dict() for r in rows],
+                "pareto_front": [t.number for t in front],
+                "best_so_far": report.best_so_far(loaded),
+                "importances": weights,
+            }
+        )
         return
     out.print(_trials_table(rows, settings, {t.number for t in front}))
     counts = {
@@ -202,9 +218,11 @@ def show(
 
 @evolve_app.command("best")
 def best(
-    study: Study, storage: Storage = None, as_json: JsonOutput = False,
+    study: Study,
+    storage: Storage = None,
+    as_json: JsonOutput = False,
     workspace: Annotated[Path | None, WorkspaceOption] = None,
-) -> None:  # fmt: skip
+) -> None:
     """The best trial (one objective) or the Pareto front (several), with their settings."""
     from engine.evolve import report
 
@@ -258,7 +276,7 @@ def _load(study: str, storage: str | None, workspace: Path | None) -> tuple[Any,
     root = workspace_root(workspace)
     _check_name(study)
     if storage is None:  # a study this workspace ran keeps its storage in the catalog
-        known = {row["name"]: row["storage"] for row in query(root, "list_studies")}
+        known = {row["name"]: row["storage"] for row in read(root, lambda reader: reader.studies())}
         storage = known.get(study)
     return load_study(study, storage_url(root, study, storage))
 
@@ -269,12 +287,6 @@ def _check_name(name: str) -> None:
     validate_name(name, "study")
 
 
-def _space(value: str) -> Any:
-    from engine.evolve.space import load_space
-
-    return load_space(value)
-
-
 def _base_model(path: Path | None) -> dict[str, Any]:
     from engine.model.config import ModelConfig
 
@@ -282,22 +294,14 @@ def _base_model(path: Path | None) -> dict[str, Any]:
     return config.to_dict()
 
 
-def _base_train(path: Path | None, steps: int | None) -> dict[str, Any]:
-    """Base training settings: a short trial evaluates four times (for pruning) and checkpoints once, at its end."""
-    every = max(1, (steps or 100) // 4)
-    data: dict[str, Any] = {
-        "warmup_steps": min(10, every), "eval_interval": every, "eval_batches": 4, "log_interval": every,
-        "sample_interval": steps or 10**6, "attention_interval": steps or 10**6,
-        "checkpoint_interval": steps or 10**6, "keep_last": 1,
-    }  # fmt: skip
-    if path is not None:
-        try:
-            data.update(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as error:
-            raise LLModelError(f"training config {path}: {error}") from None
-    from engine.training.config import TrainConfig
-
-    TrainConfig.from_dict(data, source=str(path or "base training settings"))  # an unknown key fails here
+def _read_json(path: Path) -> dict[str, Any]:
+    """A training settings file's content (what a study's trials train with, over the trial defaults)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise LLModelError(f"training config {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise LLModelError(f"training config {path}: expected a JSON object")
     return data
 
 
@@ -324,8 +328,8 @@ def _trials_table(rows: list[Any], settings: StudySettings, front: set[int]) -> 
         detail = ", ".join(f"{k}={_short(v)}" for k, v in sorted(row.params.items()))
         if row.reason and row.state != "complete":
             detail = f"{detail}  [dim]({row.reason})[/dim]"
-        table.add_row(f"{row.number}{mark}", row.state, *values,
-                      f"{row.parameters:,}" if row.parameters else "", detail)  # fmt: skip
+        parameters = f"{row.parameters:,}" if row.parameters else ""
+        table.add_row(f"{row.number}{mark}", row.state, *values, parameters, detail)
     return table
 
 

@@ -6,26 +6,20 @@ Fine-tuning runs are engine jobs like pretraining: live progress, ``--detach``, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from engine.errors import LLModelError
+from engine.specs import finetune_spec
 from engine.workspace import workspace_root
 from llmodel_app.cli import training_options as opts
 from llmodel_app.cli.console import info, out, print_json, success
-from llmodel_app.cli.jobs import (
-    DetachOption,
-    WorkspaceOption,
-    absolute,
-    check_outcome,
-    connect,
-    existing,
-    follow,
-    run_job,
-)
-from llmodel_app.cli.reading import query
+from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, connect, run_job
+from llmodel_app.cli.option_groups import grouped_command
+from llmodel_app.cli.reading import read
 
 DEFAULTS = opts.DEFAULTS
 
@@ -70,160 +64,182 @@ Targets = Annotated[
 ]
 
 
-def finetune(
-    ctx: typer.Context,
-    model_path: ModelPath,
-    data_path: DataPath = None,
-    val_data_path: ValDataPath = None,
+@dataclass
+class BaseArgs:
+    """The model fine-tuned and its data."""
+
+    model_path: ModelPath
+    data_path: DataPath = None
+    val_data_path: ValDataPath = None
     config: Annotated[
         Path | None, typer.Option(help="Model config JSON; must match the base checkpoint's.")
-    ] = None,
-    tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer (default: the base's).")] = None,
-    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "full",
-    lora_rank: Rank = 16,
-    lora_alpha: Alpha = 16.0,
-    lora_dropout: Dropout = 0.05,
-    target_modules: Targets = "q_proj,v_proj",
-    packing: Packing = False,
-    train_on_inputs: TrainOnInputs = False,
-    input_format: InputFormat = "auto",
-    adapter_name: AdapterName = None,
-    epochs: opts.Epochs = DEFAULTS.epochs,
-    max_steps: opts.MaxSteps = None,
-    batch_size: opts.BatchSize = 4,
-    seq_len: opts.SeqLen = None,
-    gradient_accumulation_steps: opts.Accumulation = DEFAULTS.gradient_accumulation_steps,
-    learning_rate: Annotated[
-        float, typer.Option(help="Peak learning rate (default: 2e-5 full, 2e-4 LoRA).")
-    ] = 2e-5,
-    warmup_steps: opts.Warmup = 10,
-    schedule: opts.Schedule = DEFAULTS.schedule,
-    optimizer: opts.Optimizer = DEFAULTS.optimizer,
-    precision: opts.Precision = DEFAULTS.precision,
-    device: opts.Device = DEFAULTS.device,
-    compile_: opts.Compile = False,
-    eval_interval: opts.EvalInterval = 50,
-    checkpoint_interval: opts.CheckpointInterval = 100,
-    eval_tasks: opts.EvalTasks = None,
-    seed: opts.Seed = DEFAULTS.seed,
-    train_config: opts.TrainConfigFile = None,
-    resume_from_checkpoint: opts.ResumeFrom = None,
-    workspace: Annotated[Path | None, WorkspaceOption] = None,
-    detach: Annotated[bool, DetachOption] = False,
-) -> None:
-    """Fine-tune a trained model on SFT data: all weights (default), LoRA or QLoRA (``--method``)."""
-    settings = {
-        "method": method, "lora_rank": lora_rank, "lora_alpha": lora_alpha, "lora_dropout": lora_dropout,
-        "target_modules": _targets(target_modules), "packing": packing, "train_on_inputs": train_on_inputs,
-        "input_format": input_format, "adapter_name": adapter_name,
-    }  # fmt: skip
-    _submit(ctx, model_path, data_path, val_data_path, config, tokenizer_path, settings, train_config,
-            resume_from_checkpoint, workspace, detach)  # fmt: skip
+    ] = None
+    tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer (default: the base's).")] = None
 
 
-def lora_finetune(
-    ctx: typer.Context,
-    model_path: ModelPath,
-    data_path: DataPath = None,
-    val_data_path: ValDataPath = None,
-    config: Annotated[
-        Path | None, typer.Option(help="Model config JSON; must match the base checkpoint's.")
-    ] = None,
-    tokenizer_path: Annotated[Path | None, typer.Option(help="Tokenizer (default: the base's).")] = None,
-    lora_rank: Rank = 16,
-    lora_alpha: Alpha = 16.0,
-    lora_dropout: Dropout = 0.05,
-    target_modules: Targets = "q_proj,v_proj",
-    qlora: Annotated[bool, typer.Option("--qlora", help="QLoRA: keep the frozen base in 4-bit NF4.")] = False,
+@dataclass
+class MethodArgs:
+    method: Annotated[str, typer.Option(help="full, lora or qlora.")] = "full"
+
+
+@dataclass
+class LoraArgs:
+    lora_rank: Rank = 16
+    lora_alpha: Alpha = 16.0
+    lora_dropout: Dropout = 0.05
+    target_modules: Targets = "q_proj,v_proj"
+
+
+@dataclass
+class QuantizeArgs:
+    qlora: Annotated[bool, typer.Option("--qlora", help="QLoRA: keep the frozen base in 4-bit NF4.")] = False
     quantize: Annotated[
         str | None, typer.Option(help="Quantize the frozen base: nf4 (the same as --qlora).")
-    ] = None,
-    packing: Packing = False,
-    train_on_inputs: TrainOnInputs = False,
-    input_format: InputFormat = "auto",
-    adapter_name: AdapterName = None,
-    epochs: opts.Epochs = DEFAULTS.epochs,
-    max_steps: opts.MaxSteps = None,
-    batch_size: opts.BatchSize = 4,
-    seq_len: opts.SeqLen = None,
-    gradient_accumulation_steps: opts.Accumulation = DEFAULTS.gradient_accumulation_steps,
-    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-4,
-    warmup_steps: opts.Warmup = 10,
-    schedule: opts.Schedule = DEFAULTS.schedule,
-    optimizer: opts.Optimizer = DEFAULTS.optimizer,
-    precision: opts.Precision = DEFAULTS.precision,
-    device: opts.Device = DEFAULTS.device,
-    compile_: opts.Compile = False,
-    eval_interval: opts.EvalInterval = 50,
-    checkpoint_interval: opts.CheckpointInterval = 100,
-    eval_tasks: opts.EvalTasks = None,
-    seed: opts.Seed = DEFAULTS.seed,
-    train_config: opts.TrainConfigFile = None,
-    resume_from_checkpoint: opts.ResumeFrom = None,
-    workspace: Annotated[Path | None, WorkspaceOption] = None,
-    detach: Annotated[bool, DetachOption] = False,
+    ] = None
+
+    def method(self) -> str:
+        if self.quantize not in (None, "nf4"):
+            raise LLModelError(
+                f"unknown --quantize {self.quantize!r}; the frozen base can be quantized to nf4"
+            )
+        return "qlora" if self.qlora or self.quantize == "nf4" else "lora"
+
+
+@dataclass
+class DataArgs:
+    packing: Packing = False
+    train_on_inputs: TrainOnInputs = False
+    input_format: InputFormat = "auto"
+    adapter_name: AdapterName = None
+
+
+@dataclass
+class TrainArgs:
+    """Training flags (read through the command's context: a typed flag wins over the --train-config file)."""
+
+    epochs: opts.Epochs = DEFAULTS.epochs
+    max_steps: opts.MaxSteps = None
+    batch_size: opts.BatchSize = 4
+    seq_len: opts.SeqLen = None
+    gradient_accumulation_steps: opts.Accumulation = DEFAULTS.gradient_accumulation_steps
+    learning_rate: Annotated[
+        float, typer.Option(help="Peak learning rate (default: 2e-5 full, 2e-4 LoRA).")
+    ] = 2e-5
+    warmup_steps: opts.Warmup = 10
+    schedule: opts.Schedule = DEFAULTS.schedule
+    optimizer: opts.Optimizer = DEFAULTS.optimizer
+    precision: opts.Precision = DEFAULTS.precision
+    device: opts.Device = DEFAULTS.device
+    compile_: opts.Compile = False
+    eval_interval: opts.EvalInterval = 50
+    checkpoint_interval: opts.CheckpointInterval = 100
+    eval_tasks: opts.EvalTasks = None
+    seed: opts.Seed = DEFAULTS.seed
+    train_config: opts.TrainConfigFile = None
+    resume_from_checkpoint: opts.ResumeFrom = None
+
+
+@dataclass
+class LoraTrainArgs(TrainArgs):
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-4
+
+
+@dataclass
+class JobArgs:
+    workspace: Annotated[Path | None, WorkspaceOption] = None
+    detach: Annotated[bool, DetachOption] = False
+
+
+def _finetune(
+    ctx: typer.Context,
+    base: BaseArgs,
+    method: MethodArgs,
+    lora: LoraArgs,
+    data: DataArgs,
+    train: TrainArgs,
+    job: JobArgs,
 ) -> None:
-    """Train a LoRA adapter (or, with --qlora, a QLoRA one) over a frozen base model."""
-    if quantize not in (None, "nf4"):
-        raise LLModelError(f"unknown --quantize {quantize!r}; the frozen base can be quantized to nf4")
-    settings = {
-        "method": "qlora" if qlora or quantize == "nf4" else "lora", "lora_rank": lora_rank,
-        "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "target_modules": _targets(target_modules),
-        "packing": packing, "train_on_inputs": train_on_inputs, "input_format": input_format,
-        "adapter_name": adapter_name,
-    }  # fmt: skip
-    _submit(ctx, model_path, data_path, val_data_path, config, tokenizer_path, settings, train_config,
-            resume_from_checkpoint, workspace, detach)  # fmt: skip
+    _submit(ctx, base, method.method, lora, data, train, job)
 
 
-def _targets(value: str) -> list[str]:
-    return [name.strip() for name in value.split(",") if name.strip()]
+def _lora_finetune(
+    ctx: typer.Context,
+    base: BaseArgs,
+    lora: LoraArgs,
+    quantize: QuantizeArgs,
+    data: DataArgs,
+    train: TrainArgs,
+    job: JobArgs,
+) -> None:
+    _submit(ctx, base, quantize.method(), lora, data, train, job)
+
+
+finetune = grouped_command(
+    _finetune,
+    (BaseArgs, MethodArgs, LoraArgs, DataArgs, TrainArgs, JobArgs),
+    name="finetune",
+    doc="Fine-tune a trained model on SFT data: all weights (default), LoRA or QLoRA (``--method``).",
+)
+lora_finetune = grouped_command(
+    _lora_finetune,
+    (BaseArgs, LoraArgs, QuantizeArgs, DataArgs, LoraTrainArgs, JobArgs),
+    name="lora_finetune",
+    doc="Train a LoRA adapter (or, with --qlora, a QLoRA one) over a frozen base model.",
+)
 
 
 def _submit(
-    ctx: typer.Context, model_path: Path, data_path: list[Path] | None, val_data_path: list[Path] | None,
-    config: Path | None, tokenizer_path: Path | None, settings: dict[str, Any], train_config: Path | None,
-    resume: str | None, workspace: Path | None, detach: bool,
-) -> None:  # fmt: skip
+    ctx: typer.Context,
+    base: BaseArgs,
+    method: str,
+    lora: LoraArgs,
+    data: DataArgs,
+    train: TrainArgs,
+    job: JobArgs,
+) -> None:
+    """The one fine-tuning command: the spec of the flags typed, submitted, or resumed into its own run."""
     from engine.finetune.config import FinetuneSettings, training_defaults
     from engine.model.config import ModelConfig
     from engine.runs.checkpoint import check_compatible, resolve_checkpoint
 
-    root = workspace_root(workspace)
-    finetune = FinetuneSettings.from_dict(
-        settings
-    )  # a bad rank, target or method fails here, before anything runs
-    base = resolve_checkpoint(model_path)
-    _ = base.weights_sha256  # a base that records no hash of its weights fails here, before submitting
-    if config is not None:
-        check_compatible(base, ModelConfig.load(config))
-    resumed = opts.resume_checkpoint(resume, root)
-    resumed_settings = resumed.meta.get("train_config") if resumed else None
-    training = opts.train_settings(ctx, train_config, resumed_settings, training_defaults(finetune.method))
-    spec = {
-        "base": str(base.path),
-        "data_paths": existing(data_path) if data_path else [],  # none: the embedded instruction set
-        "val_paths": existing(val_data_path) if val_data_path else [],
-        "tokenizer_path": absolute(tokenizer_path),
-        "finetune": finetune.to_dict(),
-        "train_config": training.to_dict(),
-        "adapters_dir": str(root / "adapters"),
-    }
+    root = workspace_root(job.workspace)
+    settings = FinetuneSettings.from_dict(  # a bad rank, target or method fails here, before anything runs
+        {
+            "method": method,
+            "lora_rank": lora.lora_rank,
+            "lora_alpha": lora.lora_alpha,
+            "lora_dropout": lora.lora_dropout,
+            "target_modules": _targets(lora.target_modules),
+            "packing": data.packing,
+            "train_on_inputs": data.train_on_inputs,
+            "input_format": data.input_format,
+            "adapter_name": data.adapter_name,
+        }
+    )
+    checkpoint = resolve_checkpoint(base.model_path)
+    _ = checkpoint.weights_sha256  # a base that records no hash of its weights fails here, before submitting
+    if base.config is not None:
+        check_compatible(checkpoint, ModelConfig.load(base.config))
+    resumed = opts.resume_checkpoint(train.resume_from_checkpoint, root)
+    own_run = None
     if resumed is not None:
         own_run = opts.run_in_workspace(resumed.path, root)
         if own_run is None:
             raise LLModelError(
                 f"{resumed.path} is not a run of workspace {root}; resume a fine-tuning run of this workspace"
             )
-        with connect(workspace) as client:
-            offset = client.post(f"/api/runs/{own_run}/resume", {"spec": spec})["offset"]
-            if detach:
-                success(f"queued run {own_run} to resume")
-                return
-            final = follow(client, own_run, offset=offset)
-    else:
-        final = run_job(workspace, "finetune", spec, detach=detach)
-    result = check_outcome(final)
+    resumed_settings = resumed.meta.get("train_config") if resumed else None
+    training = opts.train_settings(ctx, train.train_config, resumed_settings, training_defaults(method))
+    spec = finetune_spec(
+        checkpoint.path,
+        settings,
+        training,
+        workspace=root,
+        data_paths=base.data_path or (),
+        val_paths=base.val_data_path or (),
+        tokenizer_path=base.tokenizer_path,
+    )
+    result = check_outcome(run_job(job.workspace, spec, detach=job.detach, resume_run=own_run))
     if not result:
         return
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.get("metrics", {}).items() if k != "lr")
@@ -233,10 +249,15 @@ def _submit(
         name = Path(result["adapter"]).name
         success(f"adapter {name} saved to {result['adapter']}")
         info(
-            f'try it: llmodel generate --adapter {name} --prompt "..."  ·  serve it: llmodel serve {base.path} --adapter {name}'
+            f'try it: llmodel generate --adapter {name} --prompt "..."  ·  serve it: llmodel serve {checkpoint.path} '
+            f"--adapter {name}"
         )
     else:
         info(f"checkpoint {result.get('checkpoint')}")
+
+
+def _targets(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 # -- adapters ---------------------------------------------------------------------------------------------------
@@ -251,7 +272,7 @@ def adapters_list(
     """The workspace's adapters with their base, method, rank and targets."""
     from rich.table import Table
 
-    rows = query(workspace_root(workspace), "list_adapters", base)
+    rows = read(workspace_root(workspace), lambda reader: reader.adapters(base))
     if as_json:
         print_json(rows)
         return
@@ -261,8 +282,15 @@ def adapters_list(
     table = Table("name", "method", "rank", "alpha", "targets", "base", "val loss")
     for row in rows:
         loss = (row.get("metrics") or {}).get("val_loss")
-        table.add_row(row["name"], row["method"], str(row["rank"]), f"{row['alpha']:g}", ",".join(row["targets"]),
-                      row["base_checkpoint"], f"{loss:.4f}" if loss is not None else "-")  # fmt: skip
+        table.add_row(
+            row["name"],
+            row["method"],
+            str(row["rank"]),
+            f"{row['alpha']:g}",
+            ",".join(row["targets"]),
+            row["base_checkpoint"],
+            f"{loss:.4f}" if loss is not None else "-",
+        )
     out.print(table)
 
 
@@ -273,7 +301,7 @@ def adapters_show(
     workspace: Annotated[Path | None, WorkspaceOption] = None,
 ) -> None:
     """Everything recorded about one adapter."""
-    row = query(workspace_root(workspace), "get_adapter", name)
+    row = read(workspace_root(workspace), lambda reader: reader.adapter(name))
     if as_json:
         print_json(row)
         return
@@ -294,7 +322,7 @@ def adapters_remove(
 ) -> None:
     """Remove an adapter from the catalog and delete its folder in the workspace."""
     with connect(workspace) as client:
-        client.delete(f"/api/adapters/{name}")
+        client.remove_adapter(name)
     success(f"removed adapter {name}")
 
 

@@ -96,9 +96,15 @@ def generate(
 
     # Settings are checked before the model loads: a bad value costs nothing.
     params = SamplingParams(
-        max_new_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-        repetition_penalty=repetition_penalty, do_sample=do_sample, stop=list(stop or []), seed=seed,
-    )  # fmt: skip
+        max_new_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        do_sample=do_sample,
+        stop=list(stop or []),
+        seed=seed,
+    )
     adapter_dir = None
     if adapter is not None:
         from engine.adapters.files import resolve_adapter
@@ -120,9 +126,12 @@ def generate(
     info(f"model {loaded.checkpoint.path} (step {loaded.checkpoint.step}){with_adapter} on {loaded.device}")
     out.print(prompt, end="", style="bold", highlight=False)
     results = run_generation(
-        loaded.model, loaded.tokenizer, prompt, params,
+        loaded.model,
+        loaded.tokenizer,
+        prompt,
+        params,
         on_text=lambda _row, _token, text: out.print(text, end="", highlight=False, markup=False),
-    )  # fmt: skip
+    )
     out.print()
     if results[0].truncated_prompt:
         warn(f"the prompt was cut to its last {len(results[0].prompt_tokens)} tokens to fit the context")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,7 +12,7 @@ from rich.table import Table
 from engine.workspace import workspace_root
 from llmodel_app.cli.console import out, print_json, success
 from llmodel_app.cli.jobs import WorkspaceOption, check_outcome, connect, follow
-from llmodel_app.cli.reading import query
+from llmodel_app.cli.reading import list_runs, read
 from llmodel_app.cli.runs_table import num, runs_table, when
 
 runs_app = typer.Typer(help="List, compare, follow, cancel, resume and remove runs.", no_args_is_help=True)
@@ -31,7 +32,7 @@ def runs_list(
     workspace: Workspace = None,
 ) -> None:
     """The workspace's runs, newest first, with their latest metrics."""
-    rows = query(workspace_root(workspace), "list_runs", kind=kind, status=status, limit=limit)
+    rows = list_runs(workspace_root(workspace), kind=kind, status=status, limit=limit)
     if as_json:
         print_json(rows)
         return
@@ -41,7 +42,7 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: RunId, as_json: Json = False, workspace: Workspace = None) -> None:
     """Everything recorded about one run: status, config, metrics, checkpoints, samples."""
-    run = query(workspace_root(workspace), "get_run", run_id)
+    run = read(workspace_root(workspace), lambda reader: reader.run(run_id))
     if as_json:
         print_json(run)
         return
@@ -61,16 +62,16 @@ def runs_show(run_id: RunId, as_json: Json = False, workspace: Workspace = None)
         )
     for sample in run.get("samples", [])[-3:]:
         out.print(f"sample @ {sample['step']}: {sample['text']!r}", markup=False)
-    evaluations = query(workspace_root(workspace), "run_evaluations", run_id)
+    evaluations = read(workspace_root(workspace), lambda reader: reader.run_evaluations(run_id))
     if evaluations:
         from llmodel_app.cli.commands_evaluate import results_table
 
         out.print(results_table(_as_reports(evaluations)))
 
 
-def _as_reports(rows: list[dict]) -> list[dict]:
+def _as_reports(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Catalog evaluation rows grouped as the results table shows them (one entry per task and checkpoint)."""
-    grouped: dict[tuple, dict] = {}
+    grouped: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         key = (row["task"], row.get("checkpoint"), row.get("step"))
         entry = grouped.setdefault(key, {"task": row["task"], "scores": [], "baseline": {}})
@@ -89,7 +90,7 @@ def runs_compare(
     workspace: Workspace = None,
 ) -> None:
     """Config differences and final metrics of several runs side by side."""
-    result = query(workspace_root(workspace), "compare_runs", run_ids)
+    result = read(workspace_root(workspace), lambda reader: reader.compare(run_ids))
     if as_json:
         print_json(result)
         return
@@ -122,10 +123,10 @@ def runs_logs(
 ) -> None:
     """Show a run's log; with --follow, its live progress until it ends."""
     with connect(workspace) as client:
-        for line in client.get(f"/api/runs/{run_id}/logs", tail=tail)["lines"]:
+        for line in client.logs(run_id, tail)["lines"]:
             out.print(line, highlight=False, markup=False)
         if follow_:
-            offset = client.get(f"/api/runs/{run_id}")["event_offset"]
+            offset = client.run(run_id)["event_offset"]
             check_outcome(follow(client, run_id, offset))
 
 
@@ -133,7 +134,7 @@ def runs_logs(
 def runs_cancel(run_id: RunId, workspace: Workspace = None) -> None:
     """Cancel a queued or running job; a training run stops at a checkpoint it can resume from."""
     with connect(workspace) as client:
-        status = client.post(f"/api/runs/{run_id}/cancel")["status"]
+        status = client.cancel(run_id)["status"]
     success(f"run {run_id}: {status}")
 
 
@@ -145,7 +146,7 @@ def runs_resume(
 ) -> None:
     """Continue a cancelled or failed training run from its last complete checkpoint."""
     with connect(workspace) as client:
-        offset = client.post(f"/api/runs/{run_id}/resume")["offset"]
+        offset = client.resume(run_id)["offset"]
         if detach:
             success(f"run {run_id} queued to resume")
             return
@@ -165,5 +166,5 @@ def runs_remove(
         raise typer.Exit(1)
     with connect(workspace) as client:
         for run_id in run_ids:
-            client.delete(f"/api/runs/{run_id}")
+            client.remove_run(run_id)
             success(f"removed {run_id}")

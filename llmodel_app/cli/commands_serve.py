@@ -105,9 +105,18 @@ def api(
 
 
 def _run(
-    model: Path | None, config: Path | None, tokenizer: Path | None, host: str, port: int, api_key: str | None,
-    rate_limit: float | None, max_batch: int, device: str, workspace: Path | None, adapters: list[str] | None,
-) -> None:  # fmt: skip
+    model: Path | None,
+    config: Path | None,
+    tokenizer: Path | None,
+    host: str,
+    port: int,
+    api_key: str | None,
+    rate_limit: float | None,
+    max_batch: int,
+    device: str,
+    workspace: Path | None,
+    adapters: list[str] | None,
+) -> None:
     from engine.net import url_host
     from engine.runs.checkpoint import resolve_checkpoint
     from engine.server.run import parse_adapters, resolve_api_key, serve
@@ -126,7 +135,11 @@ def _run(
     if served_adapters:
         info(f"adapters (pick one with the OpenAI 'model' field): {', '.join(served_adapters)}")
     options = ServeOptions(
-        model_path=model, config_path=config, tokenizer_path=tokenizer, device=device, max_batch=max_batch,
+        model_path=model,
+        config_path=config,
+        tokenizer_path=tokenizer,
+        device=device,
+        max_batch=max_batch,
         adapters=served_adapters,
-    )  # fmt: skip
+    )
     serve(options, host=host, port=port, api_key=api_key, rate_limit=rate_limit)

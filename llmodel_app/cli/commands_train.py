@@ -8,18 +8,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from engine.errors import LLModelError
+from engine.specs import pretrain_spec
 from engine.workspace import workspace_root
 from llmodel_app.cli import training_options as opts
 from llmodel_app.cli.console import success
-from llmodel_app.cli.jobs import (
-    DetachOption,
-    WorkspaceOption,
-    check_outcome,
-    connect,
-    existing,
-    follow,
-    run_job,
-)
+from llmodel_app.cli.jobs import DetachOption, WorkspaceOption, check_outcome, run_job
 
 if TYPE_CHECKING:  # torch-backed modules load only when a command runs, so `llmodel --help` stays fast
     from engine.model import ModelConfig
@@ -68,26 +61,17 @@ def pretrain(
     settings = opts.train_settings(
         ctx, train_config, checkpoint.meta.get("train_config") if checkpoint else None
     )
-    spec = {
-        "model_config": model_config.to_dict(),
-        "train_config": settings.to_dict(),
-        "data_paths": existing(data_path),
-        "tokenizer_path": existing([tokenizer_path])[0] if tokenizer_path else None,
-        "cache_root": str(root / "datasets"),
-    }
+    # Resuming a run of this workspace continues that run: same folder, one unbroken loss curve.
     own_run = opts.run_in_workspace(checkpoint.path if checkpoint else None, root)
-    if own_run is not None:
-        # Resuming a run of this workspace continues that run: same folder, one unbroken loss curve.
-        with connect(workspace) as client:
-            offset = client.post(f"/api/runs/{own_run}/resume", {"spec": spec})["offset"]
-            if detach:
-                success(f"queued run {own_run} to resume")
-                return
-            final = follow(client, own_run, offset=offset)
-    else:
-        spec["resume_from"] = str(checkpoint.path) if checkpoint else None
-        final = run_job(workspace, "pretrain", spec, detach=detach)
-    result = check_outcome(final)
+    spec = pretrain_spec(
+        model_config,
+        settings,
+        data_path,
+        workspace=root,
+        tokenizer_path=tokenizer_path,
+        resume_from=checkpoint.path if checkpoint and own_run is None else None,
+    )
+    result = check_outcome(run_job(workspace, spec, detach=detach, resume_run=own_run))
     if result:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in result.get("metrics", {}).items() if k != "lr")
         success(f"trained {result['step']} steps: {metrics}; checkpoint {result['checkpoint']}")

@@ -13,7 +13,7 @@ from engine.errors import LLModelError
 from engine.fileio import write_text_atomic
 from engine.workspace import CURRENT_FILE, create_layout, named_workspace, workspace_root, workspaces_dir
 from llmodel_app.cli.console import out, print_json, success
-from llmodel_app.cli.reading import query
+from llmodel_app.cli.reading import read
 
 workspace_app = typer.Typer(help="Create, choose and inspect workspaces.", no_args_is_help=True)
 Name = Annotated[str, typer.Argument(help="Workspace name (letters, digits, '.', '_', '-').")]
@@ -65,7 +65,7 @@ def workspace_show(
     root = named_workspace(name) if name else workspace_root()
     if not root.is_dir():
         raise LLModelError(f"no workspace at {root}")
-    summary = query(root, "summary")
+    summary = read(root, lambda reader: reader.summary())
     record = live_record(root)
     info = {"path": str(root), "engine": record.url if record else None, **summary}
     if as_json:

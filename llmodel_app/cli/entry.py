@@ -44,7 +44,7 @@ def answer_runs_list(argv: list[str]) -> bool:
     from engine.workspace import workspace_root
 
     try:
-        workspace = workspace_root(options.get("workspace") or None)  # type: ignore[arg-type]
+        workspace = workspace_root(_text(options, "workspace"))
     except LLModelError:
         return False
     runs = read_index(workspace)
@@ -53,8 +53,8 @@ def answer_runs_list(argv: list[str]) -> bool:
     limit = options.get("limit")
     rows = select_runs(
         runs,
-        kind=options.get("kind"),  # type: ignore[arg-type]
-        status=options.get("status"),  # type: ignore[arg-type]
+        kind=_text(options, "kind"),
+        status=_text(options, "status"),
         limit=int(limit) if isinstance(limit, str) else None,
     )
     if options["json"]:
@@ -85,6 +85,12 @@ def open_workbench(argv: list[str]) -> bool:
 
     run_workbench(workspace)
     return True
+
+
+def _text(options: dict[str, str | bool], name: str) -> str | None:
+    """An option's value as typed; None when it was not given (or left empty)."""
+    value = options.get(name)
+    return value if isinstance(value, str) and value else None
 
 
 def main() -> None:

@@ -10,11 +10,12 @@ import typer
 
 from engine.errors import LLModelError
 from engine.workspace import workspace_root
-from llmodel_app.cli.console import info, warn
+from llmodel_app.cli.console import info, success, warn
 from llmodel_app.cli.progress import JobDisplay
 
 if TYPE_CHECKING:  # httpx loads only for commands that talk to the engine
     from engine.client import EngineClient
+    from engine.specs import JobSpec
 
 WorkspaceOption = typer.Option(
     help="Workspace folder (default: $LLMODEL_WORKSPACE, the one chosen by `workspace use`, or ./workspaces/default)."
@@ -31,15 +32,24 @@ def connect(workspace: Path | None) -> EngineClient:
     return EngineClient.connect(workspace_root(workspace))
 
 
-def run_job(workspace: Path | None, kind: str, spec: dict[str, Any], *, detach: bool) -> dict[str, Any]:
-    """Submit a job and, unless ``detach``, follow it to its end; returns the final status event."""
+def run_job(
+    workspace: Path | None, spec: JobSpec, *, detach: bool, resume_run: str | None = None
+) -> dict[str, Any]:
+    """Submit a job — or, with ``resume_run``, queue that run of the workspace again with ``spec`` — and, unless
+    ``detach``, follow it to its end; returns the final status event."""
     with connect(workspace) as client:
-        run_id = client.submit(kind, spec)
-        if detach:
-            info(f"queued {kind} job {run_id}; follow it with `llmodel runs logs {run_id} --follow`")
-            return {"status": "queued", "run_id": run_id}
-        info(f"{kind} job {run_id}")
-        return follow(client, run_id)
+        if resume_run is not None:
+            run_id, offset = resume_run, client.resume(resume_run, spec)["offset"]
+            if detach:
+                success(f"queued run {run_id} to resume")
+                return {"status": "queued", "run_id": run_id}
+        else:
+            run_id, offset = client.submit_job(spec), 0
+            if detach:
+                info(f"queued {spec.kind} job {run_id}; follow it with `llmodel runs logs {run_id} --follow`")
+                return {"status": "queued", "run_id": run_id}
+            info(f"{spec.kind} job {run_id}")
+        return follow(client, run_id, offset)
 
 
 def follow(client: EngineClient, run_id: str, offset: int = 0) -> dict[str, Any]:
@@ -59,7 +69,7 @@ def follow(client: EngineClient, run_id: str, offset: int = 0) -> dict[str, Any]
                 return _finish(client, run_id, final)
             except KeyboardInterrupt:
                 if _ask_cancel(display):
-                    client.post(f"/api/runs/{run_id}/cancel")
+                    client.cancel(run_id)
                     display.print("[yellow]cancelling: the job checkpoints and stops[/yellow]")
                     continue
                 display.print(
@@ -82,7 +92,7 @@ def _ask_cancel(display: JobDisplay) -> bool:
 
 def _finish(client: EngineClient, run_id: str, final: dict[str, Any]) -> dict[str, Any]:
     if final.get("status") == "failed" and not final.get("error"):
-        final["error"] = client.get(f"/api/runs/{run_id}").get("error")
+        final["error"] = client.run(run_id).get("error")
     return final
 
 
@@ -99,16 +109,3 @@ def check_outcome(final: dict[str, Any]) -> dict[str, Any]:
         )
         raise typer.Exit(130)
     return final.get("result") or {}
-
-
-def existing(paths: list[Path]) -> list[str]:
-    """Absolute paths of inputs that must exist, checked before any job is queued."""
-    for path in paths:
-        if not path.exists():
-            raise LLModelError(f"{path}: no such file or directory; check the path")
-    return [str(path.expanduser().resolve()) for path in paths]
-
-
-def absolute(path: Path | None) -> str | None:
-    """Paths travel to the engine absolute: its working directory is not the user's."""
-    return str(path.expanduser().resolve()) if path is not None else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 from typing import Annotated
@@ -37,31 +36,18 @@ def quickstart(
     detach: Annotated[bool, DetachOption] = False,
 ) -> None:
     """Build a corpus from Python's standard library, train a tokenizer and a small model, and generate text."""
-    from engine.model.config import ModelConfig
-    from engine.pipelines.quickstart import QuickstartOptions
+    from engine.specs import quickstart_spec
 
-    options = QuickstartOptions()
-    if corpus_mb is not None:
-        options.corpus_bytes = int(corpus_mb * 1_000_000)
-    if vocab_size is not None:
-        options.vocab_size = vocab_size
-    options.chat = chat
-    if chat_steps is not None:
-        options.chat_training["max_steps"] = chat_steps
-        for key in ("eval_interval", "checkpoint_interval", "sample_interval"):
-            options.chat_training[key] = min(options.chat_training[key], chat_steps)
-    if preset is not None:
-        shape = ModelConfig.from_preset(preset).to_dict()
-        options.model = {k: shape[k] for k in ("d_model", "n_layers", "n_heads", "d_ff", "max_len")}
-        options.training["seq_len"] = min(options.training["seq_len"], shape["max_len"])
-    if max_steps is not None:
-        options.training["max_steps"] = max_steps
-        for key in ("eval_interval", "checkpoint_interval", "sample_interval", "attention_interval"):
-            options.training[key] = min(options.training.get(key, max_steps), max_steps)
-        options.training["warmup_steps"] = min(options.training["warmup_steps"], max_steps // 10)
-    root = workspace_root(workspace)
-    spec = {"workspace": str(root), "options": dataclasses.asdict(options)}
-    result = check_outcome(run_job(workspace, "quickstart", spec, detach=detach))
+    spec = quickstart_spec(
+        workspace_root(workspace),
+        max_steps=max_steps,
+        preset=preset,
+        corpus_mb=corpus_mb,
+        vocab_size=vocab_size,
+        chat=chat,
+        chat_steps=chat_steps,
+    )
+    result = check_outcome(run_job(workspace, spec, detach=detach))
     if not result:
         return
     success(
@@ -72,16 +58,18 @@ def quickstart(
         out.rule(style="dim")
         out.print(sample, highlight=False, markup=False)
     out.rule(style="dim")
-    chat = result.get("chat")
-    if chat:
+    answer = result.get("chat")
+    if answer:
         success(
-            f"the chat adapter {chat['adapter']} answers a held-out instruction (expected: {chat['expected']}):"
+            f"the chat adapter {answer['adapter']} answers a held-out instruction (expected: {answer['expected']}):"
         )
         out.print(
-            f"<|user|>\n{chat['instruction']}\n<|assistant|>\n{chat['reply']}", highlight=False, markup=False
+            f"<|user|>\n{answer['instruction']}\n<|assistant|>\n{answer['reply']}",
+            highlight=False,
+            markup=False,
         )
         out.rule(style="dim")
-        err.print(f"Chat with it: [bold]llmodel generate --adapter {chat['adapter']} --prompt '...'[/bold]")
+        err.print(f"Chat with it: [bold]llmodel generate --adapter {answer['adapter']} --prompt '...'[/bold]")
     err.print(
         f"Generate more: [bold]llmodel generate --model-path {result['run_dir']} --prompt 'def '[/bold]\n"
         "Open the workbench: [bold]llmodel[/bold]"

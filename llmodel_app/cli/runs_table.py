@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.table import Table
@@ -18,7 +19,7 @@ def num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
 
 
-def runs_table(rows: list[dict[str, Any]]) -> Table | str:
+def runs_table(rows: Sequence[Mapping[str, Any]]) -> Table | str:
     """The table `llmodel runs list` prints (id, kind, status, created, step, loss, val loss)."""
     if not rows:
         return "no runs yet"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from engine.errors import LLModelError
 from engine.training.config import TrainConfig
 from engine.workspace import latest_run_with_checkpoint, runs_dir
 from llmodel_app.cli.console import warn
+
+if TYPE_CHECKING:
+    from engine.runs.checkpoint import Checkpoint
 
 DEFAULTS = TrainConfig()
 
@@ -48,10 +51,23 @@ ResumeFrom = Annotated[
 
 # Flags that map one-to-one onto TrainConfig fields (the parameter name minus a trailing underscore).
 FLAG_FIELDS = (
-    "epochs", "max_steps", "batch_size", "seq_len", "gradient_accumulation_steps", "learning_rate", "warmup_steps",
-    "schedule", "optimizer", "precision", "device", "compile_", "eval_interval", "checkpoint_interval", "seed",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "seq_len",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "warmup_steps",
+    "schedule",
+    "optimizer",
+    "precision",
+    "device",
+    "compile_",
+    "eval_interval",
+    "checkpoint_interval",
+    "seed",
     "eval_tasks",
-)  # fmt: skip
+)
 
 
 def train_settings(
@@ -81,7 +97,7 @@ def train_settings(
     return TrainConfig.from_dict(data, source=str(path) if path else "training settings")
 
 
-def resume_checkpoint(resume: str | None, root: Path):  # type: ignore[no-untyped-def]
+def resume_checkpoint(resume: str | None, root: Path) -> Checkpoint | None:
     """The checkpoint ``--resume-from-checkpoint`` names (``auto``: the workspace's newest), or None."""
     from engine.runs.checkpoint import resolve_checkpoint
 

@@ -36,11 +36,13 @@ def study(name: str, state: State) -> dict[str, Any]:
 
     loaded, settings = _load(name, state)
     return {
-        "name": name, "settings": settings.to_dict(),
+        "name": name,
+        "settings": settings.to_dict(),
         "trials": [row.to_dict() for row in report.trial_rows(loaded, settings)],
         "pareto_front": [t.number for t in report.pareto_front(loaded)],
-        "best_so_far": report.best_so_far(loaded), "importances": report.importances(loaded),
-    }  # fmt: skip
+        "best_so_far": report.best_so_far(loaded),
+        "importances": report.importances(loaded),
+    }
 
 
 @router.post("/{name}/export")
@@ -57,9 +59,16 @@ def export(name: str, body: ExportRequest, state: State) -> dict[str, Any]:
     with state.supervisor.lock:
         state.supervisor.catalog.register_config(label, model_path, "model", model)
         state.supervisor.catalog.register_config(f"{label}-train", train_path, "train", train)
-    return {"trial": chosen.number, "name": label, "model_config": model, "train_config": train,
-            "model_path": str(model_path), "train_path": str(train_path), "data_path": settings.data_path,
-            "tokenizer_path": settings.tokenizer_path}  # fmt: skip
+    return {
+        "trial": chosen.number,
+        "name": label,
+        "model_config": model,
+        "train_config": train,
+        "model_path": str(model_path),
+        "train_path": str(train_path),
+        "data_path": settings.data_path,
+        "tokenizer_path": settings.tokenizer_path,
+    }
 
 
 def _load(name: str, state: State) -> tuple[Any, Any]:
