@@ -25,7 +25,7 @@ from engine.specs import (
     tokenizer_spec,
 )
 from engine.training.config import TrainConfig
-from llmodel_app.cli import jobs
+from llmodel_app.cli import jobs, main  # main: every command module bound to the real connect() first
 from tests.cli_runner import run_cli
 
 
@@ -51,6 +51,7 @@ class RecordingEngine:
 
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> RecordingEngine:
+    assert main.app is not None
     recording = RecordingEngine()
     monkeypatch.setattr(jobs, "connect", lambda workspace: recording)
     return recording
