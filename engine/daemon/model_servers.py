@@ -59,14 +59,26 @@ class ModelServerManager:
                 health = "starting" if young else "unreachable"
             elif seen != "ok":
                 health = "loading"
-        status = {"running": True, **{k: v for k, v in record.items() if k != "local_url"}, "health": health,
-                  "requests": requests}  # fmt: skip
+        status = {
+            "running": True,
+            **{k: v for k, v in record.items() if k != "local_url"},
+            "health": health,
+            "requests": requests,
+        }
         if health == "error":
             status["error"] = error or "the model server reported an error; see serve.log in the workspace"
         return status
 
-    def start(self, model: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-              rate_limit: float | None = None, adapters: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    def start(
+        self,
+        model: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        api_key: str | None = None,
+        rate_limit: float | None = None,
+        adapters: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """Start serving ``model`` (a run or checkpoint directory), with ``adapters`` (name → directory) over it;
         refuses while another server runs."""
         if self._record() is not None:
@@ -107,10 +119,17 @@ class ModelServerManager:
         log.close()
         started = ProcessRef.of(process.pid)
         record = {
-            "pid": process.pid, "pid_start": started.started, "model": str(model), "host": host, "port": port,
-            "url": f"http://{url_host(host)}:{port}", "local_url": f"http://{local_host(host)}:{port}",
-            "auth": key is not None, "started": time.time(), "adapters": dict(adapters or {}),
-        }  # fmt: skip
+            "pid": process.pid,
+            "pid_start": started.started,
+            "model": str(model),
+            "host": host,
+            "port": port,
+            "url": f"http://{url_host(host)}:{port}",
+            "local_url": f"http://{local_host(host)}:{port}",
+            "auth": key is not None,
+            "started": time.time(),
+            "adapters": dict(adapters or {}),
+        }
         write_json_atomic(self.workspace / SERVE_FILE, record)
         self._key = key
         return {k: v for k, v in record.items() if k != "local_url"}
