@@ -54,6 +54,15 @@ def test_show_counts_what_the_workspace_holds(capsys, in_tmp):
     assert shown["runs_total"] == 0 and shown["engine"] is None
 
 
+def test_a_workspace_without_a_catalog_yet_reads_as_an_empty_one_with_every_count(capsys, in_tmp):
+    (in_tmp / "workspaces" / "fresh").mkdir(parents=True)
+    shown = json.loads(run_cli(capsys, "workspace", "show", "fresh", "--json").out)
+    run_cli(capsys, "workspace", "create", "lab")
+    catalogued = json.loads(run_cli(capsys, "workspace", "show", "lab", "--json").out)
+    assert set(shown) == set(catalogued) and shown["adapters"] == 0 and shown["runs_total"] == 0
+    assert not (in_tmp / "workspaces" / "fresh" / "workspace.duckdb").exists(), "reading creates nothing"
+
+
 def test_remove_deletes_the_folder_and_forgets_the_choice(capsys, in_tmp):
     run_cli(capsys, "workspace", "create", "lab")
     run_cli(capsys, "workspace", "use", "lab")
