@@ -119,18 +119,76 @@ def test_pretrain_prepares_raw_text_automatically_and_resumes_with_auto(
     assert listed[0]["step"] == 4 and listed[0]["status"] == "completed"
 
 
-def test_quickstart_runs_end_to_end_on_a_small_slice_and_its_chat_adapter_answers(capsys, tmp_path):
-    result = run_cli(
-        capsys, "quickstart", "--preset", "nano", "--corpus-mb", "0.3", "--vocab-size", "512", "--max-steps", "20",
-        "--chat", "--chat-steps", "6",
-    )  # fmt: skip
-    assert result.code == 0, result.err
-    assert "validation loss" in result.err
-    assert "def " in result.out and "The " in result.out
-    assert (tmp_path / "workspace" / "configs" / "quickstart.json").is_file()
-    assert "the chat adapter quickstart-chat answers a held-out instruction" in result.err
-    assert "<|user|>\nWrite the signature of the" in result.out and "<|assistant|>\n" in result.out
-    assert (tmp_path / "workspace" / "adapters" / "quickstart-chat" / "adapter_config.json").is_file()
+QUICKSTART = [
+    "quickstart",
+    "--preset",
+    "nano",
+    "--corpus-mb",
+    "0.3",
+    "--vocab-size",
+    "512",
+    "--max-steps",
+    "20",
+]
+
+
+def assert_only_the_same_settings_are_reused(workspace: Path, run: Path) -> None:
+    from engine.model import ModelConfig
+    from engine.pipelines.quickstart import completed_quickstart
+    from engine.training.config import TrainConfig
+
+    record = json.loads((run / "run.json").read_text())
+    model, train = (
+        ModelConfig.from_dict(record["model_config"]),
+        TrainConfig.from_dict(record["train_config"]),
+    )
+    dataset = Path(record["dataset"])
+    found = completed_quickstart(workspace, model, train, dataset)
+    assert found is not None and found.path == run
+    assert (
+        completed_quickstart(
+            workspace, model, TrainConfig.from_dict({**train.to_dict(), "max_steps": 12}), dataset
+        )
+        is None
+    )
+    assert (
+        completed_quickstart(
+            workspace, ModelConfig.from_dict({**model.to_dict(), "n_layers": 1}), train, dataset
+        )
+        is None
+    )
+    assert completed_quickstart(workspace, model, train, dataset.with_name("other")) is None
+
+
+def test_quickstart_runs_end_to_end_and_with_chat_after_it_only_fine_tunes_the_model_it_made(
+    capsys, tmp_path
+):
+    first = run_cli(capsys, *QUICKSTART)
+    assert first.code == 0, first.err
+    assert "validation loss" in first.err
+    assert "def " in first.out and "The " in first.out
+    workspace = tmp_path / "workspace"
+    assert (workspace / "configs" / "quickstart.json").is_file()
+    trained = sorted(p.parent.name for p in workspace.glob("runs/*/checkpoints"))
+    assert len(trained) == 1
+
+    chat = run_cli(capsys, *QUICKSTART, "--chat", "--chat-steps", "6")
+    assert chat.code == 0, chat.err
+    assert f"reused the completed quickstart model {trained[0]} (same settings): only fine-tuned" in chat.err
+    assert sorted(p.parent.name for p in workspace.glob("runs/*/checkpoints")) == trained, (
+        "no second pretraining"
+    )
+    assert "<|user|>\nWrite the signature of the" in chat.out and "<|assistant|>\n" in chat.out
+    assert (workspace / "adapters" / "quickstart-chat" / "adapter_config.json").is_file()
+    (verdict,) = [
+        line for line in chat.err.splitlines() if "held-out instructions (stdlib-signatures)" in line
+    ]
+    assert "the adapter scores exact match" in verdict and "BLEU" in verdict and "the base model" in verdict
+    assert_only_the_same_settings_are_reused(workspace, workspace / "runs" / trained[0])
+    if "the answer matches the expected one" in verdict:
+        assert verdict.startswith("✓")
+    else:
+        assert verdict.startswith("✗ the answer does not match the expected def "), verdict
 
 
 def test_training_settings_come_from_the_file_unless_a_flag_is_typed(capsys, tmp_path, dataset_dir):
