@@ -155,6 +155,7 @@ def rows_on_screen(app: LLModelApp, table: Any) -> int:
     return max(0, region.intersection(clip).height - 2 - table.header_height)
 
 
+@pytest.mark.slow  # the workbench driven through Pilot
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize(("key", "view", "table"), [("9", "#evaluate-view", "#eval-results"),
                                                     ("0", "#evolve-view", "#evolve-table")])  # fmt: skip
@@ -193,6 +194,7 @@ def table_rows(table: Any) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow  # the workbench driven through Pilot
 @pytest.mark.parametrize("size", SIZES)
 def test_compare_lists_the_settings_that_differ_rounded_with_the_lora_and_base_of_a_fine_tune(
     size: tuple[int, int],
@@ -258,6 +260,7 @@ def replies_by_name(monkeypatch: Any) -> list[str]:
     return asked
 
 
+@pytest.mark.slow  # the workbench driven through Pilot
 @pytest.mark.parametrize("size", SIZES)
 def test_the_chat_keeps_a_server_that_already_serves_the_picked_checkpoint(
     monkeypatch, size: tuple[int, int]
@@ -343,6 +346,7 @@ class FailingModelServer:
         self.http.server_close()
 
 
+@pytest.mark.slow  # the workbench driven through Pilot
 @pytest.mark.parametrize("size", SIZES)
 def test_a_server_error_mid_reply_shows_in_the_conversation_after_what_came(size: tuple[int, int]):
     server = FailingModelServer()
