@@ -85,10 +85,20 @@ def nano_config() -> ModelConfig:
 @pytest.fixture
 def quick_train_config() -> TrainConfig:
     return TrainConfig(
-        batch_size=4, seq_len=32, max_steps=12, warmup_steps=2, learning_rate=3e-3, eval_interval=4,
-        eval_batches=2, sample_interval=6, sample_tokens=8, checkpoint_interval=4, keep_last=2, log_interval=2,
+        batch_size=4,
+        seq_len=32,
+        max_steps=12,
+        warmup_steps=2,
+        learning_rate=3e-3,
+        eval_interval=4,
+        eval_batches=2,
+        sample_interval=6,
+        sample_tokens=8,
+        checkpoint_interval=4,
+        keep_last=2,
+        log_interval=2,
         device="cpu",
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="session")
@@ -100,9 +110,15 @@ def served_run_dir(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path, 
         {"vocab_size": TINY_VOCAB, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ff": 64, "max_len": 64}
     )
     settings = TrainConfig(
-        batch_size=4, seq_len=32, max_steps=30, warmup_steps=3, learning_rate=3e-3, eval_interval=30,
-        checkpoint_interval=30, device="cpu",
-    )  # fmt: skip
+        batch_size=4,
+        seq_len=32,
+        max_steps=30,
+        warmup_steps=3,
+        learning_rate=3e-3,
+        eval_interval=30,
+        checkpoint_interval=30,
+        device="cpu",
+    )
     run_dir = tmp_path_factory.mktemp("served") / "run"
     Trainer(config, settings, dataset_dir, run_dir, tokenizer_path=tokenizer_dir).run()
     return run_dir
