@@ -315,6 +315,31 @@ def test_num_parameters_without_embeddings_drops_input_embeddings_but_keeps_the_
 # -- cost estimates -----------------------------------------------------------------------------------
 
 
+def test_nano_parameters_memory_and_flops_match_a_hand_count():
+    config = ModelConfig.from_preset(
+        "nano"
+    )  # vocab 512, d 64, 2 layers, 4 heads of 16, d_ff 128, tied, SwiGLU
+    attention = 2 * 64 * 64 + 2 * 64 * (4 * 16)  # q, o and k, v
+    feed_forward = 3 * 64 * 128  # gate, up, down
+    per_layer = attention + feed_forward + 2 * 64  # and two RMSNorm scales
+    n = 2 * per_layer + 64 + 512 * 64  # the final norm and the (tied) embedding
+    assert n == 115_008 == config.num_parameters()
+
+    train = config.estimate_memory(batch_size=1, seq_len=128)
+    assert train["weights"] == train["gradients"] == 4 * n  # fp32 weights and gradients
+    assert train["optimizer"] == 8 * n  # AdamW's two fp32 moments
+    # Per layer and token 34·d bytes of saved activations plus 5·heads·T of scores, and fp32 logits.
+    assert train["activations"] == 2 * 128 * (34 * 64 + 5 * 4 * 128) + 128 * 512 * 4
+    assert train["total"] == 16 * n + train["activations"]
+
+    serve = config.estimate_memory(batch_size=2, seq_len=64, training=False, bytes_per_param=2)
+    assert serve["weights"] == 2 * n
+    assert (
+        serve["kv_cache"] == 2 * 2 * 2 * 64 * 4 * 16 * 4
+    )  # k and v · layers · batch · T · kv heads · hd · fp32
+    assert config.flops_per_token(128) == 6 * n + 12 * 2 * 64 * 128  # 6N plus attention's 12·L·d·T
+
+
 @pytest.mark.parametrize("name", ALL_PRESETS)
 def test_estimate_memory_is_positive_and_grows_with_batch_size(name):
     config = ModelConfig.from_preset(name)
