@@ -23,6 +23,10 @@ class CheckpointError(LLModelError):
     """A checkpoint is missing, incomplete, corrupt or built for another config."""
 
 
+class DiskFullError(LLModelError):
+    """The disk filled while writing: the message names the path, the space it needs and what is still good."""
+
+
 class NotFoundError(LLModelError):
     """A named thing (run, checkpoint, adapter, task) does not exist; servers answer 404."""
 

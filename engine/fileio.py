@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.errors import first_line
+from engine.errors import DiskFullError, first_line
+from engine.processes import pid_alive
 
 
 @contextmanager
@@ -18,7 +21,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by writers killed mid-write
+        pid = stale.name[len(target.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(
@@ -29,6 +36,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)
+    except Exception as error:
+        if not out_of_space(error):
+            raise
+        needed = tmp_path.stat().st_size if tmp_path.exists() else 0
+        tmp_path.unlink(missing_ok=True)
+        raise disk_full(target, needed, f"{target} is unchanged") from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -45,16 +58,16 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
 
 
 @contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike[str], *, needed: int = 0, last_good: str | None = None
+) -> Iterator[Path]:
     """Yield an empty temporary directory beside ``path``; it replaces ``path`` only if the block succeeds.
 
     A kill at any moment leaves the old directory (or none) in place, never a half-written one; the temporary
-    directories of processes that died are cleared the next time.
+    directories of processes that died are cleared the next time. A full disk removes the temporary directory
+    and raises :class:`DiskFullError` naming ``path``, the space it needs (``needed`` when the caller knows, at
+    least what was written) and ``last_good`` (by default: the old directory is unchanged).
     """
-    import shutil
-
-    from engine.processes import pid_alive
-
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
@@ -72,8 +85,57 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
         fsync_dir(target.parent)
+    except Exception as error:
+        if not out_of_space(error):
+            raise
+        written = tree_bytes(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if last_good is None:
+            last_good = f"{target} is unchanged" if target.exists() else f"nothing was written to {target}"
+        raise disk_full(target, max(needed, written), last_good) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether ``error`` says the disk (or the quota) is full; safetensors and torch report it in their text."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(error)
+    return "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text
+
+
+def disk_full(path: Path, needed: int, last_good: str) -> DiskFullError:
+    """The one-line error for a full disk while writing ``path``: the space needed and free, what is still good."""
+    return DiskFullError(
+        f"no space left on the device writing {path}: it needs about {format_bytes(needed)} and "
+        f"{format_bytes(free_bytes(path))} is free; {last_good}"
+    )
+
+
+def free_bytes(path: Path) -> int:
+    """The bytes free on the file system holding ``path`` (or its nearest existing parent)."""
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return shutil.disk_usage(folder).free
+    return 0
+
+
+def tree_bytes(path: Path) -> int:
+    """The size of the files under ``path`` (0 when it does not exist)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else 0
+
+
+def format_bytes(count: int) -> str:
+    """``count`` bytes as people read them: 812 B, 3.4 MB, 1.2 GB."""
+    if count < 1000:
+        return f"{count} B"
+    for unit, scale in (("KB", 1e3), ("MB", 1e6)):
+        if count < scale * 1000:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count / 1e9:.1f} GB"
 
 
 def read_mapping(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Checkpoints: atomic directories of safetensors weights plus training state, with latest/best pointers.
 
 A checkpoint directory counts only once its ``COMPLETE`` marker exists and its file hashes match; the
-directory is written under a temporary name and renamed into place, so a kill never leaves one that looks whole.
+directory is written under a temporary name and renamed into place, and one being deleted is renamed away first,
+so a kill never leaves a ``step-*`` directory that is not whole. A full disk removes the temporary directory and
+raises :class:`~engine.errors.DiskFullError` naming the space needed and the last good checkpoint.
 torch loads only when weights or training state are written or read: finding and verifying checkpoints (which the
 engine process does under its supervisor lock) stays light.
 """
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import CheckpointError
-from engine.fileio import fsync_dir, write_json_atomic
+from engine.fileio import disk_full, fsync_dir, out_of_space, tree_bytes, write_json_atomic
 from engine.model.config import ModelConfig
 
 if TYPE_CHECKING:
@@ -97,14 +99,43 @@ def save_checkpoint(
     The weights file holds the model's state, or only ``tensors`` when given (a LoRA run saves its adapter; its
     base is the checkpoint its meta names).
     """
-    import torch
-    from safetensors.torch import save_file, save_model
-
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoints_dir / step_dir_name(step)
     tmp = checkpoints_dir / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    try:
+        full_meta = _write_files(tmp, step, model, model_config, tensors, training_state, meta)
+    except Exception as error:
+        written = tree_bytes(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not out_of_space(error):
+            raise
+        needed = max(
+            written, estimate_checkpoint_bytes(model, tensors, with_state=training_state is not None)
+        )
+        raise disk_full(final, needed, last_good_description(checkpoints_dir)) from None
+    if final.exists():
+        _discard(final)
+    os.replace(tmp, final)
+    fsync_dir(checkpoints_dir)
+    write_json_atomic(checkpoints_dir / "latest", {"checkpoint": final.name, "step": step})
+    return Checkpoint(final, full_meta)
+
+
+def _write_files(
+    tmp: Path,
+    step: int,
+    model: nn.Module,
+    model_config: ModelConfig,
+    tensors: dict[str, Any] | None,
+    training_state: dict[str, Any] | None,
+    meta: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The checkpoint's files in ``tmp``, synced, the marker last; returns the meta written."""
+    import torch
+    from safetensors.torch import save_file, save_model
+
     if tensors is None:
         save_model(model, str(tmp / WEIGHTS))
     else:
@@ -124,14 +155,40 @@ def save_checkpoint(
     for name in files:
         with open(tmp / name, "rb") as fh:
             os.fsync(fh.fileno())
-    (tmp / MARKER).write_text(str(step))
+    with open(tmp / MARKER, "w", encoding="utf-8") as fh:
+        fh.write(str(step))
+        fh.flush()
+        os.fsync(fh.fileno())
     fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    fsync_dir(checkpoints_dir)
-    write_json_atomic(checkpoints_dir / "latest", {"checkpoint": final.name, "step": step})
-    return Checkpoint(final, full_meta)
+    return full_meta
+
+
+def estimate_checkpoint_bytes(
+    model: nn.Module, tensors: dict[str, Any] | None = None, *, with_state: bool = True
+) -> int:
+    """About how many bytes one checkpoint of ``model`` takes: its weights (or ``tensors``) and, with the
+    training state, AdamW's two fp32 moments per trainable parameter."""
+    weights = tensors if tensors is not None else model.state_dict()
+    size = sum(t.numel() * t.element_size() for t in weights.values())
+    if with_state:
+        size += sum(2 * 4 * p.numel() for p in model.parameters() if p.requires_grad)
+    return size
+
+
+def last_good_description(checkpoints_dir: Path) -> str:
+    """Where a run can go on from: its newest complete checkpoint, or that it has none yet."""
+    newest = latest_checkpoint(checkpoints_dir)
+    if newest is None:
+        return f"no checkpoint in {checkpoints_dir} is complete yet"
+    return f"the last good checkpoint is {newest.path}"
+
+
+def _discard(path: Path) -> None:
+    """Delete a checkpoint directory: renamed out of the ``step-*`` names first, so a kill half-way through
+    leaves only a temporary for the next prune to clear."""
+    doomed = path.parent / f".deleting-{path.name}-{os.getpid()}"
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def verify_checkpoint(path: Path) -> Checkpoint:
@@ -259,10 +316,10 @@ def prune_checkpoints(checkpoints_dir: Path, keep_last: int) -> None:
     complete = [p for p in list_checkpoints(checkpoints_dir) if (p / MARKER).is_file()]
     for path in complete[:-keep_last]:
         if best is None or path.name != best.get("checkpoint"):
-            shutil.rmtree(path, ignore_errors=True)
-    for stale in checkpoints_dir.glob(".tmp-step-*"):
+            _discard(path)
+    for stale in (*checkpoints_dir.glob(".tmp-step-*"), *checkpoints_dir.glob(".deleting-step-*")):
         pid = stale.name.rsplit("-", 1)[-1]
-        if pid != str(os.getpid()):
+        if pid != str(os.getpid()):  # one trainer writes a run's checkpoints: another pid's are leftovers
             shutil.rmtree(stale, ignore_errors=True)
 
 
