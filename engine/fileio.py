@@ -17,8 +17,9 @@ from engine.processes import pid_alive
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
+def atomic_path(path: str | os.PathLike[str], *, needed: int = 0) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds (a full disk:
+    :class:`DiskFullError` naming ``path`` and ``needed``, the size of what was to be written when known)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by writers killed mid-write
@@ -39,17 +40,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except Exception as error:
         if not out_of_space(error):
             raise
-        needed = tmp_path.stat().st_size if tmp_path.exists() else 0
+        written = tmp_path.stat().st_size if tmp_path.exists() else 0
         tmp_path.unlink(missing_ok=True)
-        raise disk_full(target, needed, f"{target} is unchanged") from None
+        raise disk_full(target, max(needed, written), f"{target} is unchanged") from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    data = text.encode("utf-8")
+    with atomic_path(path, needed=len(data)) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
@@ -98,7 +100,10 @@ def atomic_dir(
 
 
 def out_of_space(error: BaseException) -> bool:
-    """Whether ``error`` says the disk (or the quota) is full; safetensors and torch report it in their text."""
+    """Whether ``error`` says the disk (or the quota) is full; safetensors and torch report it in their text, a
+    nested atomic write as :class:`DiskFullError`."""
+    if isinstance(error, DiskFullError):
+        return True
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(error)
@@ -107,10 +112,9 @@ def out_of_space(error: BaseException) -> bool:
 
 def disk_full(path: Path, needed: int, last_good: str) -> DiskFullError:
     """The one-line error for a full disk while writing ``path``: the space needed and free, what is still good."""
-    return DiskFullError(
-        f"no space left on the device writing {path}: it needs about {format_bytes(needed)} and "
-        f"{format_bytes(free_bytes(path))} is free; {last_good}"
-    )
+    free = format_bytes(free_bytes(path))
+    need = f"about {format_bytes(needed)} and {free} is free" if needed else f"more than the {free} free"
+    return DiskFullError(f"no space left on the device writing {path}: it needs {need}; {last_good}")
 
 
 def free_bytes(path: Path) -> int:

@@ -106,7 +106,8 @@ def save_adapter(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **meta,
     }
-    with atomic_dir(directory) as staging:
+    needed = sum(t.numel() * t.element_size() for t in tensors.values()) + 8192  # and the two JSON files
+    with atomic_dir(directory, needed=needed) as staging:
         save_file(tensors, str(staging / WEIGHTS_FILE))
         (staging / CONFIG_FILE).write_text(json.dumps(peft_config, indent=2) + "\n", encoding="utf-8")
         (staging / META_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -22,6 +22,7 @@ from engine.catalog.ingest import FINISHED_STATUSES, RUN_STATUSES, EventBatch, e
 from engine.catalog.runs_index import CATALOG_FILE, RunsIndexWriter
 from engine.catalog.schema import SCHEMA_VERSION, TIMESTAMP_PARAM, check_not_newer, migrate, schema_version
 from engine.errors import LLModelError, NotFoundError, first_line
+from engine.fileio import disk_full, out_of_space
 
 CONFIG_KINDS = ("model", "train")
 # Tables whose rows belong to one run, keyed by run_id.
@@ -154,7 +155,13 @@ class Catalog:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except duckdb.Error as error:  # DuckDB rolls the transaction back and stays usable
+                if not out_of_space(error):
+                    raise
+                last_good = "this change was rolled back and the catalog holds every one before it"
+                raise disk_full(self.path, 0, last_good) from None
             if self._index is None:
                 return
             if runs:

@@ -94,7 +94,11 @@ def prepare_dataset(
     vocab_size = tokenizer.vocab_size
     # Written into a temporary directory that replaces output_dir at the end: a cancel or a crash leaves the old
     # dataset (or none), never half of one.
-    with atomic_dir(output_dir) as staging:
+    # About three characters a token: the disk-full message says how much room the token files want.
+    needed = characters // 3 * token_dtype(vocab_size).itemsize
+    before = "the dataset there is unchanged" if output_dir.exists() else "nothing was written there"
+    last_good = f"{before}; free space and prepare it again"
+    with atomic_dir(output_dir, needed=needed, last_good=last_good) as staging:
         with (
             BinaryDatasetWriter(staging / "train", vocab_size) as train,
             BinaryDatasetWriter(staging / "val", vocab_size) as val,

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from engine.device import autocast, peak_memory_bytes, resolve_device, resolve_precision
-from engine.errors import CheckpointError, ConfigError
-from engine.fileio import write_json_atomic
+from engine.errors import CheckpointError, ConfigError, DiskFullError
+from engine.fileio import format_bytes, free_bytes, tree_bytes, write_json_atomic
 from engine.generation import SamplingParams, generate
 from engine.model import IGNORE_INDEX, ModelConfig, attention_maps
 from engine.model.attention_maps import PROBE_TEXT
@@ -163,6 +163,7 @@ class Trainer:
             train_config=self.cfg.to_dict(),
             **self.setup.describe(),
         )
+        self._warn_when_checkpoints_will_not_fit()
         self.events.log(
             f"training {self._trainable():,} of {self.model.num_parameters():,} parameters on {self.device} "
             f"({self.precision}), steps {start}→{self.total_steps}, {self.tokens_per_step:,} tokens/step"
@@ -213,6 +214,22 @@ class Trainer:
         self._write_run_json(status, step, metrics)
         self.events.emit("status", status=status, step=step, total_steps=self.total_steps, metrics=metrics)
         return TrainResult(self.run_dir, status, step, self.total_steps, metrics, last.path if last else None)
+
+    def _warn_when_checkpoints_will_not_fit(self) -> None:
+        """A warning before the first step when the disk cannot hold the checkpoints the run keeps (``keep_last``
+        and the one being written) beside those it has."""
+        tensors, _ = self.setup.saved(self.model)
+        each = ckpt.estimate_checkpoint_bytes(self.model, tensors)
+        checkpoints_dir = self.run_dir / "checkpoints"
+        needed = (self.cfg.keep_last + 1) * each - tree_bytes(checkpoints_dir)
+        free = free_bytes(self.run_dir)
+        if needed > free:
+            self.events.log(
+                f"{self.run_dir} has {format_bytes(free)} free but its checkpoints need about "
+                f"{format_bytes(needed)} more ({self.cfg.keep_last} kept + 1 being written, "
+                f"{format_bytes(each)} each); free space or lower keep_last (--train-config) before a checkpoint fails",
+                level="warning",
+            )
 
     def _trainable(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -334,15 +351,20 @@ class Trainer:
         }
         tensors, setup_meta = self.setup.saved(self.model)
         meta |= setup_meta
-        saved = ckpt.save_checkpoint(
-            checkpoints_dir,
-            step=step,
-            model=self.model,
-            tensors=tensors,
-            model_config=self.model_config,
-            training_state=state,
-            meta=meta,
-        )
+        try:
+            saved = ckpt.save_checkpoint(
+                checkpoints_dir,
+                step=step,
+                model=self.model,
+                tensors=tensors,
+                model_config=self.model_config,
+                training_state=state,
+                meta=meta,
+            )
+        except DiskFullError as error:
+            raise DiskFullError(
+                f"{error}; free space, then `llmodel runs resume {self.run_dir.name}`"
+            ) from None
         is_best = "val_loss" in metrics and ckpt.update_best(checkpoints_dir, saved, metrics["val_loss"])
         ckpt.prune_checkpoints(checkpoints_dir, self.cfg.keep_last)
         self.events.emit("checkpoint", step=step, path=str(saved.path), best=is_best)
