@@ -88,9 +88,9 @@ def atomic_dir(
         shutil.rmtree(old, ignore_errors=True)
         fsync_dir(target.parent)
     except Exception as error:
-        if not out_of_space(error):
-            raise
         written = tree_bytes(tmp)
+        if not out_of_space(error, tmp, needed - written):
+            raise
         shutil.rmtree(tmp, ignore_errors=True)
         if last_good is None:
             last_good = f"{target} is unchanged" if target.exists() else f"nothing was written to {target}"
@@ -99,15 +99,18 @@ def atomic_dir(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def out_of_space(error: BaseException) -> bool:
-    """Whether ``error`` says the disk (or the quota) is full; safetensors and torch report it in their text, a
-    nested atomic write as :class:`DiskFullError`."""
+def out_of_space(error: BaseException, path: Path | None = None, needed: int = 0) -> bool:
+    """Whether ``error`` came of a full disk (or quota): safetensors says so in its text, a nested atomic write
+    as :class:`DiskFullError`; torch's writer only fails ("iostream error"), so a write of ``needed`` bytes to
+    ``path`` that fails with less than that free counts too."""
     if isinstance(error, DiskFullError):
         return True
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(error)
-    return "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text
+    if "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text:
+        return True
+    return path is not None and isinstance(error, OSError | RuntimeError) and free_bytes(path) < needed
 
 
 def disk_full(path: Path, needed: int, last_good: str) -> DiskFullError:

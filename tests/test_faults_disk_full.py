@@ -5,7 +5,9 @@ behind; the work goes on once space is freed. Needs root to mount; skipped with 
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,12 +19,14 @@ from engine.adapters.files import load_adapter, save_adapter
 from engine.adapters.lora import apply_lora
 from engine.adapters.settings import LoraSettings
 from engine.catalog import Catalog
+from engine.daemon.jobs import read_job, write_job
 from engine.data.prepare import prepare_dataset
 from engine.errors import DiskFullError
 from engine.fileio import free_bytes
 from engine.model import ModelConfig, Transformer
 from engine.runs import checkpoint as ckpt
 from engine.runs.events import Event, read_events
+from engine.specs import PretrainSpec
 from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
 
@@ -105,6 +109,49 @@ def test_a_full_disk_during_a_checkpoint_names_the_last_good_one_and_the_run_res
         resumed = Trainer(nano_config, settings(), dataset_dir, run_dir, resume_from=run_dir).run()
         assert resumed.status == "completed" and resumed.step == 8
         assert steps(run_dir) == steps(straight), "the resumed run goes on along the same curve"
+
+
+def test_a_job_that_fills_the_disk_ends_failed_with_one_line_and_resumes_once_space_is_freed(
+    nano_config: ModelConfig, dataset_dir: Path, tmp_path: Path
+) -> None:
+    each = ckpt.estimate_checkpoint_bytes(Transformer(nano_config))
+    with small_disk(tmp_path / "disk", 4096) as disk:
+        run_dir = disk / "runs" / "r2"
+        spec = PretrainSpec(
+            model_config=nano_config, train_config=settings(), data_paths=[str(dataset_dir)],
+            cache_root=str(disk / "datasets"),
+        )  # fmt: skip
+        write_job(run_dir, spec)
+        filler = fill(disk, leave=each * 3 // 2)  # room for the checkpoint of step 2, not for the next one
+
+        def job_runner() -> subprocess.CompletedProcess[str]:
+            repository = str(Path(__file__).resolve().parents[1])
+            command = [sys.executable, "-m", "engine.daemon.job_runner", str(run_dir)]
+            env = {**os.environ, "PYTHONPATH": repository}
+            return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+        failed = job_runner()
+        assert failed.returncode == 1, failed.stderr
+        assert "Traceback" not in failed.stderr, failed.stderr[-3000:]
+        events = list(read_events(run_dir / "events.jsonl"))
+        final = events[-1]
+        assert final["type"] == "status" and final["status"] == "failed"
+        checkpoints = run_dir / "checkpoints"
+        assert "\n" not in final["error"]
+        assert f"writing {checkpoints / 'step-00000004'}: it needs about " in final["error"]
+        assert f"the last good checkpoint is {checkpoints / 'step-00000002'}" in final["error"]
+        assert final["error"].endswith("`llmodel runs resume r2`")
+        assert any(e["type"] == "log" and e["level"] == "warning" for e in events), "it was warned of"
+        assert temporaries(run_dir) == []
+
+        filler.unlink()
+        job = read_job(run_dir)
+        assert isinstance(job, PretrainSpec)
+        write_job(run_dir, dataclasses.replace(job, resume_from=str(run_dir)))  # what `runs resume` does
+        resumed = job_runner()
+        assert resumed.returncode == 0, resumed.stderr
+        assert list(read_events(run_dir / "events.jsonl"))[-1]["status"] == "completed"
+        assert ckpt.latest_checkpoint(checkpoints).step == 8
 
 
 def test_a_run_warns_before_it_starts_when_its_checkpoints_will_not_fit(

@@ -108,12 +108,13 @@ def save_checkpoint(
         full_meta = _write_files(tmp, step, model, model_config, tensors, training_state, meta)
     except Exception as error:
         written = tree_bytes(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not out_of_space(error):
-            raise
         needed = max(
             written, estimate_checkpoint_bytes(model, tensors, with_state=training_state is not None)
         )
+        full = out_of_space(error, tmp, needed - written)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not full:
+            raise
         raise disk_full(final, needed, last_good_description(checkpoints_dir)) from None
     if final.exists():
         _discard(final)
