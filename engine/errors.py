@@ -26,6 +26,14 @@ class CheckpointError(LLModelError):
 class DiskFullError(LLModelError):
     """The disk filled while writing: the message names the path, the space it needs and what is still good."""
 
+    def __init__(self, path: str, need: str, last_good: str) -> None:
+        self.path, self.need, self.last_good = path, need, last_good
+        super().__init__(f"no space left on the device writing {path}: it needs {need}; {last_good}")
+
+    def with_last_good(self, last_good: str) -> DiskFullError:
+        """The same error, saying what is still good as the caller knows it (a run: its checkpoint)."""
+        return DiskFullError(self.path, self.need, last_good)
+
 
 class NotFoundError(LLModelError):
     """A named thing (run, checkpoint, adapter, task) does not exist; servers answer 404."""

@@ -117,7 +117,7 @@ def disk_full(path: Path, needed: int, last_good: str) -> DiskFullError:
     """The one-line error for a full disk while writing ``path``: the space needed and free, what is still good."""
     free = format_bytes(free_bytes(path))
     need = f"about {format_bytes(needed)} and {free} is free" if needed else f"more than the {free} free"
-    return DiskFullError(f"no space left on the device writing {path}: it needs {need}; {last_good}")
+    return DiskFullError(str(path), need, last_good)
 
 
 def free_bytes(path: Path) -> int:

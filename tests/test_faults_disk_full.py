@@ -154,6 +154,34 @@ def test_a_job_that_fills_the_disk_ends_failed_with_one_line_and_resumes_once_sp
         assert ckpt.latest_checkpoint(checkpoints).step == 8
 
 
+def test_a_full_disk_while_logging_events_stops_the_run_with_one_line_and_a_readable_log(
+    nano_config: ModelConfig, dataset_dir: Path, tmp_path: Path
+) -> None:
+    quiet = settings(max_steps=400, checkpoint_interval=10**6, eval_interval=10**6)
+    with small_disk(tmp_path / "disk", 8192) as disk:
+        run_dir = disk / "runs" / "r3"
+        filler: list[Path] = []
+
+        def fill_at_step_three(event: Event) -> None:
+            if event["type"] == "step" and event["step"] == 3:
+                filler.append(fill(disk))
+
+        with pytest.raises(DiskFullError) as failed:
+            Trainer(nano_config, quiet, dataset_dir, run_dir, on_event=fill_at_step_three).run()
+        message = str(failed.value)
+        assert "\n" not in message
+        assert f"writing {run_dir / 'events.jsonl'}: it needs about " in message
+        assert f"no checkpoint in {run_dir / 'checkpoints'} is complete yet" in message
+        assert message.endswith("free space, then `llmodel runs resume r3`")
+
+        filler[0].unlink()
+        again = Trainer(nano_config, settings(max_steps=2), dataset_dir, run_dir).run()
+        assert again.status == "completed"
+        lines = (run_dir / "events.jsonl").read_bytes().split(b"\n")
+        assert lines[-1] == b"", "every line ends, the torn one too"
+        assert list(read_events(run_dir / "events.jsonl"))[-1]["status"] == "completed"
+
+
 def test_a_run_warns_before_it_starts_when_its_checkpoints_will_not_fit(
     nano_config: ModelConfig, dataset_dir: Path, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.daemon.jobs import JobCancelled, read_job, run_job
-from engine.errors import LLModelError
+from engine.errors import DiskFullError, LLModelError
 from engine.kinds import INSTANT_CANCEL_KINDS
 from engine.runs.events import EventLog
 
@@ -58,10 +58,13 @@ def main(argv: list[str]) -> int:
 
 
 def _final(run_dir: Path, status: str, **fields: Any) -> None:
-    with EventLog(run_dir) as events:
-        if "error" in fields:
-            events.log(fields["error"], level="error")
-        events.emit("status", status=status, final=True, **fields)
+    try:
+        with EventLog(run_dir) as events:
+            if "error" in fields:
+                events.log(fields["error"], level="error")
+            events.emit("status", status=status, final=True, **fields)
+    except DiskFullError as full:  # no room for the last event: the engine sees the job end without one
+        print(fields.get("error") or full, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -132,9 +132,14 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        """Train to ``total_steps`` (or until ``should_stop``), checkpointing along the way."""
+        """Train to ``total_steps`` (or until ``should_stop``), checkpointing along the way; a full disk, whatever
+        was being written, says where the run can go on from."""
         try:
             return self._run()
+        except DiskFullError as error:
+            last_good = ckpt.last_good_description(self.run_dir / "checkpoints")
+            resume = f"free space, then `llmodel runs resume {self.run_dir.name}`"
+            raise error.with_last_good(f"{last_good}; {resume}") from None
         finally:
             self.close()
 
@@ -351,20 +356,15 @@ class Trainer:
         }
         tensors, setup_meta = self.setup.saved(self.model)
         meta |= setup_meta
-        try:
-            saved = ckpt.save_checkpoint(
-                checkpoints_dir,
-                step=step,
-                model=self.model,
-                tensors=tensors,
-                model_config=self.model_config,
-                training_state=state,
-                meta=meta,
-            )
-        except DiskFullError as error:
-            raise DiskFullError(
-                f"{error}; free space, then `llmodel runs resume {self.run_dir.name}`"
-            ) from None
+        saved = ckpt.save_checkpoint(
+            checkpoints_dir,
+            step=step,
+            model=self.model,
+            tensors=tensors,
+            model_config=self.model_config,
+            training_state=state,
+            meta=meta,
+        )
         is_best = "val_loss" in metrics and ckpt.update_best(checkpoints_dir, saved, metrics["val_loss"])
         ckpt.prune_checkpoints(checkpoints_dir, self.cfg.keep_last)
         self.events.emit("checkpoint", step=step, path=str(saved.path), best=is_best)
