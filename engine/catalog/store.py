@@ -21,7 +21,7 @@ import duckdb
 from engine.catalog.ingest import FINISHED_STATUSES, RUN_STATUSES, EventBatch, events_to_batch
 from engine.catalog.runs_index import CATALOG_FILE, RunsIndexWriter
 from engine.catalog.schema import SCHEMA_VERSION, TIMESTAMP_PARAM, check_not_newer, migrate, schema_version
-from engine.errors import LLModelError, NotFoundError, first_line
+from engine.errors import DiskFullError, LLModelError, NotFoundError, first_line
 from engine.fileio import disk_full, out_of_space
 
 CONFIG_KINDS = ("model", "train")
@@ -164,11 +164,18 @@ class Catalog:
                 raise disk_full(self.path, 0, last_good) from None
             if self._index is None:
                 return
-            if runs:
-                placeholders = ", ".join("?" * len(runs))
-                self._index.update(list(runs), self._run_rows(f"WHERE id IN ({placeholders})", list(runs)))
-            else:  # the commit made the catalog file newer: rewrite the (unchanged) index after it
-                self._index.write()
+            try:
+                if runs:
+                    placeholders = ", ".join("?" * len(runs))
+                    self._index.update(
+                        list(runs), self._run_rows(f"WHERE id IN ({placeholders})", list(runs))
+                    )
+                else:  # the commit made the catalog file newer: rewrite the (unchanged) index after it
+                    self._index.write()
+            except DiskFullError as full:
+                raise full.with_last_good(
+                    "the catalog holds this change; the runs list beside it catches up at the next write"
+                ) from None
 
     def _rows(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         with self._lock:
