@@ -182,6 +182,21 @@ def test_a_full_disk_while_logging_events_stops_the_run_with_one_line_and_a_read
         assert list(read_events(run_dir / "events.jsonl"))[-1]["status"] == "completed"
 
 
+def test_the_checkpoint_size_estimate_is_what_a_checkpoint_takes(
+    nano_config: ModelConfig, dataset_dir: Path, tmp_path: Path
+) -> None:
+    model = Transformer(nano_config)
+    parameters = sum(p.numel() for p in model.parameters())
+    assert ckpt.estimate_checkpoint_bytes(model, with_state=False) >= 4 * parameters  # fp32 weights
+    # AdamW adds two fp32 moments per trained weight: 12 bytes a parameter in all, give or take the buffers.
+    assert ckpt.estimate_checkpoint_bytes(model) - ckpt.estimate_checkpoint_bytes(
+        model, with_state=False
+    ) == (8 * parameters)
+    result = Trainer(nano_config, settings(max_steps=1), dataset_dir, tmp_path / "run").run()
+    on_disk = sum(f.stat().st_size for f in result.last_checkpoint.iterdir())
+    assert on_disk == pytest.approx(ckpt.estimate_checkpoint_bytes(model), rel=0.1)
+
+
 def test_a_run_warns_before_it_starts_when_its_checkpoints_will_not_fit(
     nano_config: ModelConfig, dataset_dir: Path, tmp_path: Path
 ) -> None:
