@@ -5,7 +5,9 @@ behind; the work goes on once space is freed. Needs root to mount; skipped with 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from engine.adapters.files import load_adapter, save_adapter
 from engine.adapters.lora import apply_lora
 from engine.adapters.settings import LoraSettings
 from engine.catalog import Catalog
+from engine.daemon import job_runner
 from engine.daemon.jobs import read_job, write_job
 from engine.data.prepare import prepare_dataset
 from engine.errors import DiskFullError
@@ -26,6 +29,7 @@ from engine.fileio import free_bytes
 from engine.model import ModelConfig, Transformer
 from engine.runs import checkpoint as ckpt
 from engine.runs.events import Event, read_events
+from engine.runs.merge import merge_to_checkpoint
 from engine.specs import PretrainSpec
 from engine.training.config import TrainConfig
 from engine.training.trainer import Trainer
@@ -152,6 +156,30 @@ def test_a_job_that_fills_the_disk_ends_failed_with_one_line_and_resumes_once_sp
         assert resumed.returncode == 0, resumed.stderr
         assert list(read_events(run_dir / "events.jsonl"))[-1]["status"] == "completed"
         assert ckpt.latest_checkpoint(checkpoints).step == 8
+
+
+def test_an_out_of_space_error_no_writer_wrapped_still_ends_the_job_with_one_line(
+    nano_config: ModelConfig, dataset_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    write_job(run_dir, PretrainSpec(nano_config, settings(), [str(dataset_dir)], str(tmp_path / "datasets")))
+
+    def fills_the_disk(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "somewhere.bin"))
+
+    monkeypatch.setattr(job_runner, "run_job", fills_the_disk)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        assert job_runner.main([str(run_dir)]) == 1
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
+    final = list(read_events(run_dir / "events.jsonl"))[-1]
+    assert final["status"] == "failed"
+    assert final["error"] == (
+        f"no space left on the device: [Errno 28] No space left on device: '{tmp_path / 'somewhere.bin'}'; "
+        "free space first"
+    )
 
 
 def test_a_full_disk_while_logging_events_stops_the_run_with_one_line_and_a_readable_log(
@@ -302,3 +330,26 @@ def test_a_full_disk_while_saving_an_adapter_keeps_the_old_one_and_saves_once_sp
         filler.unlink()
         assert load_adapter(save_adapter(model, directory, LoraSettings(rank=8), base, note="second").path)
         assert load_adapter(directory).meta["note"] == "second"
+
+
+def test_a_full_disk_while_merging_an_adapter_names_the_base_and_the_adapter_as_unchanged(
+    nano_config: ModelConfig, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    model = Transformer(nano_config)
+    base = ckpt.save_checkpoint(
+        tmp_path / "base" / "checkpoints", step=1, model=model, model_config=nano_config
+    )
+    apply_lora(model, LoraSettings(rank=8))
+    adapter = save_adapter(model, tmp_path / "adapters" / "port", LoraSettings(rank=8), base)
+    with small_disk(tmp_path / "disk", 128) as disk:
+        with pytest.raises(DiskFullError) as failed:
+            merge_to_checkpoint(adapter, disk / "merged", base)
+        message = str(failed.value)
+        assert (
+            "\n" not in message and f"writing {disk / 'merged' / 'checkpoints' / 'step-00000001'}" in message
+        )
+        assert message.endswith(
+            f"the base {base.path} and the adapter {adapter.path} are unchanged; free space and merge again"
+        )
+        assert temporaries(disk) == []

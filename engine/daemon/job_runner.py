@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.daemon.jobs import JobCancelled, read_job, run_job
-from engine.errors import DiskFullError, LLModelError
+from engine.errors import DiskFullError, LLModelError, first_line
+from engine.fileio import out_of_space
 from engine.kinds import INSTANT_CANCEL_KINDS
 from engine.runs.events import EventLog
 
@@ -47,6 +48,11 @@ def main(argv: list[str]) -> int:
         _final(run_dir, "failed", error=str(error))
         return 1
     except Exception as error:  # a bug: keep the traceback in the job log, one line in the event
+        if out_of_space(error):  # a write no part of the engine wraps: the line says what it could
+            _final(
+                run_dir, "failed", error=f"no space left on the device: {first_line(error)}; free space first"
+            )
+            return 1
         traceback.print_exc()
         _final(run_dir, "failed", error=f"{type(error).__name__}: {error}")
         return 1

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from engine.adapters.files import Adapter, attach_adapter
 from engine.adapters.lora import merge_lora
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, DiskFullError
 from engine.model import Transformer
 from engine.runs.checkpoint import Checkpoint, load_weights, resolve_checkpoint, save_checkpoint
 
@@ -33,6 +33,12 @@ def merge_to_checkpoint(adapter: Adapter, output: Path, base: Checkpoint | None 
         "tokenizer": base.meta.get("tokenizer"),
         "merged_from": {"base": str(base.path), "adapter": str(adapter.path), "adapter_name": adapter.name},
     }
-    return save_checkpoint(
-        output / "checkpoints", step=base.step, model=model, model_config=base.model_config, meta=meta
-    )
+    try:
+        return save_checkpoint(
+            output / "checkpoints", step=base.step, model=model, model_config=base.model_config, meta=meta
+        )
+    except DiskFullError as full:
+        unchanged = (
+            f"the base {base.path} and the adapter {adapter.path} are unchanged; free space and merge again"
+        )
+        raise full.with_last_good(unchanged) from None
