@@ -7,7 +7,7 @@ through ``EngineClient``, and the endless event streams run in daemon feeds (``f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -27,7 +27,6 @@ from llmodel_app.tui.components.attention_view import AttentionView
 from llmodel_app.tui.components.chat_pane import ChatPane
 from llmodel_app.tui.components.compare_view import CompareView
 from llmodel_app.tui.components.config_editor import ConfigEditor
-from llmodel_app.tui.components.evaluate_view import EvaluateView
 from llmodel_app.tui.components.evolve_view import EvolveView
 from llmodel_app.tui.components.help_screen import HelpScreen
 from llmodel_app.tui.components.job_launcher import JobLauncher
@@ -51,6 +50,7 @@ from llmodel_app.tui.messages import (
     WorkspaceLoaded,
 )
 from llmodel_app.tui.model_server import same_model
+from llmodel_app.tui.tabs import BY_ID, TABS, FollowsJobs, ShowsWorkspace, tab_bindings
 from llmodel_app.tui.workbench_state import WorkbenchState, load_state, save_state
 
 PUMP_SECONDS = 0.25
@@ -62,7 +62,7 @@ class LLModelApp(App[None]):
 
     TITLE = "LLModel"
     CSS_PATH = "app.tcss"
-    BINDINGS: ClassVar[list[BindingType]] = keymap.APP
+    BINDINGS: ClassVar[list[BindingType]] = [*keymap.APP, *tab_bindings()]
     COMMANDS = App.COMMANDS | {WorkbenchCommands}
     # Classes of the screen by its width (app.tcss): a narrower sidebar below 120 columns, none below 90.
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
@@ -105,28 +105,11 @@ class LLModelApp(App[None]):
         with Horizontal(id="body"):
             yield WorkspaceTree(id="sidebar")
             with TabbedContent(id="tabs", initial="home"):
-                with TabPane("Home", id="home"):
-                    yield WelcomePanel(id="welcome")
-                with TabPane("Run", id="run"):
-                    yield Lazy(RunView(id="run-view"))
-                # The hidden tabs mount after the first frame (Lazy): start-up paints sooner. Until then they
-                # are missing from queries (``view`` returns None) and pull the app's state when they mount.
-                with TabPane("Attention", id="attention"):
-                    yield Lazy(AttentionView(id="attention-view"))
-                with TabPane("Chat", id="chat"):
-                    yield Lazy(ChatPane(id="chat-pane"))
-                with TabPane("Serve", id="serve"):
-                    yield Lazy(RestPanel(id="rest-panel"))
-                with TabPane("Config", id="config"):
-                    yield Lazy(ConfigEditor(id="config-editor"))
-                with TabPane("Launch", id="launch"):
-                    yield Lazy(JobLauncher(id="job-launcher"))
-                with TabPane("Compare", id="compare"):
-                    yield Lazy(CompareView(id="compare-view"))
-                with TabPane("Evaluate", id="evaluate"):
-                    yield Lazy(EvaluateView(id="evaluate-view"))
-                with TabPane("Evolve", id="evolve"):
-                    yield Lazy(EvolveView(id="evolve-view"))
+                for tab in TABS:
+                    # The hidden tabs mount after the first frame (Lazy): start-up paints sooner. Until then they
+                    # are missing from queries (``view`` returns None) and pull the app's state when they mount.
+                    with TabPane(tab.title, id=tab.id):
+                        yield Lazy(tab.widget()) if tab.lazy else tab.widget()
         yield Footer()
 
     def view(self, kind: type[ViewT]) -> ViewT | None:
@@ -224,9 +207,11 @@ class LLModelApp(App[None]):
         welcome = self.main.query_one(WelcomePanel)
         if welcome.quickstart_run:
             followers.setdefault(welcome.quickstart_run, []).append(welcome.quickstart_event)
-        for view in (self.view(JobLauncher), self.view(EvaluateView), self.view(EvolveView)):
-            if view is not None and view.following:
-                followers.setdefault(view.following, []).append(view.job_event)
+        for tab in TABS:
+            view = self.view(tab.view) if tab.follows_jobs else None
+            following = cast(FollowsJobs, view)
+            if view is not None and following.following:
+                followers.setdefault(following.following, []).append(following.job_event)
         return followers
 
     def _workspace_event(
@@ -301,16 +286,10 @@ class LLModelApp(App[None]):
             if job.get("kind") == "quickstart" and welcome.quickstart_run is None:
                 welcome.follow_quickstart(job["run_id"])  # reopened while the quickstart runs
         welcome.show_summary(data)
-        for view in (
-            self.view(ChatPane),
-            self.view(RestPanel),
-            self.view(JobLauncher),
-            self.view(CompareView),
-            self.view(EvaluateView),
-            self.view(EvolveView),
-        ):
+        for tab in TABS:
+            view = self.view(tab.view) if tab.lists_workspace else None
             if view is not None:
-                view.show_workspace(data)
+                cast(ShowsWorkspace, view).show_workspace(data)
         if not self._view_restored:
             self._restore_view(data)
 
@@ -397,9 +376,7 @@ class LLModelApp(App[None]):
 
     def _focus_tab(self, tab: str) -> None:
         """Keys go where the eye goes: the run view's and the heatmap's keys work as soon as their tab shows."""
-        targets = {"run": "#run-view", "attention": "#heatmap", "compare": "#compare-runs",
-                   "evaluate": "#eval-results", "evolve": "#evolve-table"}  # fmt: skip
-        target = targets.get(tab)
+        target = BY_ID[tab].focus if tab in BY_ID else None
         if target and self.main.query(target):
             self.main.query_one(target).focus()
         else:

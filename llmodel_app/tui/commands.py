@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from llmodel_app.tui.components.model_picker import live_checkpoints
-from llmodel_app.tui.keymap import TABS
+from llmodel_app.tui.tabs import TABS
 
 if TYPE_CHECKING:
     from llmodel_app.tui.app import LLModelApp
@@ -19,8 +19,8 @@ Command = tuple[str, str, Callable[[], object]]
 
 def workbench_commands(app: LLModelApp) -> Iterator[Command]:
     """``(name, help, callback)`` for every action, computed from what the workspace holds now."""
-    for tab, title in TABS:
-        yield f"Go to {title}", f"show the {title} tab", partial(app.action_show_tab, tab)
+    for tab in TABS:
+        yield f"Go to {tab.title}", f"show the {tab.title} tab", partial(app.action_show_tab, tab.id)
     yield "Run the quickstart", "tokenizer → dataset → tiny model → first reply", app.action_quickstart
     yield "Refresh the workspace", "list configs, tokenizers, datasets and runs again", app.action_refresh
     yield "Start the engine", "start the workspace's engine if it is not running", app.action_start_engine

@@ -4,22 +4,6 @@ from __future__ import annotations
 
 from textual.binding import Binding
 
-# Tabs of the main area, in order; the digit keys jump to them.
-TABS = (
-    ("home", "Home"),
-    ("run", "Run"),
-    ("attention", "Attention"),
-    ("chat", "Chat"),
-    ("serve", "Serve"),
-    ("config", "Config"),
-    ("launch", "Launch"),
-    ("compare", "Compare"),
-    ("evaluate", "Evaluate"),
-    ("evolve", "Evolve"),
-)
-# The digit keys, in the order of the tabs (0 is the tenth).
-TAB_KEYS = "1234567890"
-
 # The ctrl shortcuts are priority bindings: they work wherever the focus is, a text field included (Input binds
 # ctrl+e to "end" itself). Printable keys (the digits, ?) reach the app only when no field keeps them.
 APP = [
@@ -30,11 +14,7 @@ APP = [
     Binding("ctrl+t", "toggle_theme", "Theme", priority=True),
     Binding("ctrl+r", "refresh", "Refresh", priority=True),
     Binding("ctrl+e", "start_engine", "Start engine", show=False, priority=True),
-    *[
-        Binding(key, f"show_tab('{tab}')", title, show=False)
-        for key, (tab, title) in zip(TAB_KEYS, TABS, strict=True)
-    ],
-]
+]  # the digit keys of the tabs: tabs.tab_bindings()
 
 # Pairs of keys share one label in the footer (a group), so that a 100-column footer still has room for the
 # app's own keys (ctrl+b above all).
@@ -95,7 +75,7 @@ edit it, a study to open it in the Evolve tab.
 | key | action |
 | --- | --- |
 | ctrl+p | command palette: every action |
-| 1 … 9, 0 | Home · Run · Attention · Chat · Serve · Config · Launch · Compare · Evaluate · Evolve |
+{tab_keys}
 | F1, ? | this help |
 | ctrl+t | dark / light theme |
 | ctrl+r | refresh the workspace |

@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 
 from llmodel_app.tui import keymap
+from llmodel_app.tui.tabs import tab_keys_line
 
 
 class HelpScreen(ModalScreen[None]):
@@ -23,4 +24,4 @@ class HelpScreen(ModalScreen[None]):
         from textual.widgets import Markdown  # markdown-it loads on the first F1, not at start-up
 
         with VerticalScroll():
-            yield Markdown(keymap.HELP_TEXT + "\n*escape closes this help.*")
+            yield Markdown(keymap.HELP_TEXT.format(tab_keys=tab_keys_line()) + "\n*escape closes this help.*")
