@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Select, SelectionList
 
-from engine.finetune.config import FinetuneSettings, training_defaults
+from engine.finetune.config import training_defaults
 from engine.finetune.sizing import finetune_size
 from engine.training.config import TrainConfig
 from llmodel_app.tui.app import LLModelApp
@@ -20,7 +20,6 @@ from llmodel_app.tui.components.evaluate_view import comparison, score_bar
 from llmodel_app.tui.components.evolve_view import EvolveView
 from llmodel_app.tui.components.metric_chart import MetricChart
 from llmodel_app.tui.components.workspace_tree import WorkspaceTree
-from tests.cli_runner import run_cli
 from tests.tui_fakes import (
     ADAPTERS,
     NANO,
@@ -32,6 +31,7 @@ from tests.tui_fakes import (
     checkpoint_path,
     factory,
     make_run,
+    rebased,
     study_report,
     trial,
 )
@@ -54,18 +54,14 @@ async def loaded(pilot: Any) -> None:
     await wait_for(pilot, lambda: pilot.app.workspace_data.get("runs") is not None, what="the workspace")
 
 
-def jobs(client: FakeClient) -> list[dict[str, Any]]:
-    return [body for path, body in client.posts if path == "/api/jobs"]
-
-
 # -- fine-tuning -------------------------------------------------------------------------------------------------
 
 
-def test_the_fine_tune_form_counts_trainable_parameters_and_submits_the_clis_job():
-    client = FakeClient()
+def test_the_fine_tune_form_counts_trainable_parameters_and_submits_its_job(tmp_path: Path):
+    client = FakeClient(root=tmp_path, on_disk=True)
 
     async def scenario() -> None:
-        app = workbench(client)
+        app = workbench(client, tmp_path)
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             await pilot.press("7")
@@ -98,25 +94,22 @@ def test_the_fine_tune_form_counts_trainable_parameters_and_submits_the_clis_job
             assert "512 tokens/step (4 × 128)" in str(cost.content)
 
             app.query_one("#launch-submit").press()
-            await wait_for(pilot, lambda: jobs(client), what="the fine-tuning job")
-            body = jobs(client)[0]
-            settings = {"method": "lora", "lora_rank": 4, "lora_alpha": 16.0,
-                        "target_modules": ["k_proj", "gate_proj", "down_proj"]}  # fmt: skip
-            train = {**training_defaults("lora"), "epochs": 1.0, "max_steps": 30, "learning_rate": 2e-4,
-                     "batch_size": 4, "device": "auto"}  # fmt: skip
-            assert body["kind"] == "finetune"
-            assert body["spec"] == {
-                "base": checkpoint_path(RUN_A, 40),  # the run's newest checkpoint, as the engine resolves a run
-                "data_paths": [], "val_paths": [], "tokenizer_path": None,  # none: the engine's embedded set
-                "finetune": FinetuneSettings.from_dict(settings).to_dict(),
-                "train_config": TrainConfig.from_dict(train).to_dict(),
-                "adapters_dir": str(WORKSPACE / "adapters"),
-            }  # fmt: skip
+            await wait_for(pilot, lambda: client.jobs(), what="the fine-tuning job")
+            job = client.jobs()[0]
+            assert job["kind"] == "finetune"
+            spec = job["spec"]
+            # The run's newest checkpoint, as the engine resolves a run; no data files: the embedded set.
+            assert spec["base"] == client.checkpoint_path(RUN_A, 40) and spec["data_paths"] == []
+            assert spec["finetune"]["lora_rank"] == 4
+            assert spec["finetune"]["target_modules"] == ["k_proj", "gate_proj", "down_proj"]
+            assert spec["train_config"]["max_steps"] == 30 and spec["train_config"]["learning_rate"] == 2e-4
+            assert spec["train_config"]["warmup_steps"] == training_defaults("lora")["warmup_steps"]
+            assert spec["adapters_dir"] == str(tmp_path / "adapters")
             run_id = "finetune-20260103-000000-0001"
             await wait_for(pilot, lambda: app.current_run == run_id, what="the run view on the new run")
 
             client.runs[RUN_B]["config"]["model_config"] = {**NANO, "ffn_type": "gelu"}
-            app.query_one("#finetune-base", Select).value = checkpoint_path(RUN_B, 20)
+            app.query_one("#finetune-base", Select).value = client.checkpoint_path(RUN_B, 20)
             await wait_for(
                 pilot, lambda: "this model has no gate_proj" in str(cost.content), what="the refusal"
             )
@@ -205,8 +198,13 @@ def test_the_chat_switches_between_base_and_adapters_without_restarting_the_serv
                 pilot, lambda: len(chat.history) == 2 and not chat.streaming, what="the base's reply"
             )
             served = {a["name"]: a["path"] for a in ADAPTERS}
-            assert client.posts[-1] == ("/api/serve", {"model": base, "host": "127.0.0.1", "port": client.serve["port"],
-                                                      "adapters": served})  # fmt: skip
+            assert client.asked("serve_start")[-1] == {
+                "model": base,
+                "host": "127.0.0.1",
+                "port": client.serve["port"],
+                "api_key": None,
+                "adapters": served,
+            }
             assert asked == [RUN_A], "the base answers to its run's name"
 
             adapters.value = "chat-sums"  # the user's pick in the list
@@ -217,13 +215,13 @@ def test_the_chat_switches_between_base_and_adapters_without_restarting_the_serv
             )
             assert f"answering: {RUN_A} · step 40 ★ + adapter chat-sums" in str(status.content)
             assert "restarts" not in str(status.content)
-            posts = len(client.posts)
+            calls = len(client.calls)
             chat.send("and now?")
             await wait_for(
                 pilot, lambda: len(chat.history) == 4 and not chat.streaming, what="the adapter's reply"
             )
             assert asked == [RUN_A, "chat-sums"] and chat.history[-1]["content"] == "answer of chat-sums"
-            assert len(client.posts) == posts and client.deletes == [], "the server was not restarted"
+            assert len(client.calls) == calls, "the server was not restarted"
 
             chat.query_one("#chat-model").value = checkpoint_path(RUN_B, 40)
             await wait_for(pilot, lambda: not adapters.adapters, what="the other checkpoint's (no) adapters")
@@ -284,8 +282,11 @@ def test_a_score_bar_marks_chance_and_says_whether_it_is_beaten():
 
 def test_the_comparison_takes_each_models_newest_value():
     client = FakeClient()
-    training = client.evaluations[-1]  # a run's scores at its validations: one column, the newest step's
-    rows = [*client.evaluations, {**training, "step": 20, "value": 0.27, "created": training["created"] - 60}]
+    training = client.evaluation_rows[-1]  # a run's scores at its validations: one column, the newest step's
+    rows = [
+        *client.evaluation_rows,
+        {**training, "step": 20, "value": 0.27, "created": training["created"] - 60},
+    ]
     labels, values = comparison(rows, list(client.runs.values()))
     assert labels == [
         "…60101-120000-a1b2 @40\n+ chat-sums",
@@ -297,13 +298,11 @@ def test_the_comparison_takes_each_models_newest_value():
     assert values["stdlib-names/acc_norm"] == [0.38, 0.34, None, None]
 
 
-def test_the_evaluate_tab_submits_the_clis_job_follows_it_and_compares_every_evaluation(
-    monkeypatch, capsys, tmp_path
-):
-    client = FakeClient()
+def test_the_evaluate_tab_submits_its_job_follows_it_and_compares_every_evaluation(tmp_path: Path):
+    client = FakeClient(root=tmp_path, on_disk=True)
 
-    async def scenario() -> dict[str, Any]:
-        app = workbench(client)
+    async def scenario() -> None:
+        app = workbench(client, tmp_path)
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             await pilot.press("9")
@@ -319,7 +318,7 @@ def test_the_evaluate_tab_submits_the_clis_job_follows_it_and_compares_every_eva
                 "task/metric, then four evaluated models"
             )
 
-            app.query_one("#eval-model").value = checkpoint_path(RUN_A, 40)
+            app.query_one("#eval-model").value = client.checkpoint_path(RUN_A, 40)
             adapters = app.query_one("#eval-adapter")
             await wait_for(pilot, lambda: len(adapters.adapters) == 2, what="the checkpoint's adapters")
             adapters.value = "chat-sums"
@@ -336,34 +335,49 @@ def test_the_evaluate_tab_submits_the_clis_job_follows_it_and_compares_every_eva
             app.query_one("#eval-submit").press()
             await pilot.pause(0.1)
             error = str(app.query_one("#eval-error").content)
-            assert (
-                "task hellaswag reads a local file" in error and "ctx_a/ctx_b" in error and not jobs(client)
-            )
+            assert "task hellaswag reads a local file" in error and "hellaswag=FILE" in error, error
+            assert not client.jobs()
             tasks.deselect("hellaswag")
             app.query_one("#eval-submit").press()
-            await wait_for(pilot, lambda: jobs(client), what="the evaluation job")
-            body = jobs(client)[0]
-            assert body["kind"] == "evaluate"
+            await wait_for(pilot, lambda: client.jobs(), what="the evaluation job")
+            job = client.jobs()[0]
+            assert job["kind"] == "evaluate" and job["spec"]["tasks"] == [
+                "stdlib-ppl",
+                "stdlib-names",
+            ]  # the one task order
+            assert job["spec"]["adapter"] == client.adapter_rows[1]["path"]
+            assert job["spec"]["settings"]["limit"] == 8
 
             run_id = "evaluate-20260103-000000-0001"
             for event in (
                 {"type": "progress", "stage": "stdlib-ppl", "done": 3, "total": 8},
-                {"type": "result", "model": checkpoint_path(RUN_A, 40), "checkpoint": checkpoint_path(RUN_A, 40),
-                 "step": 40, "adapter": ADAPTERS[1]["path"], "task": "stdlib-names", "kind": "multiple_choice",
-                 "scores": [{"metric": "acc", "value": 0.5, "stderr": 0.19, "n": 8},
-                            {"metric": "acc_norm", "value": 0.375, "stderr": 0.18, "n": 8}],
-                 "chance": "acc 0.25", "baseline": {"acc": 0.25, "acc_norm": 0.25}, "seconds": 1.5},
-            ):  # fmt: skip
+                {
+                    "type": "result",
+                    "model": client.checkpoint_path(RUN_A, 40),
+                    "checkpoint": client.checkpoint_path(RUN_A, 40),
+                    "step": 40,
+                    "adapter": client.adapter_rows[1]["path"],
+                    "task": "stdlib-names",
+                    "kind": "multiple_choice",
+                    "scores": [
+                        {"metric": "acc", "value": 0.5, "stderr": 0.19, "n": 8},
+                        {"metric": "acc_norm", "value": 0.375, "stderr": 0.18, "n": 8},
+                    ],
+                    "chance": "acc 0.25",
+                    "baseline": {"acc": 0.25, "acc_norm": 0.25},
+                    "seconds": 1.5,
+                },
+            ):
                 client.events.put({**event, "run_id": run_id})
             stage = app.query_one("#eval-stage")
             await wait_for(pilot, lambda: "stdlib-ppl (3/8)" in str(stage.content), what="the progress")
             await wait_for(pilot, lambda: results.row_count == 2, what="the first task's results, live")
             assert results.get_row_at(0)[3] == "0.5 ± 0.19"
-            client.evaluations[:0] = [
+            client.evaluation_rows[:0] = [
                 {**row, "run_id": run_id, "created": 1767400000.0, "settings": {"limit": 8}}
-                for row in client.evaluations[:2]
+                for row in client.evaluation_rows[:2]
             ]
-            client.evaluations[0]["value"], client.evaluations[1]["value"] = 0.5, 0.375
+            client.evaluation_rows[0]["value"], client.evaluation_rows[1]["value"] = 0.5, 0.375
             client.events.put({"type": "job", "run_id": run_id, "status": "completed"})
             await wait_for(pilot, lambda: "completed" in str(stage.content), what="the outcome")
             await wait_for(
@@ -371,42 +385,20 @@ def test_the_evaluate_tab_submits_the_clis_job_follows_it_and_compares_every_eva
                 lambda: compare.get_row_at(0)[1].plain == "0.5",
                 what="the new result in the comparison",
             )
-            return body["spec"]
 
-    spec = asyncio.run(scenario())
-    # The CLI's job for the same choices (the model path must exist for the CLI; the adapter is the workbench's).
-    submitted: list[dict[str, Any]] = []
-    monkeypatch.setattr("llmodel_app.cli.commands_evaluate.run_job",
-                        lambda workspace, kind, spec, detach: submitted.append(spec) or {"status": "queued"})  # fmt: skip
-    model = tmp_path / "model"
-    model.mkdir()
-    cli = run_cli(capsys, "evaluate", "--model-path", str(model), "--tasks", "stdlib-ppl,stdlib-names",
-                  "--limit", "8", "--workspace", str(tmp_path))  # fmt: skip
-    assert cli.code == 0, cli.err
-    assert submitted[0]["tasks"] == ["stdlib-ppl", "stdlib-names"] and spec["tasks"] == [
-        "stdlib-names",
-        "stdlib-ppl",
-    ]
-    assert spec == {**submitted[0], "model_path": checkpoint_path(RUN_A, 40), "adapter": ADAPTERS[1]["path"],
-                    "tasks": spec["tasks"]}  # fmt: skip
+    run(scenario)
 
 
 # -- evolutionary search ---------------------------------------------------------------------------------------------
 
 
-def test_the_evolve_tab_starts_the_clis_study_shows_its_trials_live_and_trains_a_trials_config(
-    monkeypatch, capsys, tmp_path
-):
-    workspace = tmp_path / "workspace"
+def test_the_evolve_tab_starts_a_study_shows_its_trials_live_and_trains_a_trials_config(tmp_path: Path):
+    workspace = tmp_path
     dataset = workspace / "datasets" / "stdlib-512"
-    dataset.mkdir(parents=True)
-    client = FakeClient()
-    client.studies.clear()
-    client.datasets = [
-        {"name": "stdlib-512", "path": str(dataset), "vocab_size": 512}
-    ]  # the CLI checks it exists
+    client = FakeClient(root=workspace, on_disk=True)
+    client.study_reports.clear()
 
-    async def scenario() -> dict[str, Any]:
+    async def scenario() -> None:
         app = workbench(client, workspace)
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
@@ -415,8 +407,14 @@ def test_the_evolve_tab_starts_the_clis_study_shows_its_trials_live_and_trains_a
             assert view.study is None, "no study yet"
             dataset_field = app.query_one("#evolve-dataset", Select)
             await wait_for(pilot, lambda: dataset_field.value == str(dataset), what="the datasets")
-            for name, value in (("name", "lab"), ("objectives", "val_loss,params"), ("trials", "6"),
-                                ("trial_budget", "50"), ("population", "4"), ("max_params", "500000")):  # fmt: skip
+            for name, value in (
+                ("name", "lab"),
+                ("objectives", "val_loss,params"),
+                ("trials", "6"),
+                ("trial_budget", "50"),
+                ("population", "4"),
+                ("max_params", "500000"),
+            ):
                 app.query_one(f"#evolve-{name}").value = value
             app.query_one("#evolve-trial_budget").value = "fifty"
             app.query_one("#evolve-submit").press()
@@ -424,24 +422,43 @@ def test_the_evolve_tab_starts_the_clis_study_shows_its_trials_live_and_trains_a
             await wait_for(pilot, lambda: "trial budget 'fifty'" in str(error.content), what="the refusal")
             app.query_one("#evolve-trial_budget").value = "50"
             app.query_one("#evolve-submit").press()
-            await wait_for(pilot, lambda: jobs(client), what="the study job")
-            spec = jobs(client)[0]["spec"]
+            await wait_for(pilot, lambda: client.jobs(), what="the study job")
+            spec = client.jobs()[0]["spec"]
+            assert spec["study"] == "lab" and spec["data_paths"] == [str(dataset)]
+            settings = spec["settings"]
+            assert settings["objectives"] == ["val_loss", "params"] and settings["sampler"] == "nsga2"
+            assert (settings["n_trials"], settings["budget_steps"], settings["population"]) == (6, 50, 4)
+            assert settings["max_params"] == 500_000
             title = app.query_one("#evolve-title")
             await wait_for(
                 pilot, lambda: "waiting for its job" in str(title.content), what="the waiting study"
             )
 
             # The study's job starts: trial events refresh the table.
-            report = study_report()
+            report = rebased(study_report(), workspace)
             report["name"], report["trials"] = "lab", report["trials"][:2]
-            client.studies["lab"] = report
-            client.events.put({"type": "trial", "run_id": "evolve-20260103-000000-0001", "study": "lab",
-                               "number": 1, "state": "complete"})  # fmt: skip
+            client.study_reports["lab"] = report
+            client.events.put(
+                {
+                    "type": "trial",
+                    "run_id": "evolve-20260103-000000-0001",
+                    "study": "lab",
+                    "number": 1,
+                    "state": "complete",
+                }
+            )
             table = app.query_one("#evolve-table", DataTable)
             await wait_for(pilot, lambda: table.row_count == 2, what="the first trials")
             report["trials"].append(trial(2, "running", 32, 2, "gelu", None, 30_000))
-            client.events.put({"type": "trial", "run_id": "evolve-20260103-000000-0001", "study": "lab",
-                               "number": 2, "state": "running"})  # fmt: skip
+            client.events.put(
+                {
+                    "type": "trial",
+                    "run_id": "evolve-20260103-000000-0001",
+                    "study": "lab",
+                    "number": 2,
+                    "state": "running",
+                }
+            )
             await wait_for(pilot, lambda: table.row_count == 3, what="a trial that started")
             assert "1/8 complete" not in str(title.content) and "2/8 complete · 1 running" in str(
                 title.content
@@ -453,39 +470,45 @@ def test_the_evolve_tab_starts_the_clis_study_shows_its_trials_live_and_trains_a
             table.move_cursor(row=1)
             app.query_one("#evolve-train-steps").value = "500"
             await pilot.press("t")
-            await wait_for(pilot, lambda: len(jobs(client)) == 2, what="the pretraining job")
-            assert ("/api/studies/lab/export", {"trial": 1}) in client.posts
-            pretrain = jobs(client)[1]
+            await wait_for(pilot, lambda: len(client.jobs()) == 2, what="the pretraining job")
+            assert client.asked("export_trial") == [{"name": "lab", "trial": 1}]
+            pretrain = client.jobs()[1]
             assert pretrain["kind"] == "pretrain"
             assert pretrain["spec"] == {
-                "model_config": {**NANO, "d_model": 96, "n_layers": 3, "ffn_type": "swiglu", "d_ff": 192,
-                                 "name": "1-nano"},
-                "train_config": TrainConfig.from_dict({"batch_size": 8, "learning_rate": 0.0012, "seq_len": 64,
-                                                       "warmup_steps": 10, "max_steps": 500}).to_dict(),
-                "data_paths": [str(WORKSPACE / "datasets" / "stdlib-512")], "tokenizer_path": None,
+                "model_config": {
+                    **NANO,
+                    "d_model": 96,
+                    "n_layers": 3,
+                    "ffn_type": "swiglu",
+                    "d_ff": 192,
+                    "name": "1-nano",
+                },
+                "train_config": TrainConfig.from_dict(
+                    {
+                        "batch_size": 8,
+                        "learning_rate": 0.0012,
+                        "seq_len": 64,
+                        "warmup_steps": 10,
+                        "max_steps": 500,
+                    }
+                ).to_dict(),
+                "data_paths": [str(dataset)],
+                "tokenizer_path": None,
                 "cache_root": str(workspace / "datasets"),
-            }  # fmt: skip
+                "resume_from": None,
+            }
             await wait_for(pilot, lambda: app.current_run == "pretrain-20260103-000000-0001", what="the run")
             await pilot.press("0")
             await pilot.pause(0.2)
             table.move_cursor(row=2)
             await pilot.press("t")
             await pilot.pause(0.2)
-            assert len(jobs(client)) == 2, "a running trial is not exported"
+            assert len(client.jobs()) == 2, "a running trial is not exported"
             table.move_cursor(row=0)
             await pilot.press("o")
             await wait_for(pilot, lambda: app.current_run == f"trial-{STUDY}-0", what="the trial's run")
-            return spec
 
-    spec = asyncio.run(scenario())
-    submitted: list[dict[str, Any]] = []
-    monkeypatch.setattr("llmodel_app.cli.commands_evolve.run_job",
-                        lambda workspace, kind, spec, detach: submitted.append(spec) or {"status": "queued"})  # fmt: skip
-    cli = run_cli(capsys, "evolve", "--space", "hpo", "--data-path", str(dataset), "--study", "lab", "--objectives",
-                  "val_loss,params", "--trials", "6", "--trial-budget", "50", "--population", "4", "--max-params",
-                  "500000", "--workspace", str(workspace))  # fmt: skip
-    assert cli.code == 0, cli.err
-    assert spec == submitted[0]
+    run(scenario)
 
 
 def test_trial_events_of_another_study_leave_the_open_one_alone():

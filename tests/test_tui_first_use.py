@@ -77,8 +77,16 @@ def fake_replies(monkeypatch: Any, client: FakeClient) -> None:
 def test_the_chat_answers_with_the_picked_checkpoint_restarting_a_server_that_serves_another(monkeypatch):
     client = FakeClient()
     quickstart_model = str(WORKSPACE / "runs" / RUN_A)
-    client.serve = {"running": True, "model": quickstart_model, "host": "127.0.0.1", "port": 8123,
-                    "url": "http://127.0.0.1:8123", "auth": False, "health": "ok", "requests": 0}  # fmt: skip
+    client.serve = {
+        "running": True,
+        "model": quickstart_model,
+        "host": "127.0.0.1",
+        "port": 8123,
+        "url": "http://127.0.0.1:8123",
+        "auth": False,
+        "health": "ok",
+        "requests": 0,
+    }
     fake_replies(monkeypatch, client)
     picked = checkpoint(client, RUN_B, 40)
 
@@ -104,9 +112,14 @@ def test_the_chat_answers_with_the_picked_checkpoint_restarting_a_server_that_se
             await pilot.press(*"hello", "enter")
             await wait_for(pilot, lambda: len(chat.history) == 2 and not chat.streaming, what="the reply")
             assert chat.history[1]["content"] == f"answer of {picked}"
-            assert client.deletes == ["/api/serve"], "the server of the other model was stopped"
-            assert client.posts[-1] == ("/api/serve", {"model": picked, "host": "127.0.0.1", "port": 8123,
-                                                      "api_key": None})  # fmt: skip
+            assert client.asked("serve_stop") == [{}], "the server of the other model was stopped"
+            assert client.asked("serve_start")[-1] == {
+                "model": picked,
+                "host": "127.0.0.1",
+                "port": 8123,
+                "api_key": None,
+                "adapters": None,
+            }
             # The status line names the checkpoint that answers, whole (it wraps; it is not cut off).
             assert squashed(f"answering: {RUN_B} · step 40 ★") in shown(status)
             assert "restarts" not in str(status.content)
@@ -130,7 +143,7 @@ def test_while_a_server_starts_the_chat_says_starting_then_loading_never_unreach
             status = app.query_one("#chat-server")
             seen: list[str] = []
             show = chat.serving_changed
-            chat.serving_changed = lambda served: (show(served), seen.append(str(status.content)))  # type: ignore[method-assign]
+            chat.serving_changed = lambda served: (show(served), seen.append(str(status.content)))
             await wait_for(pilot, lambda: chat.query_one("#chat-model").path == picked, what="the pick")
             chat.send("hello")
             await wait_for(pilot, lambda: len(chat.history) == 2 and not chat.streaming, what="the reply")
@@ -166,7 +179,7 @@ def test_typed_text_attention_runs_on_the_open_runs_best_checkpoint_when_none_is
             app.query_one("#attention-prompt").focus()
             await pilot.press(*"def f", "enter")
             await wait_for(pilot, lambda: view.prompt_model == best, what="the typed text's maps")
-            assert asked == [best] and client.posts[-1][1]["model"] == best
+            assert asked == [best] and client.asked("serve_start")[-1]["model"] == best
             assert f"typed text on {RUN_B} · step 40 ★" in str(app.query_one("#attention-title").content)
             assert not app._notifications, "no toast asks to choose a checkpoint first"
 
@@ -193,7 +206,7 @@ def test_compare_shows_its_legend_above_the_charts_never_over_the_curves():
                 assert RUN_A not in drawn and RUN_B not in drawn, "no legend inside the plot"
             legend = app.query_one("#compare-legend").content
             assert RUN_A in str(legend) and RUN_B in str(legend)
-            keys = [span.style.color.number for span in legend.spans if span.style.color is not None]  # type: ignore[union-attr]
+            keys = [span.style.color.number for span in legend.spans if span.style.color is not None]
             assert keys == list(PALETTE[:2]), "each run's key in its curve's colour"
 
     run(scenario)

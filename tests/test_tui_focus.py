@@ -97,7 +97,7 @@ def test_ctrl_shortcuts_and_the_palette_work_while_a_field_has_focus(size: tuple
         async with app.run_test(size=size) as pilot:
             port = await serve_tab_port(pilot)
             app.connected = False  # as when the engine is down: ctrl+e starts it
-            app._link.start_engine = lambda: started.append(True)  # type: ignore[union-attr, method-assign]
+            app._link.start_engine = lambda: started.append(True)
             await pilot.press("ctrl+e")
             assert started == [True] and port.value == "8000"
             app.connected = True

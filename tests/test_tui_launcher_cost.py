@@ -14,13 +14,22 @@ NANO = {"vocab_size": 512, "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 1
 # Per layer: q, k, v, o are 4 × 64 × 64 = 16,384; gate, up, down 3 × 64 × 128 = 24,576; two RMSNorms 128.
 PER_LAYER = 16_384 + 24_576 + 128
 WEIGHTS = 2 * PER_LAYER + 64 + 512 * 64  # the layers, the final norm, the (tied) embedding: 115,008
-SETTINGS = {"batch_size": 8, "seq_len": None, "max_steps": 300, "gradient_accumulation_steps": 2,
-            "eval_interval": 100, "eval_batches": 50}  # fmt: skip
+SETTINGS = {
+    "batch_size": 8,
+    "seq_len": None,
+    "max_steps": 300,
+    "gradient_accumulation_steps": 2,
+    "eval_interval": 100,
+    "eval_batches": 50,
+}
 
 
 def measured(run_id: str, flops_per_token: float, tokens_per_s: float, **info: object) -> dict[str, object]:
-    return {"id": run_id, "info": {"flops_per_token": flops_per_token, "device": "cpu", **info},
-            "metrics": {"tokens_per_s": tokens_per_s}}  # fmt: skip
+    return {
+        "id": run_id,
+        "info": {"flops_per_token": flops_per_token, "device": "cpu", **info},
+        "metrics": {"tokens_per_s": tokens_per_s},
+    }
 
 
 def test_the_nano_config_counts_its_weights_flops_and_memory_as_by_hand():

@@ -18,7 +18,7 @@ from llmodel_app.tui.components.file_picker import FilePicker
 from llmodel_app.tui.components.help_screen import HelpScreen
 from llmodel_app.tui.components.metric_chart import MetricChart
 from tests.cli_runner import run_cli
-from tests.tui_fakes import RUN_A, WORKSPACE, FakeClient, factory, make_run
+from tests.tui_fakes import RUN_A, WORKSPACE, FakeClient, factory, make_run, rebased
 from tests.tui_helpers import mounted, wait_for
 
 pytestmark = pytest.mark.slow  # the workbench driven through Pilot: seconds a test
@@ -38,32 +38,38 @@ async def loaded(pilot: Any) -> None:
     await wait_for(pilot, lambda: pilot.app.workspace_data.get("runs") is not None, what="the workspace")
 
 
-def test_an_empty_workspace_offers_the_quickstart_and_shows_its_progress():
-    client = FakeClient(empty=True)
+def test_an_empty_workspace_offers_the_quickstart_and_shows_its_progress(tmp_path: Path):
+    client = FakeClient(empty=True, root=tmp_path)
 
     async def scenario() -> None:
         app = LLModelApp(
-            WORKSPACE, connect=factory(client), poll_serving=False, quickstart_options={"corpus_bytes": 1000}
+            tmp_path, connect=factory(client), poll_serving=False, quickstart_options={"corpus_bytes": 1000}
         )
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             button = app.query_one("#quickstart")
             assert button.display, "the quickstart is offered on an empty workspace"
             button.press()
-            await wait_for(pilot, lambda: client.posts, what="the quickstart job")
-            path, body = client.posts[0]
-            assert path == "/api/jobs" and body["kind"] == "quickstart"
-            assert body["spec"] == {"workspace": str(WORKSPACE), "options": {"corpus_bytes": 1000}}
+            await wait_for(pilot, lambda: client.jobs(), what="the quickstart job")
+            job = client.jobs()[0]
+            assert job["kind"] == "quickstart" and job["spec"]["workspace"] == str(tmp_path)
+            assert job["spec"]["options"]["corpus_bytes"] == 1000, "the given option over the tuned ones"
             run_id = "quickstart-20260103-000000-0001"
-            for event in ({"type": "progress", "stage": "training a 512-token BPE tokenizer", "done": 50, "total": 100},
-                          {"type": "status", "status": "running", "step": 0, "total_steps": 40},
-                          {"type": "step", "step": 10, "loss": 4.5}):  # fmt: skip
+            for event in (
+                {"type": "progress", "stage": "training a 512-token BPE tokenizer", "done": 50, "total": 100},
+                {"type": "status", "status": "running", "step": 0, "total_steps": 40},
+                {"type": "step", "step": 10, "loss": 4.5},
+            ):
                 client.events.put({**event, "run_id": run_id})
             stage = app.query_one("#quickstart-stage")
             await wait_for(pilot, lambda: "step 10" in str(stage.content), what="the training progress")
             bar = app.query_one("#quickstart-bar")
             assert bar.total == 40 and bar.progress == 10
-            client.runs[run_id] = {**make_run(RUN_A, 3e-4, 1.0), "id": run_id, "kind": "quickstart"}
+            client.runs[run_id] = {
+                **rebased(make_run(RUN_A, 3e-4, 1.0), tmp_path),
+                "id": run_id,
+                "kind": "quickstart",
+            }
             client.events.put({"type": "job", "run_id": run_id, "status": "completed"})
             await wait_for(pilot, lambda: "completed" in str(stage.content), what="the outcome")
             # Its curves, then a chat with its newest checkpoint: one key each.
@@ -179,11 +185,11 @@ def test_the_config_editor_validates_as_you_type_and_counts_parameters():
     run(scenario)
 
 
-def test_the_pretrain_launcher_submits_the_job_the_cli_would():
-    client = FakeClient()
+def test_the_pretrain_launcher_submits_its_job_built_by_the_engine(tmp_path: Path):
+    client = FakeClient(root=tmp_path, on_disk=True)
 
     async def scenario() -> None:
-        app = LLModelApp(WORKSPACE, connect=factory(client), poll_serving=False)
+        app = LLModelApp(tmp_path, connect=factory(client), poll_serving=False)
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             await pilot.press("7")
@@ -195,12 +201,13 @@ def test_the_pretrain_launcher_submits_the_job_the_cli_would():
             cost = str(app.query_one("#launch-cost").content)
             assert "1,024 tokens/step (8 × 128) · 30,720 tokens in all" in cost, cost
             app.query_one("#launch-submit").press()
-            await wait_for(pilot, lambda: client.posts, what="the submitted job")
-            body = client.posts[0][1]
-            assert body["kind"] == "pretrain"
-            spec = body["spec"]
+            await wait_for(pilot, lambda: client.jobs(), what="the submitted job")
+            job = client.jobs()[0]
+            assert job["kind"] == "pretrain"
+            spec = job["spec"]
             assert spec["model_config"]["d_model"] == 64 and spec["train_config"]["max_steps"] == 30
-            assert spec["data_paths"] == [str(WORKSPACE / "datasets" / "stdlib-512")]
+            assert spec["data_paths"] == [str(tmp_path / "datasets" / "stdlib-512")]
+            assert spec["cache_root"] == str(tmp_path / "datasets")
             app.query_one("#pretrain-batch_size").value = "zero"
             app.query_one("#launch-submit").press()
             await pilot.pause(0.1)
@@ -242,8 +249,15 @@ def test_the_command_palette_reaches_every_run_and_action():
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             names = [name for name, _, _ in workbench_commands(app)]
-            for expected in (f"Open run {RUN_A}", "Run the quickstart", "Toggle dark/light theme", "Go to Chat",
-                             "Cancel the open run", "Stop the model server", f"Chat with {RUN_A} step 40"):  # fmt: skip
+            for expected in (
+                f"Open run {RUN_A}",
+                "Run the quickstart",
+                "Toggle dark/light theme",
+                "Go to Chat",
+                "Cancel the open run",
+                "Stop the model server",
+                f"Chat with {RUN_A} step 40",
+            ):
                 assert expected in names
             await pilot.press("ctrl+p")
             await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), what="the palette")
@@ -279,8 +293,8 @@ def test_help_theme_and_cancel_confirmation():
             await pilot.press("c")
             await pilot.pause(0.1)
             await pilot.press("y")
-            await wait_for(pilot, lambda: client.posts, what="the cancel request")
-            assert client.posts[0][0] == f"/api/runs/{RUN_A}/cancel"
+            await wait_for(pilot, lambda: client.asked("cancel"), what="the cancel request")
+            assert client.asked("cancel") == [{"run_id": RUN_A}]
 
     run(scenario)
 
@@ -338,13 +352,18 @@ def test_serving_beyond_loopback_without_a_key_is_refused_beside_the_switch():
             app.query_one("#rest-switch").value = True
             await pilot.pause(0.2)
             assert "enter an API key" in str(app.query_one("#rest-error").content)
-            assert app.query_one("#rest-switch").value is False and not client.posts
+            assert app.query_one("#rest-switch").value is False and not client.calls
             app.query_one("#rest-key").value = "s3cret-key-123"
             app.query_one("#rest-switch").value = True
             rest = app.query_one("#rest-panel")
             await wait_for(pilot, lambda: rest.status.get("health") == "ok", what="the server")
-            assert client.posts[-1] == ("/api/serve", {"model": str(WORKSPACE / "runs" / RUN_A), "host": "0.0.0.0",
-                                                      "port": 8000, "api_key": "s3cret-key-123"})  # fmt: skip
+            assert client.asked("serve_start")[-1] == {
+                "model": str(WORKSPACE / "runs" / RUN_A),
+                "host": "0.0.0.0",
+                "port": 8000,
+                "api_key": "s3cret-key-123",
+                "adapters": None,
+            }
             assert "Authorization: Bearer s3cret-key-123" in rest.curl
 
     run(scenario)

@@ -83,7 +83,8 @@ def test_the_palette_offers_no_pruned_checkpoint_and_a_chat_entry_opens_that_cha
     from llmodel_app.tui.commands import workbench_commands
 
     client = FakeClient()
-    client.runs[RUN_A]["checkpoints"][0]["pruned"] = True  # step 20: kept by the catalog, gone from the disk
+    # Step 20 was pruned: the catalog keeps it, the listing does not.
+    client.runs[RUN_A]["checkpoints"][0]["pruned"] = True
 
     async def scenario() -> None:
         app = workbench(client)
@@ -157,8 +158,10 @@ def rows_on_screen(app: LLModelApp, table: Any) -> int:
 
 @pytest.mark.slow  # the workbench driven through Pilot
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize(("key", "view", "table"), [("9", "#evaluate-view", "#eval-results"),
-                                                    ("0", "#evolve-view", "#evolve-table")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("key", "view", "table"),
+    [("9", "#evaluate-view", "#eval-results"), ("0", "#evolve-view", "#evolve-table")],
+)
 def test_the_evaluate_results_and_the_evolve_trials_show_rows_while_a_job_runs(
     size: tuple[int, int], key: str, view: str, table: str
 ):
@@ -267,8 +270,17 @@ def test_the_chat_keeps_a_server_that_already_serves_the_picked_checkpoint(
 ):
     client = FakeClient()
     # The Serve tab started the run folder (its newest checkpoint, step 40) without adapters.
-    client.serve = {"running": True, "model": str(WORKSPACE / "runs" / RUN_A), "host": "127.0.0.1", "port": 8123,
-                    "url": "http://127.0.0.1:8123", "auth": False, "health": "ok", "requests": 0, "adapters": {}}  # fmt: skip
+    client.serve = {
+        "running": True,
+        "model": str(WORKSPACE / "runs" / RUN_A),
+        "host": "127.0.0.1",
+        "port": 8123,
+        "url": "http://127.0.0.1:8123",
+        "auth": False,
+        "health": "ok",
+        "requests": 0,
+        "adapters": {},
+    }
     asked = replies_by_name(monkeypatch)
 
     async def scenario() -> None:
@@ -283,7 +295,7 @@ def test_the_chat_keeps_a_server_that_already_serves_the_picked_checkpoint(
             assert "restarts" not in str(status.content)
             chat.send("hello")
             await wait_for(pilot, lambda: len(chat.history) == 2 and not chat.streaming, what="the reply")
-            assert asked == [RUN_A] and client.deletes == [] and client.posts == [], "the server was kept"
+            assert asked == [RUN_A] and client.calls == [], "the server was kept"
 
             chat.query_one(
                 "#chat-adapter"
@@ -295,8 +307,8 @@ def test_the_chat_keeps_a_server_that_already_serves_the_picked_checkpoint(
             await wait_for(
                 pilot, lambda: len(chat.history) == 4 and not chat.streaming, what="the adapter's reply"
             )
-            assert asked == [RUN_A, "chat-sums"] and client.deletes == ["/api/serve"]
-            assert set(client.posts[-1][1]["adapters"]) == {"chat-qlora", "chat-sums"}
+            assert asked == [RUN_A, "chat-sums"] and client.asked("serve_stop") == [{}]
+            assert set(client.asked("serve_start")[-1]["adapters"]) == {"chat-qlora", "chat-sums"}
 
     run(scenario)
 
@@ -352,8 +364,17 @@ def test_a_server_error_mid_reply_shows_in_the_conversation_after_what_came(size
     server = FailingModelServer()
     client = FakeClient()
     picked = checkpoint_path(RUN_A, 40)
-    client.serve = {"running": True, "model": picked, "host": "127.0.0.1", "port": server.port, "auth": False,
-                    "url": f"http://127.0.0.1:{server.port}", "health": "ok", "requests": 0, "adapters": {}}  # fmt: skip
+    client.serve = {
+        "running": True,
+        "model": picked,
+        "host": "127.0.0.1",
+        "port": server.port,
+        "auth": False,
+        "url": f"http://127.0.0.1:{server.port}",
+        "health": "ok",
+        "requests": 0,
+        "adapters": {},
+    }
 
     async def scenario() -> None:
         app = workbench(client)
@@ -370,8 +391,10 @@ def test_a_server_error_mid_reply_shows_in_the_conversation_after_what_came(size
             error = "[the model server failed mid-reply: CUDA out of memory]"
             assert shown == f"assistant\ndef greet\n{error}", shown
             assert any("CUDA out of memory" in n.message for n in app._notifications)
-            assert chat.history == [{"role": "user", "content": "write a greeting"},
-                                    {"role": "assistant", "content": "def greet"}]  # fmt: skip
+            assert chat.history == [
+                {"role": "user", "content": "write a greeting"},
+                {"role": "assistant", "content": "def greet"},
+            ]
 
     try:
         run(scenario)

@@ -27,8 +27,13 @@ def test_a_trained_run_opens_charts_attention_chat_and_rest(
     workspace = tmp_path / "workspace"
     run_id = train_run(workspace, dataset_dir, tokenizer_dir, nano_config.to_dict(), steps=8)
     sft = tmp_path / "sums.jsonl"
-    sft.write_text("".join(json.dumps({"prompt": f"{a} + {b} =", "response": str(a + b)}) + "\n"
-                           for a in range(6) for b in range(6)))  # fmt: skip
+    sft.write_text(
+        "".join(
+            json.dumps({"prompt": f"{a} + {b} =", "response": str(a + b)}) + "\n"
+            for a in range(6)
+            for b in range(6)
+        )
+    )
     asyncio.run(_tree_run_attention_chat_rest(workspace, run_id, sft))
 
 
@@ -72,7 +77,7 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str, sft: Path)
         assert chat.history[1]["role"] == "assistant" and chat.history[1]["content"]
 
         # Picking another checkpoint in the chat: the next message restarts the server with it, on the same port.
-        first = app.client.get("/api/serve")
+        first = app.client.serve_status()
         assert first["model"] == checkpoint
         checkpoint = tree.runs[run_id]["checkpoints"][0]["path"]  # step 4
         chat.query_one("#chat-model").value = checkpoint
@@ -83,7 +88,7 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str, sft: Path)
         assert not [n.message for n in app._notifications if n.title == "Chat"], (
             "the reply came without error"
         )
-        served = app.client.get("/api/serve")
+        served = app.client.serve_status()
         assert (
             served["model"] == checkpoint
             and served["port"] == first["port"]
@@ -110,8 +115,14 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str, sft: Path)
         launcher.show_kind("finetune")
         await pilot.pause(0.1)
         app.query_one("#finetune-base").value = base
-        for name, value in (("data", str(sft)), ("lora_rank", "4"), ("adapter_name", "sums"), ("max_steps", "2"),
-                            ("batch_size", "2"), ("device", "cpu")):  # fmt: skip
+        for name, value in (
+            ("data", str(sft)),
+            ("lora_rank", "4"),
+            ("adapter_name", "sums"),
+            ("max_steps", "2"),
+            ("batch_size", "2"),
+            ("device", "cpu"),
+        ):
             app.query_one(f"#finetune-{name}").value = value
         cost = app.query_one("#finetune-cost")
         await wait_for(pilot, lambda: "trainable 1,024 of" in str(cost.content), what="the trainable count")
@@ -125,7 +136,7 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str, sft: Path)
         await wait_for(
             pilot, lambda: not chat.streaming and len(chat.history) == 6, timeout=90, what="its reply"
         )
-        served = app.client.get("/api/serve")
+        served = app.client.serve_status()
         assert served["model"] == base and set(served["adapters"]) == {"sums"}
         status = str(app.query_one("#chat-server").content)
         assert f"answering: {run_id} · step 8 ★ + adapter sums" in status, status
@@ -135,7 +146,7 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str, sft: Path)
         await wait_for(
             pilot, lambda: not chat.streaming and len(chat.history) == 8, timeout=90, what="the base's"
         )
-        assert app.client.get("/api/serve")["pid"] == served["pid"], "switching to the base kept the server"
+        assert app.client.serve_status()["pid"] == served["pid"], "switching to the base kept the server"
         assert not [n.message for n in app._notifications if n.title == "Chat"], (
             "the replies came without error"
         )
@@ -152,8 +163,12 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str, sft: Path)
         port = free_port()
         app.query_one("#rest-port").value = str(port)
         switch.value = True
-        await wait_for(pilot, lambda: rest.status.get("port") == port and rest.status.get("health") == "ok",
-                       timeout=90, what="the REST server")  # fmt: skip
+        await wait_for(
+            pilot,
+            lambda: rest.status.get("port") == port and rest.status.get("health") == "ok",
+            timeout=90,
+            what="the REST server",
+        )
         assert str(port) in rest.curl
         reply = httpx.post(
             f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "def", "max_tokens": 3}, timeout=30
@@ -169,7 +184,7 @@ async def _tree_run_attention_chat_rest(workspace: Path, run_id: str, sft: Path)
 
         # The engine goes away: the workbench says so, and reconnects once an engine is back.
         first_pid = app.client.record.pid
-        app.client.post("/api/shutdown")
+        app.client.shutdown()
         await wait_for(
             pilot, lambda: "not connected" in app.sub_title, timeout=30, what="the loss to be announced"
         )
@@ -225,17 +240,37 @@ async def _config_tokenizer_dataset_run(workspace: Path, corpus_file: Path) -> N
         )
         await wait_for(pilot, lambda: listed("tokenizers", "tok"), timeout=120, what="the tokenizer job")
         stage = app.query_one("#launch-stage")
-        await wait_for(pilot, lambda: "tokenizer" in str(stage.content) and "completed" in str(stage.content),
-                       what="the tokenizer job's progress")  # fmt: skip
+        await wait_for(
+            pilot,
+            lambda: "tokenizer" in str(stage.content) and "completed" in str(stage.content),
+            what="the tokenizer job's progress",
+        )
         tokenizer = str(workspace / "tokenizers" / "tok")
-        await _launch(app, pilot, "dataset", {"inputs": str(corpus_file), "name": "corpus", "val_fraction": "0.05"},
-                      {"tokenizer": tokenizer})  # fmt: skip
+        await _launch(
+            app,
+            pilot,
+            "dataset",
+            {"inputs": str(corpus_file), "name": "corpus", "val_fraction": "0.05"},
+            {"tokenizer": tokenizer},
+        )
         await wait_for(pilot, lambda: listed("datasets", "corpus"), timeout=120, what="the dataset job")
 
         # The run: its cost is shown before submitting, then the run view follows the curve as it trains.
-        await _launch(app, pilot, "pretrain", {"max_steps": "400", "batch_size": "2", "seq_len": "16",
-                      "warmup_steps": "5", "eval_interval": "100", "checkpoint_interval": "200", "device": "cpu"},
-                      {"config": "nano-lab", "dataset": str(workspace / "datasets" / "corpus")})  # fmt: skip
+        await _launch(
+            app,
+            pilot,
+            "pretrain",
+            {
+                "max_steps": "400",
+                "batch_size": "2",
+                "seq_len": "16",
+                "warmup_steps": "5",
+                "eval_interval": "100",
+                "checkpoint_interval": "200",
+                "device": "cpu",
+            },
+            {"config": "nano-lab", "dataset": str(workspace / "datasets" / "corpus")},
+        )
         assert "32 tokens/step (2 × 16) · 12,800 tokens in all" in str(app.query_one("#launch-cost").content)
         run_view = await mounted(pilot, "#run-view")
         await wait_for(
@@ -267,13 +302,13 @@ def test_quitting_mid_run_and_reopening_shows_the_whole_curve_as_it_goes_on(
         last = asyncio.run(_watch(workspace, run_id, grow_by=100))
     finally:
         with EngineClient.connect(workspace) as client:
-            client.post(f"/api/runs/{run_id}/cancel")
+            client.cancel(run_id)
     assert last["reopened_with"] >= first["points"], "the reopened chart starts from the recorded history"
     assert last["points"] >= last["reopened_with"] + 100, "then follows the run live"
     assert last["xs"] == [float(step) for step in range(1, last["points"] + 1)], "every step once, no gap"
 
 
-async def _watch(workspace: Path, run_id: str, grow_by: int) -> dict:  # type: ignore[no-untyped-def]
+async def _watch(workspace: Path, run_id: str, grow_by: int) -> dict:
     """Open the workbench on ``run_id``'s run view until its loss chart has ``grow_by`` more points than it
     opened with; what the chart held."""
     app = LLModelApp(workspace)

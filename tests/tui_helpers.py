@@ -27,16 +27,30 @@ async def wait_for(
 
 
 def submit_run(
-    workspace: Path, dataset_dir: Path, tokenizer_dir: Path, model_config: dict[str, Any], steps: int = 8,
+    workspace: Path,
+    dataset_dir: Path,
+    tokenizer_dir: Path,
+    model_config: dict[str, Any],
+    steps: int = 8,
     interval: int = 4,
-) -> str:  # fmt: skip
+) -> str:
     """Submit a nano pretraining job to the workspace's engine; evals, samples, checkpoints and attention
     snapshots every ``interval`` steps. Returns its run id at once."""
     train = {
-        "batch_size": 2, "seq_len": 16, "max_steps": steps, "warmup_steps": 1, "learning_rate": 3e-3,
-        "eval_interval": interval, "eval_batches": 1, "sample_interval": interval, "sample_tokens": 8,
-        "checkpoint_interval": interval, "attention_interval": interval, "log_interval": 2, "device": "cpu",
-    }  # fmt: skip
+        "batch_size": 2,
+        "seq_len": 16,
+        "max_steps": steps,
+        "warmup_steps": 1,
+        "learning_rate": 3e-3,
+        "eval_interval": interval,
+        "eval_batches": 1,
+        "sample_interval": interval,
+        "sample_tokens": 8,
+        "checkpoint_interval": interval,
+        "attention_interval": interval,
+        "log_interval": 2,
+        "device": "cpu",
+    }
     spec = pretrain_spec(
         model_config, train, [dataset_dir], workspace=workspace, tokenizer_path=tokenizer_dir
     )

@@ -7,7 +7,7 @@ through ``EngineClient``, and the endless event streams run in daemon feeds (``f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from textual import work
 from textual.app import App, ComposeResult
@@ -16,11 +16,10 @@ from textual.containers import Horizontal
 from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Header, TabbedContent, TabPane, Tabs
+from textual.widgets import Button, Footer, Header, TabbedContent, TabPane, Tabs
 from textual.worker import Worker
 
-from engine.errors import LLModelError
-from engine.kinds import TRAINING_KINDS
+from engine.specs import quickstart_spec
 from llmodel_app.tui import keymap
 from llmodel_app.tui.commands import WorkbenchCommands
 from llmodel_app.tui.components.attention_view import AttentionView
@@ -30,7 +29,7 @@ from llmodel_app.tui.components.config_editor import ConfigEditor
 from llmodel_app.tui.components.evolve_view import EvolveView
 from llmodel_app.tui.components.help_screen import HelpScreen
 from llmodel_app.tui.components.job_launcher import JobLauncher
-from llmodel_app.tui.components.model_picker import model_choices, same_checkpoint
+from llmodel_app.tui.components.model_picker import model_choices
 from llmodel_app.tui.components.rest_panel import RestPanel
 from llmodel_app.tui.components.run_view import RunView
 from llmodel_app.tui.components.welcome_panel import WelcomePanel
@@ -50,8 +49,12 @@ from llmodel_app.tui.messages import (
     WorkspaceLoaded,
 )
 from llmodel_app.tui.model_server import same_model
+from llmodel_app.tui.shared import require_client
 from llmodel_app.tui.tabs import BY_ID, TABS, FollowsJobs, ShowsWorkspace, tab_bindings
 from llmodel_app.tui.workbench_state import WorkbenchState, load_state, save_state
+
+if TYPE_CHECKING:
+    from engine.client import EngineClient
 
 PUMP_SECONDS = 0.25
 ViewT = TypeVar("ViewT", bound=Widget)
@@ -64,24 +67,25 @@ class LLModelApp(App[None]):
     CSS_PATH = "app.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [*keymap.APP, *tab_bindings()]
     COMMANDS = App.COMMANDS | {WorkbenchCommands}
-    # Classes of the screen by its width (app.tcss): a narrower sidebar below 120 columns, none below 90.
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [
-        (0, "-cramped"),
-        (90, "-narrow"),
-        (120, "-wide"),
-    ]
 
     def __init__(
-        self, workspace: Path, *, connect: ClientFactory = connect_engine, start_engine: bool = True,
-        quickstart_options: dict[str, Any] | None = None, poll_serving: bool = True,
-    ) -> None:  # fmt: skip
+        self,
+        workspace: Path,
+        *,
+        connect: ClientFactory = connect_engine,
+        start_engine: bool = True,
+        quickstart_options: dict[str, Any] | None = None,
+        poll_serving: bool = True,
+    ) -> None:
         super().__init__()
+        # Classes of the screen by its width (app.tcss): a narrower sidebar below 120 columns, none below 90.
+        self.HORIZONTAL_BREAKPOINTS = [(0, "-cramped"), (90, "-narrow"), (120, "-wide")]
         self.workspace = Path(workspace).resolve()
         self.connect = connect
         self.start_engine = start_engine
         self.quickstart_options = quickstart_options or {}
         self.poll_serving = poll_serving
-        self.client: Any = None
+        self.client: EngineClient | None = None
         self.connected = False
         self.was_lost = False
         self.workspace_data: dict[str, Any] = {}
@@ -170,7 +174,7 @@ class LLModelApp(App[None]):
             self._refresh_pending = False
             self.refresh_workspace()
 
-    def _connected(self, client: Any) -> None:
+    def _connected(self, client: EngineClient) -> None:
         self.client, self.connected = client, True
         record = getattr(client, "record", None)
         where = f" pid {record.pid} at {record.url}" if record is not None else ""
@@ -250,31 +254,11 @@ class LLModelApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="workspace")
     def refresh_workspace(self) -> None:
-        """Fetch every listing of the workspace (in a worker) and post them as one message."""
+        """Fetch the workspace's listing (one request, in a worker): runs with their usable checkpoints and the
+        adapters on each, configs, tokenizers, datasets, adapters, studies."""
         client = self.client
-        if client is None:
-            return
-        data = client.get("/api/workspace")
-        runs = client.get("/api/runs", limit=200)
-        for run in runs:
-            if run.get("kind") in TRAINING_KINDS and run.get("step"):
-                run["checkpoints"] = client.get(f"/api/runs/{run['id']}/checkpoints")
-                for checkpoint in run["checkpoints"]:
-                    # The catalog hears of saves, not of pruning (keep_last): a run folder without the
-                    # checkpoint's own folder means it was pruned and can no longer serve.
-                    path = Path(checkpoint.get("path") or "")
-                    checkpoint["pruned"] = checkpoint.get("pruned") or (
-                        path.parent.parent.is_dir() and not path.exists()
-                    )
-        adapters = client.get("/api/adapters")
-        for run in runs:
-            for checkpoint in run.get("checkpoints") or []:
-                checkpoint["adapters"] = [
-                    a for a in adapters if same_checkpoint(a.get("base_checkpoint"), checkpoint["path"])
-                ]
-        data.update(runs=runs, configs=client.get("/api/configs"), tokenizers=client.get("/api/tokenizers"),
-                    datasets=client.get("/api/datasets"), adapters=adapters, studies=client.get("/api/studies"))  # fmt: skip
-        self.post_message(WorkspaceLoaded(data))
+        if client is not None:
+            self.post_message(WorkspaceLoaded(dict(client.workspace_listing())))
 
     def on_workspace_loaded(self, message: WorkspaceLoaded) -> None:
         data = self.workspace_data = message.data
@@ -304,8 +288,8 @@ class LLModelApp(App[None]):
             self.pick_model(saved.model)
         tabs = self.main.query_one(TabbedContent)
         untouched = tabs.active == "home" and self.current_run is None
-        if untouched and saved.run in {run["id"] for run in runs}:
-            self.open_run(saved.run, show=False)  # type: ignore[arg-type]
+        if untouched and saved.run is not None and saved.run in {run["id"] for run in runs}:
+            self.open_run(saved.run, show=False)
             self.action_show_tab(saved.tab)
         elif untouched and saved.tab not in ("run", "attention"):
             self.action_show_tab(saved.tab)
@@ -484,18 +468,17 @@ class LLModelApp(App[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="quickstart")
     def _submit_quickstart(self) -> None:
-        client = self._require_client()
-        spec = {"workspace": str(self.workspace), "options": self.quickstart_options}
-        self.post_message(JobSubmitted(client.submit("quickstart", spec), "quickstart"))
+        spec = quickstart_spec(self.workspace, self.quickstart_options)
+        self.post_message(JobSubmitted(require_client(self).submit_job(spec), "quickstart"))
 
     def action_start_chat_server(self) -> None:
         self.action_show_tab("chat")
         if self.main.query("#chat-serve"):
-            self.main.query_one("#chat-serve").press()  # type: ignore[attr-defined]
+            self.main.query_one("#chat-serve", Button).press()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="rest")
     def action_stop_serving(self) -> None:
-        self._require_client().delete("/api/serve")
+        require_client(self).serve_stop()
         self.call_from_thread(self.notify, "model server stopped")
 
     def action_compare_all(self) -> None:
@@ -516,13 +499,6 @@ class LLModelApp(App[None]):
         evolve = self.view(EvolveView)
         if evolve is not None:
             evolve.action_train_trial()
-
-    def _require_client(self) -> Any:
-        if self.client is None:
-            raise LLModelError(
-                "not connected to the engine; it reconnects when the engine is back (ctrl+e starts it)"
-            )
-        return self.client
 
     # -- errors --------------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -76,24 +76,26 @@ def workbench_commands(app: LLModelApp) -> Iterator[Command]:
         yield f"Attention of {run['id']}", "its attention snapshots", partial(app.open_attention, run["id"])
         for checkpoint in live_checkpoints(run):
             yield (
-                f"Chat with {run['id']} step {checkpoint['step']}", "serve this checkpoint and chat",
+                f"Chat with {run['id']} step {checkpoint['step']}",
+                "serve this checkpoint and chat",
                 partial(app.choose_checkpoint, run["id"], checkpoint["path"]),
-            )  # fmt: skip
+            )
             for adapter in checkpoint.get("adapters") or []:
                 yield (
-                    f"Chat with adapter {adapter['name']}", f"{run['id']} step {checkpoint['step']} + {adapter['name']}",
+                    f"Chat with adapter {adapter['name']}",
+                    f"{run['id']} step {checkpoint['step']} + {adapter['name']}",
                     partial(app.choose_checkpoint, run["id"], checkpoint["path"], adapter["name"]),
-                )  # fmt: skip
+                )
 
 
 class WorkbenchCommands(Provider):
     async def discover(self) -> Hits:
-        for name, help_text, callback in workbench_commands(self.app):  # type: ignore[arg-type]
+        for name, help_text, callback in workbench_commands(cast("LLModelApp", self.app)):
             yield DiscoveryHit(name, callback, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
-        for name, help_text, callback in workbench_commands(self.app):  # type: ignore[arg-type]
+        for name, help_text, callback in workbench_commands(cast("LLModelApp", self.app)):
             score = matcher.match(name)
             if score > 0:
                 yield Hit(score, matcher.highlight(name), callback, help=help_text)

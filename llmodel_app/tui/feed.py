@@ -12,13 +12,17 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from engine.client import EngineClient
 
 Item = tuple[str, Any]
-ClientFactory = Callable[[Path, bool], Any]
+F = TypeVar("F", bound="Feed")
+ClientFactory = Callable[[Path, bool], "EngineClient"]
 
 
-def connect_engine(workspace: Path, start: bool) -> Any:
+def connect_engine(workspace: Path, start: bool) -> EngineClient:
     """The default client factory: the workspace's engine, started on demand when ``start``."""
     from engine.client import EngineClient
 
@@ -37,7 +41,7 @@ class Feed:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.finished = False
 
-    def start(self) -> Feed:
+    def start(self: F) -> F:
         self._thread.start()
         return self
 
@@ -116,17 +120,17 @@ class EngineLink(Feed):
             time.sleep(0.2)
 
 
-def follow_run(client: Any, run_id: str, names: str | None, max_points: int = 2000) -> Feed:
-    """A feed of one run: ``("loaded", snapshot)`` with its recorded history first (the curves ``names``, comma
-    separated; None: all of them), then ``("event", e)`` live."""
+def follow_run(client: EngineClient, run_id: str, names: list[str] | None, max_points: int = 2000) -> Feed:
+    """A feed of one run: ``("loaded", snapshot)`` with its recorded history first (the curves ``names``; None:
+    all of them), then ``("event", e)`` live."""
 
     def produce(emit: Callable[[str, Any], None], stopped: Callable[[], bool]) -> None:
         # Logs and samples before the run's offset, so the live events after it add to them without repeats
         # (a line written in between may be missed); the curves drop repeated steps themselves.
-        logs = client.get(f"/api/runs/{run_id}/logs", tail=300)
-        samples = client.get(f"/api/runs/{run_id}/samples", limit=10)
-        run = client.get(f"/api/runs/{run_id}")
-        history = client.get(f"/api/runs/{run_id}/metrics", names=names, max_points=max_points)
+        logs = client.logs(run_id, tail=300)
+        samples = client.samples(run_id, limit=10)
+        run = client.run(run_id)
+        history = client.metrics(run_id, names, max_points=max_points)
         emit("loaded", {"run": run, "history": history, "logs": logs.get("lines", []), "samples": samples})
         events: Iterator[dict[str, Any]] = client.follow(run_id, offset=run.get("event_offset", 0))
         for event in events:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 # The ctrl shortcuts are priority bindings: they work wherever the focus is, a text field included (Input binds
 # ctrl+e to "end" itself). Printable keys (the digits, ?) reach the app only when no field keeps them.
-APP = [
+APP: list[BindingType] = [
     Binding("ctrl+q", "quit", "Quit", priority=True),
     Binding("ctrl+b", "toggle_sidebar", "Sidebar", priority=True),
     Binding("f1", "help", "Help", priority=True),
@@ -23,7 +23,7 @@ LAYER = Binding.Group("Layer", compact=True)
 HEAD = Binding.Group("Head", compact=True)
 SNAPSHOT = Binding.Group("Snapshot", compact=True)
 
-RUN_VIEW = [
+RUN_VIEW: list[BindingType] = [
     Binding("s", "smoothing(1)", "Smooth+", group=SMOOTH),
     Binding("S", "smoothing(-1)", "Smooth-", group=SMOOTH),
     Binding("g", "toggle_log", "Log scale"),
@@ -32,7 +32,7 @@ RUN_VIEW = [
     Binding("r", "resume_run", "Resume run"),
 ]
 
-ATTENTION = [
+ATTENTION: list[BindingType] = [
     Binding("left_square_bracket", "layer(-1)", "Layer-", group=LAYER),
     Binding("right_square_bracket", "layer(1)", "Layer+", group=LAYER),
     Binding("comma", "head(-1)", "Head-", group=HEAD),
@@ -42,25 +42,25 @@ ATTENTION = [
     Binding("m", "toggle_mean", "Mean of heads"),
 ]
 
-HEATMAP = [
+HEATMAP: list[BindingType] = [
     Binding("up", "cursor(-1, 0)", "Query up", show=False),
     Binding("down", "cursor(1, 0)", "Query down", show=False),
     Binding("left", "cursor(0, -1)", "Key left", show=False),
     Binding("right", "cursor(0, 1)", "Key right", show=False),
 ]
 
-CHAT = [
+CHAT: list[BindingType] = [
     Binding("ctrl+s", "stop", "Stop"),
     Binding("ctrl+l", "clear", "Clear"),
     Binding("ctrl+y", "copy", "Copy"),
 ]
 
-COMPARE = [
+COMPARE: list[BindingType] = [
     Binding("g", "toggle_log", "Log scale"),
     Binding("a", "toggle_all_settings", "All settings"),
 ]
 
-EVOLVE = [
+EVOLVE: list[BindingType] = [
     Binding("t", "train_trial", "Train this config"),
     Binding("o", "open_trial", "Open trial run"),
 ]
@@ -109,6 +109,6 @@ beside the Pareto front (several objectives) or the best-so-far curve. On a tria
 **Serve**: the switch starts or stops the REST server; a host other than 127.0.0.1 needs an API key.
 """
 
-CONFIRM = [Binding("escape", "dismiss(False)", "No"), Binding("y", "dismiss(True)", "Yes")]
+CONFIRM: list[BindingType] = [Binding("escape", "dismiss(False)", "No"), Binding("y", "dismiss(True)", "Yes")]
 
-CLOSE = [Binding("escape", "dismiss", "Close")]
+CLOSE: list[BindingType] = [Binding("escape", "dismiss", "Close")]

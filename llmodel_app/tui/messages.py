@@ -88,7 +88,7 @@ class JobSubmitted(Message):
 
 
 class ServingChanged(Message):
-    """The model server's status as last polled (``/api/serve``)."""
+    """The model server's status as last polled (``EngineClient.serve_status``)."""
 
     def __init__(self, status: dict[str, Any]) -> None:
         super().__init__()

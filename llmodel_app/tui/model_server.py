@@ -6,10 +6,13 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import LLModelError
 from engine.net import free_port, is_loopback, local_host
+
+if TYPE_CHECKING:
+    from engine.client import EngineClient
 
 READY_TIMEOUT = 180.0
 
@@ -32,7 +35,7 @@ def check_bind(host: str, port: str, api_key: str) -> str | None:
     return None
 
 
-# What each health the engine reports (``GET /api/serve``) means to someone waiting for a reply.
+# What each health the engine reports (``EngineClient.serve_status``) means to someone waiting for a reply.
 HEALTH_PHRASES = {
     "starting": "starting",
     "loading": "loading the model",
@@ -56,16 +59,19 @@ def same_model(served: str | None, wanted: str | None) -> bool:
 
 
 def wait_ready(
-    client: Any, cancelled: Callable[[], bool], timeout: float = READY_TIMEOUT,
-    on_status: Callable[[Status], None] | None = None, just_started: bool = False,
-) -> Status:  # fmt: skip
-    """Poll ``/api/serve`` until the server answers healthy, passing each new health to ``on_status``; raises
+    client: EngineClient,
+    cancelled: Callable[[], bool],
+    timeout: float = READY_TIMEOUT,
+    on_status: Callable[[Status], None] | None = None,
+    just_started: bool = False,
+) -> Status:
+    """Poll the server's status until the server answers healthy, passing each new health to ``on_status``; raises
     when it stops, fails to load or never gets ready. A server ``just_started`` that stops answering is busy
     loading its model (its process is alive), so it reads "loading", not "unreachable"."""
     deadline = time.monotonic() + timeout
     seen: object = None
     while time.monotonic() < deadline and not cancelled():
-        status = client.get("/api/serve")
+        status: Status = dict(client.serve_status())
         if not status.get("running"):
             raise LLModelError("the model server stopped while loading; see serve.log in the workspace")
         if just_started and status.get("health") == "unreachable":
@@ -90,9 +96,11 @@ def served_name(model: str) -> str:
 
 
 def restart_needed(
-    status: Status, model: str | None, adapter: str | None = None,
+    status: Status,
+    model: str | None,
+    adapter: str | None = None,
     same: Callable[[str | None, str | None], bool] = same_model,
-) -> bool:  # fmt: skip
+) -> bool:
     """Whether the server of ``status`` must (re)start to answer with ``model`` and ``adapter`` (None: the
     base). A running one that loads the same checkpoint (``same``: a run folder loads its newest) and serves the
     adapter is kept, whatever else it serves or lacks; any running one is kept when ``model`` is None."""
@@ -104,10 +112,16 @@ def restart_needed(
 
 
 def ensure_serving(
-    client: Any, model: str | None, cancelled: Callable[[], bool], *, key: str | None = None,
-    on_status: Callable[[Status], None] | None = None, adapters: dict[str, str] | None = None,
-    adapter: str | None = None, same: Callable[[str | None, str | None], bool] = same_model,
-) -> Status:  # fmt: skip
+    client: EngineClient | None,
+    model: str | None,
+    cancelled: Callable[[], bool],
+    *,
+    key: str | None = None,
+    on_status: Callable[[Status], None] | None = None,
+    adapters: dict[str, str] | None = None,
+    adapter: str | None = None,
+    same: Callable[[str | None, str | None], bool] = same_model,
+) -> Status:
     """The status of a ready server that answers with ``model`` and ``adapter`` (see ``restart_needed``).
 
     A server that must restart is replaced on the same host, port and API key (``key``: the workbench knows it
@@ -117,23 +131,31 @@ def ensure_serving(
     """
     if client is None:
         raise LLModelError("not connected to the engine; it reconnects when the engine is back")
-    status = client.get("/api/serve")
+    status: Status = dict(client.serve_status())
     running = bool(status.get("running"))
     started = restart_needed(status, model, adapter, same)
-    extra = {"adapters": dict(adapters)} if adapters else {}
     if running and started:
         if status.get("auth") and not key:
             raise LLModelError(
                 f"the model server serves {status.get('model')} behind an API key this workbench does not "
                 "know; stop it in the Serve tab to serve the checkpoint you picked"
             )
-        client.delete("/api/serve")
-        client.post("/api/serve", {"model": model, "host": status.get("host", "127.0.0.1"), "port": status["port"],
-                                   "api_key": key if status.get("auth") else None, **extra})  # fmt: skip
+        if not model:
+            raise LLModelError("choose a checkpoint to chat with first (the sidebar or the model list)")
+        client.serve_stop()
+        client.serve_start(
+            model,
+            host=status.get("host", "127.0.0.1"),
+            port=status["port"],
+            api_key=key if status.get("auth") else None,
+            adapters=dict(adapters) if adapters else None,
+        )
     elif started:
         if not model:
             raise LLModelError("choose a checkpoint to chat with first (the sidebar or the model list)")
-        client.post("/api/serve", {"model": model, "host": "127.0.0.1", "port": free_port(), **extra})
+        client.serve_start(
+            model, host="127.0.0.1", port=free_port(), adapters=dict(adapters) if adapters else None
+        )
     return wait_ready(client, cancelled, on_status=on_status, just_started=started)
 
 

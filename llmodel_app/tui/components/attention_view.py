@@ -3,7 +3,7 @@ checkpoint (else the open run's best; computed by the model server); layer and h
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult
@@ -15,10 +15,14 @@ from textual.worker import Worker
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.attention_heatmap import AttentionHeatmap
 from llmodel_app.tui.components.field_input import FieldInput
-from llmodel_app.tui.components.model_picker import best_checkpoint, model_label
+from llmodel_app.tui.components.model_picker import best_checkpoint, loads_same, model_label
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import AttentionCursor, ServingChanged
 from llmodel_app.tui.model_server import ensure_serving, health_phrase, post_to_server
+from llmodel_app.tui.shared import workbench
+
+if TYPE_CHECKING:
+    from engine.client import EngineClient
 
 
 class AttentionView(Vertical):
@@ -56,14 +60,14 @@ class AttentionView(Vertical):
         )
 
     def on_mount(self) -> None:
-        run_id, client = getattr(self.app, "current_run", None), getattr(self.app, "client", None)
+        run_id, client = workbench(self).current_run, workbench(self).client
         if run_id and client is not None:  # mounted lazily after a run was opened
             self.open_run(run_id, client)
         tabs = self.screen.query(TabbedContent)
         if tabs and tabs.first().active == "attention":
             self.query_one(AttentionHeatmap).focus()  # its tab was shown before it had mounted
 
-    def open_run(self, run_id: str, client: Any, *, force: bool = False) -> None:
+    def open_run(self, run_id: str, client: EngineClient, *, force: bool = False) -> None:
         """Show ``run_id``'s newest snapshot; ``force`` re-reads the list (a new snapshot was saved)."""
         if not self.query(AttentionHeatmap):
             return  # still mounting: on_mount opens the app's current run
@@ -76,11 +80,11 @@ class AttentionView(Vertical):
         self._load_list(run_id, client)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="attention-list")
-    def _load_list(self, run_id: str, client: Any) -> None:
-        snapshots = client.get(f"/api/runs/{run_id}/attention")
+    def _load_list(self, run_id: str, client: EngineClient) -> None:
+        snapshots = client.attention(run_id)
         self.app.call_from_thread(self._listed, run_id, snapshots, client)
 
-    def _listed(self, run_id: str, snapshots: list[dict[str, Any]], client: Any) -> None:
+    def _listed(self, run_id: str, snapshots: list[dict[str, Any]], client: EngineClient) -> None:
         if run_id != self.run_id:
             return
         self.snapshots = sorted(snapshots, key=lambda s: s["step"])
@@ -92,8 +96,8 @@ class AttentionView(Vertical):
         self._load_map(run_id, self.snapshots[self.index]["step"], client)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="attention-map")
-    def _load_map(self, run_id: str, step: int, client: Any) -> None:
-        data = client.get(f"/api/runs/{run_id}/attention/{step}")
+    def _load_map(self, run_id: str, step: int, client: EngineClient) -> None:
+        data = client.attention_map(run_id, step)
         self.app.call_from_thread(self._loaded, run_id, data)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -106,22 +110,22 @@ class AttentionView(Vertical):
             title.update(f"{where} no checkpoint to compute attention with: pick one in the Chat tab")
             return
         title.update(f"computing the attention on {self.label(model)}…")
-        self._load_prompt(event.value, model, self.app.client)  # type: ignore[attr-defined]
+        self._load_prompt(event.value, model, workbench(self).client)
 
     def prompt_target(self) -> str | None:
         """The checkpoint a typed text runs on: the one picked for chat, else the open run's best."""
-        picked = getattr(self.app, "chosen_model", None)
+        picked = workbench(self).chosen_model
         if picked:
-            return str(picked)
-        runs = getattr(self.app, "workspace_data", {}).get("runs", [])
+            return picked
+        runs = workbench(self).workspace_data.get("runs", [])
         run = next((r for r in runs if r.get("id") == self.run_id), None)
         return best_checkpoint(run) if run is not None else None
 
     def label(self, model: str) -> str:
-        return model_label(model, getattr(self.app, "workspace_data", {}).get("runs", []))
+        return model_label(model, workbench(self).workspace_data.get("runs", []))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="attention-map")
-    def _load_prompt(self, text: str, model: str, client: Any) -> None:
+    def _load_prompt(self, text: str, model: str, client: EngineClient | None) -> None:
         def starting(status: dict[str, Any]) -> None:
             self.post_message(ServingChanged(status))
             if status.get("health") != "ok":
@@ -130,8 +134,10 @@ class AttentionView(Vertical):
                     f"the model server is {health_phrase(status)} for {self.label(model)}…",
                 )
 
-        key = getattr(self.app, "serve_key", None)
-        status = ensure_serving(client, model, lambda: False, key=key, on_status=starting)
+        key = workbench(self).serve_key
+        runs = workbench(self).workspace_data.get("runs", [])
+        same = lambda first, second: loads_same(first, second, runs)  # noqa: E731
+        status = ensure_serving(client, model, lambda: False, key=key, on_status=starting, same=same)
         self.post_message(ServingChanged(status))
         data = post_to_server(status, "/attention", {"text": text}, key)
         self.app.call_from_thread(self._prompt_loaded, model, data)
@@ -208,7 +214,9 @@ class AttentionView(Vertical):
         if not self.snapshots or self.run_id is None:
             return
         self.index = max(0, min(len(self.snapshots) - 1, self.index + delta))
-        self._load_map(self.run_id, self.snapshots[self.index]["step"], self.app.client)  # type: ignore[attr-defined]
+        client = workbench(self).client
+        if client is not None:
+            self._load_map(self.run_id, self.snapshots[self.index]["step"], client)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_error(self, event)

@@ -18,14 +18,14 @@ class ChatMessage(Static):
 
     def __init__(self, role: str, content: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.role, self.content = role, content
+        self.role, self.text = role, content
         self.add_class(f"-{role}")
 
     def on_mount(self) -> None:
-        self.set_content(self.content)
+        self.set_content(self.text)
 
     def set_content(self, content: str) -> None:
-        self.content = content
+        self.text = content
         text = Text(f"{self.role}\n", style=ROLE_STYLE.get(self.role, "bold"))
         text.append(content or "…")
         self.update(text)

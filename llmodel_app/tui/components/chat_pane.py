@@ -1,4 +1,4 @@
-"""Chat with a checkpoint: served through the engine's /api/serve, replies streamed from /v1/chat/completions."""
+"""Chat with a checkpoint: served through the engine (EngineClient.serve_start), replies streamed from /v1/chat/completions."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ class ChatPane(Horizontal):
         self.streaming = False
         self.server: dict[str, Any] = {"running": False}
         self.runs: list[dict[str, Any]] = []
-        self.adapters: list[dict[str, Any]] = []  # every adapter of the workspace (/api/adapters)
+        self.adapters: list[dict[str, Any]] = []  # every adapter of the workspace (the listing's adapters)
         self.turn = 0  # bumped by clear, so a late reply to the old conversation is dropped
         self._stop = threading.Event()
         self._reply: ChatMessage | None = None
@@ -228,9 +228,14 @@ class ChatPane(Horizontal):
     def _start_serving(self, model: str | None, adapters: dict[str, str]) -> None:
         worker = get_current_worker()
         status = ensure_serving(
-            workbench(self).client, model, lambda: worker.is_cancelled, key=workbench(self).serve_key,
-            on_status=self._serving_status, adapters=adapters, same=self._same,
-        )  # fmt: skip
+            workbench(self).client,
+            model,
+            lambda: worker.is_cancelled,
+            key=workbench(self).serve_key,
+            on_status=self._serving_status,
+            adapters=adapters,
+            same=self._same,
+        )
         self.app.call_from_thread(self.serving_changed, status)
         self.app.call_from_thread(self.notify, f"model server ready at {status.get('url')}")
 
@@ -242,9 +247,12 @@ class ChatPane(Horizontal):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         actions = {
-            "send": self.send, "stop": self.action_stop, "chat-clear": self.action_clear, "chat-copy": self.action_copy,
+            "send": self.send,
+            "stop": self.action_stop,
+            "chat-clear": self.action_clear,
+            "chat-copy": self.action_copy,
             "chat-serve": lambda: self._start_serving(self._picked(), self._adapters_of(self._picked())),
-        }  # fmt: skip
+        }
         if event.button.id in actions:
             actions[event.button.id]()
 
@@ -294,16 +302,27 @@ class ChatPane(Horizontal):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="chat")
     def _stream(
-        self, messages: list[dict[str, str]], settings: dict[str, Any], model: str | None,
-        adapters: dict[str, str], adapter: str | None, turn: int,
-    ) -> None:  # fmt: skip
+        self,
+        messages: list[dict[str, str]],
+        settings: dict[str, Any],
+        model: str | None,
+        adapters: dict[str, str],
+        adapter: str | None,
+        turn: int,
+    ) -> None:
         text = ""
         try:
             app = workbench(self)
             status = ensure_serving(
-                app.client, model, self._stop.is_set, key=app.serve_key, on_status=self._serving_status,
-                adapters=adapters, adapter=adapter, same=self._same,
-            )  # fmt: skip
+                app.client,
+                model,
+                self._stop.is_set,
+                key=app.serve_key,
+                on_status=self._serving_status,
+                adapters=adapters,
+                adapter=adapter,
+                same=self._same,
+            )
             self.app.call_from_thread(self.serving_changed, status)
             key = app.serve_key if status.get("auth") else None
             url = local_url(status)

@@ -34,7 +34,7 @@ class CompareView(Horizontal):
         self.run_ids: list[str] = []
         self.log_scale = False
         self.curves: dict[str, dict[str, list[list[float]]]] = {}
-        self.compared: dict[str, Any] = {}  # GET /api/runs/compare, with each fine-tuning run's own settings
+        self.compared: dict[str, Any] = {}  # EngineClient.compare, with each fine-tuning run's own settings
         self.all_settings = False  # every setting in the table, not only those that differ
 
     def compose(self) -> ComposeResult:
@@ -87,14 +87,11 @@ class CompareView(Horizontal):
         client = workbench(self).client
         if client is None:
             return
-        compared = client.get("/api/runs/compare", ids=",".join(run_ids))
+        compared: dict[str, Any] = dict(client.compare(run_ids))
         for run_id, run in compared.get("runs", {}).items():
             # A fine-tuning run's adapter and base are in its record's info, not its training config.
-            run["config"] = {**run.get("config", {}), **finetune_settings(client.get(f"/api/runs/{run_id}"))}
-        curves = {
-            run_id: client.get(f"/api/runs/{run_id}/metrics", names="loss,val_loss", max_points=500)
-            for run_id in run_ids
-        }
+            run["config"] = {**run.get("config", {}), **finetune_settings(dict(client.run(run_id)))}
+        curves = {run_id: client.metrics(run_id, ["loss", "val_loss"], max_points=500) for run_id in run_ids}
         self.app.call_from_thread(self.show, compared, curves)
 
     def show(self, compared: dict[str, Any], curves: dict[str, dict[str, list[list[float]]]]) -> None:

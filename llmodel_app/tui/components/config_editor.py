@@ -14,6 +14,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 from engine.errors import LLModelError
 from engine.model.config import PRESETS, ModelConfig
 from llmodel_app.tui.components.field_input import FieldInput
+from llmodel_app.tui.shared import workbench
 
 MEMORY_BATCH, MEMORY_SEQ = 8, None  # what the memory estimate assumes: batch 8 at the model's max_len
 
@@ -75,18 +76,21 @@ class ConfigEditor(Horizontal):
                 else:
                     yield FieldInput(id=f"field-{name}", compact=True)
         # A saved config chosen before this (lazy) tab mounted opens instead of the tiny preset.
-        saved = getattr(self.app, "config_to_edit", None)
+        opens_preset = workbench(self).config_to_edit is None
         with Vertical(id="config-side"):
             yield Label("preset")
-            yield Select([(p, p) for p in PRESETS], prompt="a preset", id="config-preset", compact=True,
-                         **({} if saved else {"value": "tiny"}))  # fmt: skip
+            presets = [(p, p) for p in PRESETS]
+            if opens_preset:
+                yield Select(presets, prompt="a preset", id="config-preset", compact=True, value="tiny")
+            else:
+                yield Select(presets, prompt="a preset", id="config-preset", compact=True)
             yield Label("name")
             yield FieldInput("my-model", id="config-name", restrict=r"[A-Za-z0-9_.\-]*", compact=True)
             yield Static("", id="config-status")
             yield Button("Save to the workspace", id="config-save", variant="primary")
 
     def on_mount(self) -> None:
-        saved = getattr(self.app, "config_to_edit", None)
+        saved = workbench(self).config_to_edit
         if saved:
             self.open_saved(*saved)
         else:
@@ -114,8 +118,8 @@ class ConfigEditor(Horizontal):
                 if isinstance(widget, Select):
                     if value in (literal_choices(kind) or (True, False)):
                         widget.value = value
-                else:
-                    widget.value = "" if value is None else str(value)  # type: ignore[attr-defined]
+                elif isinstance(widget, Input):
+                    widget.value = "" if value is None else str(value)
             if name:
                 self.query_one("#config-name", Input).value = name
         finally:
@@ -130,7 +134,7 @@ class ConfigEditor(Horizontal):
             if isinstance(widget, Select):
                 data[field] = widget.value
                 continue
-            raw = widget.value.strip()  # type: ignore[attr-defined]
+            raw = widget.value.strip() if isinstance(widget, Input) else ""
             optional = type(None) in get_args(kind)
             base = next((k for k in get_args(kind) if k is not type(None)), kind) if optional else kind
             if raw == "" and optional:
@@ -182,7 +186,7 @@ class ConfigEditor(Horizontal):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "config-save" and self.config is not None:
-            workspace = self.app.workspace  # type: ignore[attr-defined]
+            workspace = workbench(self).workspace
             path = workspace / "configs" / f"{self.config.name}.json"
             try:
                 self.config.save(path)
@@ -192,5 +196,5 @@ class ConfigEditor(Horizontal):
                 )
                 return
             self.notify(f"saved {path}; the Launch tab can train it now")
-            self.app.saved_configs[self.config.name] = self.config.to_dict()  # type: ignore[attr-defined]
-            self.app.action_refresh()  # type: ignore[attr-defined]
+            workbench(self).saved_configs[self.config.name] = self.config.to_dict()
+            workbench(self).action_refresh()

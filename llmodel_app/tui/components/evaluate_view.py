@@ -14,13 +14,15 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Select, SelectionList, Static
 from textual.worker import Worker
 
-from engine.errors import LLModelError
+from engine.errors import LLModelError, first_line
+from engine.specs import EvaluateSpec, evaluate_spec
 from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.components.job_progress import JobProgress
 from llmodel_app.tui.components.model_picker import AdapterPicker, ModelPicker, adapters_of, model_label
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.form_fields import number
 from llmodel_app.tui.messages import JobSubmitted
+from llmodel_app.tui.shared import require_client, workbench
 
 # Metrics where less is better (the language-modelling ones); every other metric is better higher.
 LOWER_IS_BETTER = {"cross_entropy", "perplexity", "bits_per_byte", "byte_perplexity"}
@@ -57,15 +59,25 @@ def score_bar(value: float | None, chance: float | None, metric: str, width: int
 
 
 def result_rows(event: dict[str, Any]) -> list[dict[str, Any]]:
-    """A ``result`` event of an evaluation (one task's scores) as rows shaped like ``/api/evaluations``' rows."""
+    """A ``result`` event of an evaluation (one task's scores) as rows shaped like ``EngineClient.evaluations()``' rows."""
     baseline = event.get("baseline") or {}
     return [
-        {"run_id": event.get("run_id"), "model": event.get("model"), "checkpoint": event.get("checkpoint"),
-         "step": event.get("step"), "adapter": event.get("adapter"), "task": event.get("task"),
-         "metric": score["metric"], "value": score.get("value"), "stderr": score.get("stderr"),
-         "n": score.get("n"), "chance": baseline.get(score["metric"])}
-        for score in event.get("scores") or [] if isinstance(score, dict) and score.get("metric")
-    ]  # fmt: skip
+        {
+            "run_id": event.get("run_id"),
+            "model": event.get("model"),
+            "checkpoint": event.get("checkpoint"),
+            "step": event.get("step"),
+            "adapter": event.get("adapter"),
+            "task": event.get("task"),
+            "metric": score["metric"],
+            "value": score.get("value"),
+            "stderr": score.get("stderr"),
+            "n": score.get("n"),
+            "chance": baseline.get(score["metric"]),
+        }
+        for score in event.get("scores") or []
+        if isinstance(score, dict) and score.get("metric")
+    ]
 
 
 def evaluated_label(row: dict[str, Any], runs: list[dict[str, Any]]) -> str:
@@ -109,23 +121,6 @@ def comparison(
     return list(models.values()), {name: [values.get((name, model)) for model in models] for name in names}
 
 
-def data_paths(text: str, needing: list[str]) -> dict[str, str]:
-    """``task=file, …`` (a bare file when one task needs one) as absolute paths, each checked (as the CLI's
-    ``--data-path``)."""
-    paths: dict[str, str] = {}
-    for value in (v.strip() for v in text.split(",") if v.strip()):
-        task, has_path, path = value.partition("=")
-        if not has_path:
-            if len(needing) != 1:
-                raise LLModelError(f"data file {value}: say which task it is for, as task=file")
-            task, path = needing[0], value
-        file = Path(path.strip()).expanduser()
-        if not file.exists():
-            raise LLModelError(f"{file}: no such file or directory; check the path")
-        paths[task.strip()] = str(file.resolve())
-    return paths
-
-
 class EvaluateView(VerticalScroll):
     """The form on top (checkpoint, adapter, limit, data files; the tasks beside them), the followed job's
     progress, then the results of one evaluation and the comparison of every one. In a short terminal the
@@ -164,8 +159,12 @@ class EvaluateView(VerticalScroll):
                 yield Label("adapter")
                 yield AdapterPicker(id="eval-adapter")
                 yield Label("limit")
-                yield FieldInput("50", placeholder="documents per task (blank: the task's own)", id="eval-limit",
-                                 compact=True)  # fmt: skip
+                yield FieldInput(
+                    "50",
+                    placeholder="documents per task (blank: the task's own)",
+                    id="eval-limit",
+                    compact=True,
+                )
                 yield Label("data files")
                 yield FieldInput(
                     placeholder="task=file, for tasks that need one", id="eval-data", compact=True
@@ -185,8 +184,14 @@ class EvaluateView(VerticalScroll):
         self.query_one(JobProgress).display = False
         results = self.query_one("#eval-results", DataTable)
         results.border_title = "results (┃ chance)"
-        for name, width in (("task", 13), ("metric", 15), ("", BAR_WIDTH), ("value ± stderr", 14), ("chance", 7),
-                            ("n", 4)):  # fmt: skip
+        for name, width in (
+            ("task", 13),
+            ("metric", 15),
+            ("", BAR_WIDTH),
+            ("value ± stderr", 14),
+            ("chance", 7),
+            ("n", 4),
+        ):
             results.add_column(name, width=width)
         self.query_one(
             "#eval-compare", DataTable
@@ -195,9 +200,10 @@ class EvaluateView(VerticalScroll):
 
     def _catch_up(self) -> None:
         """Mounted lazily (once the widgets inside have mounted too): take what the app already knows."""
-        self.show_workspace(getattr(self.app, "workspace_data", {}))
-        if getattr(self.app, "chosen_model", None):
-            self.query_one("#eval-model", ModelPicker).choose(self.app.chosen_model)  # type: ignore[attr-defined]
+        app = workbench(self)
+        self.show_workspace(app.workspace_data)
+        if app.chosen_model:
+            self.query_one("#eval-model", ModelPicker).choose(app.chosen_model)
 
     # -- the workspace ---------------------------------------------------------------------------------------
 
@@ -226,11 +232,11 @@ class EvaluateView(VerticalScroll):
     @work(thread=True, exclusive=True, exit_on_error=False, group="evaluate-load")
     def reload(self) -> None:
         """The task list (once) and every evaluation result of the workspace, from the engine."""
-        client = self.app.client  # type: ignore[attr-defined]
+        client = workbench(self).client
         if client is None:
             return
-        tasks = client.get("/api/tasks") if not self.tasks else list(self.tasks.values())
-        evaluations = client.get("/api/evaluations")
+        tasks: list[Any] = client.tasks() if not self.tasks else list(self.tasks.values())
+        evaluations: list[Any] = client.evaluations()
         self.app.call_from_thread(self._loaded, tasks, evaluations)
 
     def _loaded(self, tasks: list[dict[str, Any]], evaluations: list[dict[str, Any]]) -> None:
@@ -264,8 +270,8 @@ class EvaluateView(VerticalScroll):
 
     # -- submitting and following ---------------------------------------------------------------------------
 
-    def spec(self) -> dict[str, Any]:
-        """The job spec, as ``llmodel evaluate`` builds it (llmodel_app/cli/commands_evaluate.py)."""
+    def spec(self) -> EvaluateSpec:
+        """The job, through the engine's builder (as ``llmodel evaluate`` with the form's fields as flags)."""
         model = self.query_one("#eval-model", ModelPicker).path
         if not model:
             raise LLModelError("choose a checkpoint to evaluate (train a model first)")
@@ -273,20 +279,10 @@ class EvaluateView(VerticalScroll):
         names = list(self.query_one("#eval-tasks", SelectionList).selected)
         if not names:
             raise LLModelError("tick at least one task")
-        needing = [n for n in names if (self.tasks.get(n) or {}).get("needs_data")]
-        paths = data_paths(self.query_one("#eval-data", Input).value, needing)
-        for name in needing:
-            if name not in paths:
-                raise LLModelError(
-                    f"task {name} reads a local file (nothing is downloaded): give {name}=FILE, "
-                    f"{self.tasks[name].get('data_layout', '')}"
-                )
+        files = [v.strip() for v in self.query_one("#eval-data", Input).value.split(",") if v.strip()]
         limit = number(self.query_one("#eval-limit", Input).value, int, "limit", optional=True)
-        return {
-            "model_path": model, "adapter": adapters.served.get(adapters.adapter or ""), "tasks": names,
-            "device": "auto", "settings": {"limit": limit, "stride": None, "temperature": 0.0, "seed": 1234,
-                                           "data_paths": paths},
-        }  # fmt: skip
+        adapter = adapters.served.get(adapters.adapter or "")
+        return evaluate_spec(model, names, adapter=adapter, data_paths=files, limit=limit)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id != "eval-submit":
@@ -295,17 +291,14 @@ class EvaluateView(VerticalScroll):
         try:
             spec = self.spec()
         except LLModelError as problem:
-            error.update(str(problem))
+            error.update(first_line(problem))
             return
         error.update("")
         self._submit(spec)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="evaluate-submit")
-    def _submit(self, spec: dict[str, Any]) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
-        if client is None:
-            raise LLModelError("not connected to the engine")
-        run_id = client.submit("evaluate", spec)
+    def _submit(self, spec: EvaluateSpec) -> None:
+        run_id = require_client(self).submit_job(spec)
         self.app.call_from_thread(self._following, run_id)
         self.post_message(JobSubmitted(run_id, "evaluate"))
 
@@ -345,13 +338,22 @@ class EvaluateView(VerticalScroll):
         for row in sorted(rows, key=lambda r: (r["task"], r["metric"])):
             value, stderr, chance = row.get("value"), row.get("stderr"), row.get("chance")
             shown = _number(value) + (f" ± {stderr:.3g}" if isinstance(stderr, (int, float)) else "")
-            table.add_row(row["task"], row["metric"], score_bar(value, chance, row["metric"]), shown, _number(chance),
-                          str(row.get("n") or ""))  # fmt: skip
+            table.add_row(
+                row["task"],
+                row["metric"],
+                score_bar(value, chance, row["metric"]),
+                shown,
+                _number(chance),
+                str(row.get("n") or ""),
+            )
         title = self.query_one("#eval-title", Label)
         if rows:
             tasks = sorted({r["task"] for r in rows})
-            title.update(Text.assemble((evaluated_label(rows[0], self.runs), "bold"),
-                                       f"  {', '.join(tasks)}  ({self.shown_run})"))  # fmt: skip
+            title.update(
+                Text.assemble(
+                    (evaluated_label(rows[0], self.runs), "bold"), f"  {', '.join(tasks)}  ({self.shown_run})"
+                )
+            )
         elif self.shown_run:
             title.update(f"{self.shown_run}: waiting for the first task's result")
 

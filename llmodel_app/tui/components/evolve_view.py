@@ -3,7 +3,6 @@ beside the Pareto front or the best-so-far curve, open a trial's run, and train 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,11 +11,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.coordinate import Coordinate
 from textual.widgets import Button, Collapsible, DataTable, Input, Label, Select, Static
 from textual.worker import Worker
 
-from engine.errors import LLModelError
-from engine.training.config import TrainConfig
+from engine.errors import LLModelError, first_line
+from engine.specs import EvolveSpec, pretrain_spec, study_spec
 from llmodel_app.tui import keymap
 from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.components.job_progress import JobProgress
@@ -24,11 +24,21 @@ from llmodel_app.tui.components.study_chart import StudyChart
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.form_fields import number, refill_select
 from llmodel_app.tui.messages import JobSubmitted
+from llmodel_app.tui.shared import require_client, workbench
 
-SPACES = (("hpo: training settings", "hpo"), ("nas: architecture", "nas"), ("both", "both"),
-          ("a space file", "file"))  # fmt: skip
-SAMPLERS = (("auto: nsga2, or evolution for one objective", "auto"), ("nsga2", "nsga2"),
-            ("evolution (aging)", "evolution"), ("tpe", "tpe"), ("random", "random"))  # fmt: skip
+SPACES = (
+    ("hpo: training settings", "hpo"),
+    ("nas: architecture", "nas"),
+    ("both", "both"),
+    ("a space file", "file"),
+)
+SAMPLERS = (
+    ("auto: nsga2, or evolution for one objective", "auto"),
+    ("nsga2", "nsga2"),
+    ("evolution (aging)", "evolution"),
+    ("tpe", "tpe"),
+    ("random", "random"),
+)
 FIELDS = (("trials", "20"), ("trial_budget", "100"), ("population", "10"), ("max_params", ""))
 STATE_STYLE = {
     "complete": "blue",
@@ -40,64 +50,26 @@ STATE_STYLE = {
 RELOAD_SECONDS = 0.5  # trial events coalesce into at most two study reads a second
 
 
-def base_train(steps: int | None) -> dict[str, Any]:
-    """The base training settings of a study's trials, as ``llmodel evolve`` without --train-config sets them: a
-    short trial evaluates four times (for pruning) and checkpoints once, at its end."""
-    every = max(1, (steps or 100) // 4)
-    return {
-        "warmup_steps": min(10, every), "eval_interval": every, "eval_batches": 4, "log_interval": every,
-        "sample_interval": steps or 10**6, "attention_interval": steps or 10**6,
-        "checkpoint_interval": steps or 10**6, "keep_last": 1,
-    }  # fmt: skip
-
-
-def study_spec(fields: dict[str, str], workspace: Path) -> dict[str, Any]:
-    """The job spec of a new study, as ``llmodel evolve`` (llmodel_app/cli/commands_evolve.py) builds it from
-    flags typed as the form's ``fields``. Loads Optuna (for the samplers' names): call it off the screen's
-    thread."""
-    from engine.evolve.space import load_space
-    from engine.evolve.study import StudySettings, parse_budget, storage_url
-    from engine.model.config import ModelConfig
-    from engine.workspace import validate_name
-
+def new_study(fields: dict[str, str], workspace: Path) -> EvolveSpec:
+    """The job of a new study from the form's ``fields``, through the engine's builder (as ``llmodel evolve``
+    with those flags). Loads Optuna (for the samplers): call it off the screen's thread."""
     space = fields["space_file"].strip() if fields["space"] == "file" else fields["space"]
     if not space:
         raise LLModelError("enter the space file (YAML or JSON), or choose hpo, nas or both")
     if not fields["dataset"]:
         raise LLModelError("choose a dataset (prepare one in the Launch tab)")
-    dataset = Path(fields["dataset"]).expanduser()
-    if not dataset.exists():
-        raise LLModelError(f"{dataset}: no such file or directory; check the path")
-    data = str(dataset.resolve())
-    names = [o.strip() for o in fields["objectives"].split(",") if o.strip()]
-    steps, minutes = parse_budget(fields["trial_budget"])
-    sampler = (
-        fields["sampler"] if fields["sampler"] != "auto" else ("nsga2" if len(names) > 1 else "evolution")
-    )
-    settings = StudySettings(
-        space=load_space(space).to_dict(), data_path=data, tokenizer_path=None, objectives=names,
-        n_trials=number(fields["trials"], int, "trials"), budget_steps=steps, budget_minutes=minutes,
-        sampler=sampler, population=number(fields["population"], int, "population"), seed=None,
+    return study_spec(
+        workspace,
+        space=space,
+        data_path=fields["dataset"],
+        objectives=fields["objectives"],
+        trials=number(fields["trials"], int, "trials"),
+        trial_budget=fields["trial_budget"],
+        sampler=None if fields["sampler"] == "auto" else fields["sampler"],
+        population=number(fields["population"], int, "population"),
         max_params=number(fields["max_params"], int, "max params", optional=True),
-        base_model=ModelConfig.from_preset("nano").to_dict(), base_train=base_train(steps),
-    )  # fmt: skip
-    name = fields["name"].strip() or f"{Path(space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    validate_name(name, "study")
-    return {
-        "study": name, "storage": storage_url(workspace, name, None), "resume": False,
-        "settings": settings.to_dict(), "data_paths": [data], "tokenizer_path": None,
-        "cache_root": str(workspace / "datasets"),
-    }  # fmt: skip
-
-
-def pretrain_spec(export: dict[str, Any], steps: int, workspace: Path) -> dict[str, Any]:
-    """The pretraining job of an exported trial (``POST /api/studies/{name}/export``), as ``llmodel pretrain
-    --config model.json --train-config train.json --data-path DATA --max-steps N`` builds it."""
-    train = TrainConfig.from_dict({**export["train_config"], "max_steps": steps}, source=export["train_path"])
-    return {
-        "model_config": export["model_config"], "train_config": train.to_dict(), "data_paths": [export["data_path"]],
-        "tokenizer_path": export.get("tokenizer_path"), "cache_root": str(workspace / "datasets"),
-    }  # fmt: skip
+        name=fields["name"].strip() or None,
+    )
 
 
 def short(value: Any) -> str:
@@ -137,7 +109,7 @@ class EvolveView(VerticalScroll):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.study: str | None = None  # the study open below
-        self.data: dict[str, Any] = {}  # its report (GET /api/studies/{name})
+        self.data: dict[str, Any] = {}  # its report (EngineClient.study)
         self._stale = False
         self._submitted_study: str | None = None  # the study started here last (not in the catalog at first)
         self._studies: set[str] = set()  # the workspace's studies, as last listed
@@ -194,8 +166,8 @@ class EvolveView(VerticalScroll):
 
     def _catch_up(self) -> None:
         """Mounted lazily (once the widgets inside have mounted too): take what the app already knows."""
-        self.show_workspace(getattr(self.app, "workspace_data", {}))
-        wanted = getattr(self.app, "study_to_open", None)
+        self.show_workspace(workbench(self).workspace_data)
+        wanted = workbench(self).study_to_open
         if wanted:
             self.open_study(wanted)
 
@@ -211,7 +183,7 @@ class EvolveView(VerticalScroll):
             studies.set_options(options)
             if self.study in {name for _, name in options}:
                 studies.value = self.study
-        if self.study is None and options and not getattr(self.app, "study_to_open", None):
+        if self.study is None and options and not workbench(self).study_to_open:
             self.open_study(options[0][1])  # the newest study, until the user opens another
 
     # -- a study ----------------------------------------------------------------------------------------------
@@ -241,11 +213,11 @@ class EvolveView(VerticalScroll):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="evolve-load")
     def _load(self, name: str) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
+        client = workbench(self).client
         if client is None:
             return
         try:
-            data = client.get(f"/api/studies/{name}")
+            data = client.study(name)
         except LLModelError as error:  # a study just submitted is not in the catalog until its job starts
             self.app.call_from_thread(self._not_yet, name, str(error))
             return
@@ -293,16 +265,23 @@ class EvolveView(VerticalScroll):
         table.add_column("settings")
         for trial in trials:
             style = "bold green" if trial["number"] in front else ""
-            values = [Text(short(trial["objectives"][o]), style=style) if o in (trial.get("objectives") or {}) else ""
-                      for o in objectives]  # fmt: skip
+            values = [
+                Text(short(trial["objectives"][o]), style=style)
+                if o in (trial.get("objectives") or {})
+                else ""
+                for o in objectives
+            ]
             detail = ", ".join(f"{k}={short(v)}" for k, v in sorted((trial.get("params") or {}).items()))
             if trial.get("reason") and trial.get("state") != "complete":
                 detail += f"  ({trial['reason']})"
             table.add_row(
                 Text(f"{trial['number']}{' ★' if trial['number'] in front else ''}", style=style),
-                Text(str(trial.get("state")), style=STATE_STYLE.get(str(trial.get("state")), "")), *values,
-                f"{trial['parameters']:,}" if trial.get("parameters") else "", detail, key=str(trial["number"]),
-            )  # fmt: skip
+                Text(str(trial.get("state")), style=STATE_STYLE.get(str(trial.get("state")), "")),
+                *values,
+                f"{trial['parameters']:,}" if trial.get("parameters") else "",
+                detail,
+                key=str(trial["number"]),
+            )
         if trials:
             table.move_cursor(row=min(cursor, len(trials) - 1))
         self.query_one(StudyChart).show(data)
@@ -318,7 +297,7 @@ class EvolveView(VerticalScroll):
         trials = self.data.get("trials") or []
         if not trials or table.row_count == 0:
             return None
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key.value
         return next((t for t in trials if str(t["number"]) == key), None)
 
     # -- actions ------------------------------------------------------------------------------------------------
@@ -331,8 +310,10 @@ class EvolveView(VerticalScroll):
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "evolve-submit":
-            fields = {name: self.query_one(f"#evolve-{name}", Input).value
-                      for name in ("name", "space_file", "objectives", *(n for n, _ in FIELDS))}  # fmt: skip
+            fields = {
+                name: self.query_one(f"#evolve-{name}", Input).value
+                for name in ("name", "space_file", "objectives", *(n for n, _ in FIELDS))
+            }
             for name in ("space", "dataset", "sampler"):
                 value = self.query_one(f"#evolve-{name}", Select).value
                 fields[name] = value if isinstance(value, str) else ""
@@ -345,17 +326,13 @@ class EvolveView(VerticalScroll):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="evolve-submit")
     def _submit(self, fields: dict[str, str]) -> None:
-        workspace: Path = self.app.workspace  # type: ignore[attr-defined]
         try:
-            spec = study_spec(fields, workspace)
+            spec = new_study(fields, workbench(self).workspace)
         except LLModelError as problem:  # a bad field: said under the form, as the other forms do
-            self.app.call_from_thread(self.query_one("#evolve-error", Static).update, str(problem))
+            self.app.call_from_thread(self.query_one("#evolve-error", Static).update, first_line(problem))
             return
-        client = self.app.client  # type: ignore[attr-defined]
-        if client is None:
-            raise LLModelError("not connected to the engine")
-        run_id = client.submit("evolve", spec)
-        self.app.call_from_thread(self._started, run_id, spec["study"])
+        run_id = require_client(self).submit_job(spec)
+        self.app.call_from_thread(self._started, run_id, spec.study)
         self.post_message(JobSubmitted(run_id, "evolve"))
 
     def _started(self, run_id: str, study: str) -> None:
@@ -380,7 +357,7 @@ class EvolveView(VerticalScroll):
         if trial is None or not trial.get("run_dir"):
             self.notify("this trial has no run (it was rejected before training)", severity="warning")
             return
-        self.app.open_run(Path(trial["run_dir"]).name)  # type: ignore[attr-defined]
+        workbench(self).open_run(Path(trial["run_dir"]).name)
 
     def action_train_trial(self) -> None:
         """Train the selected trial's config in full: export it, then start a pretraining run with it."""
@@ -403,11 +380,16 @@ class EvolveView(VerticalScroll):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="evolve-train")
     def _train(self, study: str, number: int, steps: int) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
-        if client is None:
-            raise LLModelError("not connected to the engine")
-        export = client.post(f"/api/studies/{study}/export", {"trial": number})
-        run_id = client.submit("pretrain", pretrain_spec(export, steps, self.app.workspace))  # type: ignore[attr-defined]
+        client = require_client(self)
+        export = client.export_trial(study, number)
+        spec = pretrain_spec(
+            export["model_config"],
+            {**export["train_config"], "max_steps": steps},
+            [export["data_path"]],
+            workspace=workbench(self).workspace,
+            tokenizer_path=export.get("tokenizer_path"),
+        )
+        run_id = client.submit_job(spec)
         self.app.call_from_thread(
             self.notify, f"trial {number}'s config ({export['name']}) trains for {steps} steps as {run_id}"
         )

@@ -12,7 +12,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Button, ContentSwitcher, Input, Select, SelectionList, Static
 from textual.worker import Worker
 
-from engine.errors import LLModelError
+from engine.errors import LLModelError, first_line
+from engine.specs import JobSpec
 from llmodel_app.tui.components.file_picker import FilePicker
 from llmodel_app.tui.components.job_progress import JobProgress
 from llmodel_app.tui.components.launch.dataset_form import DatasetForm
@@ -115,8 +116,11 @@ class JobLauncher(VerticalScroll):
         self.query_one(FinetuneForm).show_cost(self.workspace)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        browse = {"tokenizer-browse": "#tokenizer-inputs", "dataset-browse": "#dataset-inputs",
-                  "finetune-browse": "#finetune-data"}  # fmt: skip
+        browse = {
+            "tokenizer-browse": "#tokenizer-inputs",
+            "dataset-browse": "#dataset-inputs",
+            "finetune-browse": "#finetune-data",
+        }
         if event.button.id in browse:
             self._browse(self.query_one(browse[event.button.id], Input))
             return
@@ -127,13 +131,13 @@ class JobLauncher(VerticalScroll):
         try:
             spec = self.spec(kind)
         except LLModelError as problem:
-            error.update(str(problem))
+            error.update(first_line(problem))
             return
         error.update("")
         self._submit(kind, spec)
 
-    def spec(self, kind: str) -> dict[str, Any]:
-        """The job spec the form of ``kind`` holds; raises a one-line error for a bad field."""
+    def spec(self, kind: str) -> JobSpec:
+        """The job the form of ``kind`` holds; raises a one-line error for a bad field."""
         return self.form(kind).spec(self.workspace)
 
     def _browse(self, target: Input) -> None:
@@ -147,8 +151,8 @@ class JobLauncher(VerticalScroll):
         self.app.push_screen(FilePicker(Path.cwd(), chosen), picked)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch")
-    def _submit(self, kind: str, spec: dict[str, Any]) -> None:
-        run_id = require_client(self).submit(kind, spec)
+    def _submit(self, kind: str, spec: JobSpec) -> None:
+        run_id = require_client(self).submit_job(spec)
         self.app.call_from_thread(self.query_one(JobProgress).follow, run_id, kind)
         self.post_message(JobSubmitted(run_id, kind))
 

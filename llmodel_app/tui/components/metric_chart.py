@@ -38,9 +38,15 @@ def chart_title(name: str, flags: Sequence[str], width: int) -> str:
 
 
 def plot(
-    series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, width: int, height: int, title: str,
-    smoothing: float = 0.0, log_scale: bool = False, dark: bool = True,
-) -> Text:  # fmt: skip
+    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    *,
+    width: int,
+    height: int,
+    title: str,
+    smoothing: float = 0.0,
+    log_scale: bool = False,
+    dark: bool = True,
+) -> Text:
     """Render curves ``(label, xs, ys)`` with plotext into a Rich ``Text`` of the given size."""
     import plotext
 
@@ -128,7 +134,14 @@ class MetricChart(Widget):
         flags = [f"ema {self.smoothing:g}"] * bool(self.smoothing) + ["log"] * self.log_scale
         flags += ["x: time"] * (self.axis == "time")
         title = chart_title(self.title, flags, max(width, 20))
-        text = plot(self.series, width=width, height=height, title=title, smoothing=self.smoothing,
-                    log_scale=self.log_scale, dark=dark)  # fmt: skip
+        text = plot(
+            self.series,
+            width=width,
+            height=height,
+            title=title,
+            smoothing=self.smoothing,
+            log_scale=self.log_scale,
+            dark=dark,
+        )
         self._cache = (key, text)
         return text

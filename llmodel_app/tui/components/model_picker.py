@@ -13,8 +13,9 @@ from llmodel_app.tui.model_server import same_model
 
 
 def live_checkpoints(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's checkpoints that still exist (the catalog keeps the pruned ones, which can no longer load)."""
-    return [c for c in run.get("checkpoints") or [] if not c.get("pruned")]
+    """The run's checkpoints as the workspace listing gives them: on disk and complete (the catalog also keeps
+    pruned ones, which can no longer load; the listing leaves them out)."""
+    return list(run.get("checkpoints") or [])
 
 
 def model_choices(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -147,7 +148,7 @@ class AdapterPicker(Select[str]):
         self._wanted: str | None = None
 
     def set_adapters(self, adapters: list[dict[str, Any]]) -> None:
-        """Offer ``adapters`` (rows of ``/api/adapters``) beside the base."""
+        """Offer ``adapters`` (the listing's adapter rows) beside the base."""
         if not self.query("SelectOverlay"):  # the Select's own parts are not mounted yet
             self.call_after_refresh(self.set_adapters, adapters)
             return

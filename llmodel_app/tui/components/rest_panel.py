@@ -17,6 +17,7 @@ from llmodel_app.tui.components.model_picker import ModelPicker, model_label
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.messages import ServingChanged
 from llmodel_app.tui.model_server import check_bind, health_phrase, wait_ready
+from llmodel_app.tui.shared import require_client, workbench
 
 POLL_SECONDS = 2.0
 
@@ -39,7 +40,7 @@ def curl_command(url: str, api_key: str | None, *, key_from_env: bool = False) -
 
 
 class RestPanel(VerticalScroll):
-    """Flipping the switch starts or stops the workspace's model server through the engine (/api/serve)."""
+    """Flipping the switch starts or stops the workspace's model server through the engine (EngineClient.serve_start/serve_stop)."""
 
     DEFAULT_CSS = """
     RestPanel { padding: 1 2; }
@@ -85,15 +86,16 @@ class RestPanel(VerticalScroll):
     def on_mount(self) -> None:
         # Mounted lazily: take the workspace and the chosen checkpoint the app already has.
         self.call_after_refresh(self._catch_up)
-        if getattr(self.app, "poll_serving", True):
+        if workbench(self).poll_serving:
             self.set_interval(POLL_SECONDS, self.poll)
             self.poll()
 
     def _catch_up(self) -> None:
         """Mounted lazily (once the Selects inside have mounted too): take what the app already knows."""
-        self.show_workspace(getattr(self.app, "workspace_data", {}))
-        if getattr(self.app, "chosen_model", None):
-            self.choose_model(self.app.chosen_model)  # type: ignore[attr-defined]
+        app = workbench(self)
+        self.show_workspace(app.workspace_data)
+        if app.chosen_model:
+            self.choose_model(app.chosen_model)
 
     def show_workspace(self, data: dict[str, Any]) -> None:
         self.runs = data.get("runs", [])
@@ -129,17 +131,15 @@ class RestPanel(VerticalScroll):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="rest")
     def _start_serving(self, model: str, host: str, port: int, key: str | None) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
         worker = get_current_worker()
         try:
-            if client is None:
-                raise RuntimeError("not connected to the engine")
-            if client.get("/api/serve").get("running"):
-                client.delete("/api/serve")  # one server per workspace: the REST settings replace the chat's
-            status = client.post("/api/serve", {"model": model, "host": host, "port": port, "api_key": key})
-            self.app.serve_key = key  # type: ignore[attr-defined]
+            client = require_client(self)
+            if client.serve_status().get("running"):
+                client.serve_stop()  # one server per workspace: the REST settings replace the chat's
+            started = dict(client.serve_start(model, host=host, port=port, api_key=key))
+            workbench(self).serve_key = key
             self.api_key = key
-            self.app.call_from_thread(self._show, {**status, "running": True, "health": "starting"})
+            self.app.call_from_thread(self._show, {**started, "running": True, "health": "starting"})
             status = wait_ready(
                 client,
                 lambda: worker.is_cancelled,
@@ -156,11 +156,8 @@ class RestPanel(VerticalScroll):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="rest")
     def _stop_serving(self) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
         try:
-            if client is None:
-                raise RuntimeError("not connected to the engine")
-            client.delete("/api/serve")
+            require_client(self).serve_stop()
         except Exception as error:
             self.app.call_from_thread(self._failed, str(error))
             return
@@ -179,16 +176,16 @@ class RestPanel(VerticalScroll):
     # -- status -------------------------------------------------------------------------------------------
 
     def poll(self) -> None:
-        if getattr(self.app, "client", None) is not None and not self.busy:
+        if workbench(self).client is not None and not self.busy:
             self._poll()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="rest-poll")
     def _poll(self) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
+        client = workbench(self).client
         if client is None:
             return
         try:
-            status = client.get("/api/serve")
+            status = client.serve_status()
         except Exception:  # the engine link reports a lost engine; polling just skips a beat
             return
         self.app.call_from_thread(self._show, status)

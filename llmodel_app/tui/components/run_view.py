@@ -6,7 +6,7 @@ of their own under the main ones."""
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -22,6 +22,10 @@ from llmodel_app.tui.components.metric_chart import MetricChart
 from llmodel_app.tui.components.workspace_tree import STATUS_STYLE
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.feed import Feed, follow_run
+from llmodel_app.tui.shared import require_client, workbench
+
+if TYPE_CHECKING:
+    from engine.client import EngineClient
 from llmodel_app.tui.messages import CheckpointSelected
 from llmodel_app.tui.series import SMOOTHING_STEPS, Curves
 
@@ -109,7 +113,7 @@ class RunView(Vertical, can_focus=True):
         table.add_column("path", width=24)
         self._show_panels(False)
         self.set_interval(REDRAW_SECONDS, self._drain)
-        run_id, client = getattr(self.app, "current_run", None), getattr(self.app, "client", None)
+        run_id, client = workbench(self).current_run, workbench(self).client
         if run_id and client is not None:  # mounted lazily after a run was chosen
             self.open_run(run_id, client)
         tabs = self.screen.query(TabbedContent)
@@ -127,7 +131,7 @@ class RunView(Vertical, can_focus=True):
 
     # -- opening and following ------------------------------------------------------------------------
 
-    def open_run(self, run_id: str, client: Any) -> None:
+    def open_run(self, run_id: str, client: EngineClient) -> None:
         """Show ``run_id``: its recorded history first, then its live events from the catalog's offset."""
         if not self.query("#run-log"):
             return  # still mounting: on_mount opens the app's current run
@@ -164,7 +168,7 @@ class RunView(Vertical, can_focus=True):
                 line = self._event(payload)
                 if line:
                     log_lines.append(line)
-            elif kind == "error" and getattr(self.app, "connected", True):
+            elif kind == "error" and workbench(self).connected:
                 # A lost engine is announced once by the app, which reopens the run when it is back.
                 self.app.notify(f"run {self.run_id}: {payload}", severity="error", title="Run view")
         if log_lines:
@@ -348,8 +352,8 @@ class RunView(Vertical, can_focus=True):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="run-action")
     def _post_action(self, run_id: str, action: str) -> None:
-        client = self.app.client  # type: ignore[attr-defined]
-        result = client.post(f"/api/runs/{run_id}/{action}")
+        client = require_client(self)
+        result = client.cancel(run_id) if action == "cancel" else client.resume(run_id)
         self.app.call_from_thread(self.notify, f"run {run_id}: {action} → {result.get('status')}")
         if action == "resume":
             self.app.call_from_thread(self.open_run, run_id, client)

@@ -24,15 +24,28 @@ def study_points(study: dict[str, Any]) -> dict[str, Any]:
     if len(objectives) > 1:
         second = objectives[1]
         front = set(study.get("pareto_front") or [])
-        points = [(t["objectives"][second], t["objectives"]["val_loss"], t["number"]) for t in complete
-                  if second in t["objectives"]]  # fmt: skip
+        points = [
+            (t["objectives"][second], t["objectives"]["val_loss"], t["number"])
+            for t in complete
+            if second in t["objectives"]
+        ]
         line = sorted((x, y) for x, y, n in points if n in front)
-        return {"points": [(x, y) for x, y, n in points if n not in front], "line": line, "line_markers": True,
-                "title": f"val_loss vs {second}: Pareto front ◆", "x": second}  # fmt: skip
-    points = [(float(t["number"]), t["objectives"]["val_loss"]) for t in complete]
-    line = [(float(n), v) for n, v in study.get("best_so_far") or []]
-    return {"points": points, "line": line, "line_markers": False, "title": "val_loss by trial: best so far",
-            "x": "trial"}  # fmt: skip
+        return {
+            "points": [(x, y) for x, y, n in points if n not in front],
+            "line": line,
+            "line_markers": True,
+            "title": f"val_loss vs {second}: Pareto front ◆",
+            "x": second,
+        }
+    by_trial = [(float(t["number"]), t["objectives"]["val_loss"]) for t in complete]
+    best = [(float(n), v) for n, v in study.get("best_so_far") or []]
+    return {
+        "points": by_trial,
+        "line": best,
+        "line_markers": False,
+        "title": "val_loss by trial: best so far",
+        "x": "trial",
+    }
 
 
 def plot_study(drawn: dict[str, Any], *, width: int, height: int, dark: bool = True) -> Text:
@@ -44,8 +57,10 @@ def plot_study(drawn: dict[str, Any], *, width: int, height: int, dark: bool = T
     figure.theme("simple")
     figure.plot_size(max(width, 20), max(height, 6))
     figure.title(drawn["title"])
-    layers = [(drawn["points"], "•", TRIAL_COLOUR if dark else 250, False),
-              (drawn["line"], "braille", FRONT_COLOUR, len(drawn["line"]) > 1)]  # fmt: skip
+    layers = [
+        (drawn["points"], "•", TRIAL_COLOUR if dark else 250, False),
+        (drawn["line"], "braille", FRONT_COLOUR, len(drawn["line"]) > 1),
+    ]
     if drawn["line_markers"]:
         layers.append(
             (drawn["line"], "◆", FRONT_COLOUR, False)
@@ -54,9 +69,10 @@ def plot_study(drawn: dict[str, Any], *, width: int, height: int, dark: bool = T
         if not xs_ys:
             continue
         signal = figure.signal(
-            [float(x) for x, _ in xs_ys], [float(y) for _, y in xs_ys],
+            [float(x) for x, _ in xs_ys],
+            [float(y) for _, y in xs_ys],
             marker=plotext.marker(marker, plotext.pixel(foreground=colour)),
-        )  # fmt: skip
+        )
         if joined:
             signal.lines()
         figure.draw(signal)

@@ -15,6 +15,7 @@ from textual.worker import Worker
 from engine.errors import LLModelError
 from llmodel_app.tui.components.job_progress import JobProgress
 from llmodel_app.tui.errors import report_worker_error
+from llmodel_app.tui.shared import require_client, workbench
 
 WELCOME = """\
 [b]Welcome to LLModel.[/b] This workspace is empty.
@@ -106,21 +107,19 @@ class WelcomePanel(VerticalScroll):
 
     def action_open_curves(self) -> None:
         if self.quickstart_run is not None:
-            self.app.open_run(self.quickstart_run)  # type: ignore[attr-defined]
+            workbench(self).open_run(self.quickstart_run)
 
     def action_chat(self) -> None:
         if self.quickstart_run is not None:
-            self._chat_with(self.quickstart_run, self.app.client)  # type: ignore[attr-defined]
+            self._chat_with(self.quickstart_run)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="quickstart-chat")
-    def _chat_with(self, run_id: str, client: Any) -> None:
-        if client is None:
-            raise LLModelError("not connected to the engine")
-        checkpoints = client.get(f"/api/runs/{run_id}/checkpoints")
+    def _chat_with(self, run_id: str) -> None:
+        checkpoints = require_client(self).checkpoints(run_id)
         if not checkpoints:
             raise LLModelError(f"{run_id} saved no checkpoint to chat with")
         latest = max(checkpoints, key=lambda c: c["step"])
-        self.app.call_from_thread(self.app.choose_checkpoint, run_id, latest["path"])  # type: ignore[attr-defined]
+        self.app.call_from_thread(workbench(self).choose_checkpoint, run_id, latest["path"])
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_error(self, event)

@@ -89,11 +89,6 @@ class WorkspaceTree(Tree[dict[str, Any]]):
                 node.allow_expand = False
             for checkpoint in checkpoints:
                 name = Text(f"step {checkpoint['step']}" + (" ★ best" if checkpoint.get("best") else ""))
-                if checkpoint.get("pruned"):
-                    name.append(" (pruned)", style="dim")
-                    name.stylize("dim")
-                    node.add_leaf(name, data={"kind": "pruned"})
-                    continue
                 adapters = checkpoint.get("adapters") or []
                 if not adapters:
                     node.add_leaf(name, data={"kind": "checkpoint", "id": run["id"], **checkpoint})
@@ -104,9 +99,18 @@ class WorkspaceTree(Tree[dict[str, Any]]):
                 )
                 for adapter in adapters:
                     parent.add_leaf(
-                        Text.assemble(("⧉ ", "cyan"), adapter["name"], (f" {adapter.get('method', '')} r{adapter.get('rank', '?')}", "dim")),
-                        data={"kind": "adapter", "id": run["id"], "path": checkpoint["path"], "adapter": adapter["name"]},
-                    )  # fmt: skip
+                        Text.assemble(
+                            ("⧉ ", "cyan"),
+                            adapter["name"],
+                            (f" {adapter.get('method', '')} r{adapter.get('rank', '?')}", "dim"),
+                        ),
+                        data={
+                            "kind": "adapter",
+                            "id": run["id"],
+                            "path": checkpoint["path"],
+                            "adapter": adapter["name"],
+                        },
+                    )
             self._run_nodes[run["id"]] = node
         studies = data.get("studies", [])
         studies_node = self._sections["studies"]

@@ -10,6 +10,7 @@ from textual.containers import Grid, Vertical
 from textual.widgets import Button, Input, Label, Select
 
 from engine.errors import LLModelError
+from engine.specs import DatasetSpec, dataset_spec
 from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.form_fields import number, refill_select, split_paths
 
@@ -34,12 +35,12 @@ class DatasetForm(Vertical):
             [(t["name"], t["path"]) for t in data.get("tokenizers", [])],
         )
 
-    def spec(self, workspace: Path) -> dict[str, Any]:
-        """The job spec, as ``llmodel data prepare`` builds it; raises a one-line error for a bad field."""
+    def spec(self, workspace: Path) -> DatasetSpec:
+        """The job, through the engine's builder (as ``llmodel data prepare`` with the form's fields)."""
         value = lambda name: self.query_one(f"#dataset-{name}", Input).value  # noqa: E731
         tokenizer = self.query_one("#dataset-tokenizer", Select).value
         if not isinstance(tokenizer, str):
             raise LLModelError("choose a tokenizer")
-        return {"inputs": split_paths(value("inputs")), "tokenizer_path": tokenizer,
-                "output": str(workspace / "datasets" / value("name").strip()),
-                "val_fraction": number(value("val_fraction"), float, "validation fraction")}  # fmt: skip
+        output = workspace / "datasets" / value("name").strip()
+        val_fraction = number(value("val_fraction"), float, "validation fraction")
+        return dataset_spec(split_paths(value("inputs")), tokenizer, output, val_fraction=val_fraction)

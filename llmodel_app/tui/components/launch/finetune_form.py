@@ -13,9 +13,10 @@ from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 from textual.worker import Worker
 
 from engine.adapters.settings import ATTENTION_TARGETS, MLP_TARGETS, target_names
-from engine.errors import LLModelError
+from engine.errors import LLModelError, first_line
 from engine.finetune.config import FinetuneSettings, training_defaults
 from engine.finetune.sizing import finetune_size
+from engine.specs import FinetuneSpec, finetune_spec
 from engine.training.config import TrainConfig
 from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.components.model_picker import base_checkpoint, live_checkpoints, model_choices
@@ -24,16 +25,23 @@ from llmodel_app.tui.form_fields import number, refill_select, short_rate, split
 from llmodel_app.tui.launch_cost import finetune_cost
 from llmodel_app.tui.shared import workbench
 
-METHODS = (("LoRA: an adapter over the frozen base", "lora"), ("QLoRA: LoRA over a 4-bit NF4 base", "qlora"),
-           ("full: every weight trains", "full"))  # fmt: skip
+METHODS = (
+    ("LoRA: an adapter over the frozen base", "lora"),
+    ("QLoRA: LoRA over a 4-bit NF4 base", "qlora"),
+    ("full: every weight trains", "full"),
+)
 TARGET_CHOICES = (
     ("q_proj, v_proj", "q_proj,v_proj"),
     ("all-linear", "all-linear"),
     ("the ones ticked below", "chosen"),
 )
-TRAINING_FIELDS = (("epochs", "1"), ("max_steps", ""),
-                   ("learning_rate", short_rate(training_defaults("lora")["learning_rate"])), ("batch_size", "4"),
-                   ("device", "auto"))  # fmt: skip
+TRAINING_FIELDS = (
+    ("epochs", "1"),
+    ("max_steps", ""),
+    ("learning_rate", short_rate(training_defaults("lora")["learning_rate"])),
+    ("batch_size", "4"),
+    ("device", "auto"),
+)
 
 
 class FinetuneForm(Vertical):
@@ -112,13 +120,9 @@ class FinetuneForm(Vertical):
     def _value(self, name: str) -> str:
         return self.query_one(f"#finetune-{name}", Input).value
 
-    def spec(self, workspace: Path) -> dict[str, Any]:
-        """As ``llmodel finetune`` / ``lora-finetune`` build it, with the form's fields as the flags typed (no
-        data files: the embedded instruction set's path is filled in when the job is submitted)."""
-        base = self.query_one("#finetune-base", Select).value
-        checkpoint = base_checkpoint(base, self.runs) if isinstance(base, str) else None
-        if checkpoint is None:
-            raise LLModelError("choose the checkpoint to fine-tune (train a model first)")
+    def planned(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The fine-tuning settings (method, LoRA) and the training ones over the method's defaults; a one-line
+        error for a bad field (a bad rank, alpha or target included)."""
         method = str(self.query_one("#finetune-method", Select).value)
         choice = self.query_one("#finetune-targets", Select).value
         targets = (
@@ -126,7 +130,7 @@ class FinetuneForm(Vertical):
             if choice == "chosen"
             else str(choice).split(",")
         )
-        finetune = FinetuneSettings.from_dict(  # a bad rank, alpha or target fails here, in one line
+        finetune = FinetuneSettings.from_dict(
             {
                 "method": method,
                 "lora_rank": number(self._value("lora_rank"), int, "rank"),
@@ -134,20 +138,33 @@ class FinetuneForm(Vertical):
                 "target_modules": targets,
                 "adapter_name": self._value("adapter_name").strip() or None,
             }
-        ).to_dict()
+        )
         settings = {
-            **training_defaults(method),
             "epochs": number(self._value("epochs"), float, "epochs"),
             "max_steps": number(self._value("max_steps"), int, "max_steps", optional=True),
             "learning_rate": number(self._value("learning_rate"), float, "learning_rate"),
             "batch_size": number(self._value("batch_size"), int, "batch_size"),
             "device": self._value("device").strip() or "auto",
         }
-        train = TrainConfig.from_dict(settings, source="training settings")
+        train = TrainConfig.from_dict({**training_defaults(method), **settings}, source="training settings")
+        return finetune.to_dict(), train.to_dict()
+
+    def spec(self, workspace: Path) -> FinetuneSpec:
+        """The job, through the engine's builder (as ``llmodel finetune`` / ``lora-finetune`` with the form's
+        fields as flags; no data files: the engine's embedded instruction set)."""
+        base = self.query_one("#finetune-base", Select).value
+        checkpoint = base_checkpoint(base, self.runs) if isinstance(base, str) else None
+        if checkpoint is None:
+            raise LLModelError("choose the checkpoint to fine-tune (train a model first)")
+        finetune, training = self.planned()
         data = self._value("data")
-        return {"base": checkpoint, "data_paths": split_paths(data) if data.strip() else [], "val_paths": [],
-                "tokenizer_path": None, "finetune": finetune, "train_config": train.to_dict(),
-                "adapters_dir": str(workspace / "adapters")}  # fmt: skip
+        return finetune_spec(
+            checkpoint,
+            finetune,
+            training,
+            workspace=workspace,
+            data_paths=split_paths(data) if data.strip() else [],
+        )
 
     def _base_run(self, path: str) -> str | None:
         """The id of the run a picked checkpoint (or run folder) belongs to."""
@@ -174,8 +191,7 @@ class FinetuneForm(Vertical):
             cost.update(f"cost: {config}")
             return
         try:
-            spec = self.spec(workspace)
-            settings = spec["finetune"]
+            settings, training = self.planned()
             method = settings["method"]
             size = finetune_size(
                 config, method, rank=settings["lora_rank"], targets=settings["target_modules"]
@@ -183,10 +199,10 @@ class FinetuneForm(Vertical):
             text = size.describe()
             if method != "full":
                 text += f" · rank {settings['lora_rank']} on {', '.join(target_names(settings['target_modules']))}"
-            estimate = finetune_cost(config, spec["train_config"], self.runs, adapter=method != "full")
+            estimate = finetune_cost(config, training, self.runs, adapter=method != "full")
             cost.update(f"{text}\n{estimate}")
         except LLModelError as problem:
-            cost.update(f"cost: {problem}")
+            cost.update(f"cost: {first_line(problem)}")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="launch-base")
     def _load_base_config(self, run_id: str, workspace: Path) -> None:
@@ -194,7 +210,7 @@ class FinetuneForm(Vertical):
         if client is None:
             return
         try:
-            config = (client.get(f"/api/runs/{run_id}").get("config") or {}).get("model_config")
+            config = (client.run(run_id).get("config") or {}).get("model_config")
         except LLModelError as error:
             config = f"the base's model config could not be read ({error})"
         self.app.call_from_thread(

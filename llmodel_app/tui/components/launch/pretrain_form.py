@@ -10,15 +10,24 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.widgets import Input, Label, Select, Static
 
-from engine.errors import LLModelError
+from engine.errors import LLModelError, first_line
+from engine.specs import PretrainSpec, pretrain_spec
 from engine.training.config import TrainConfig
 from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.form_fields import number, refill_select
 from llmodel_app.tui.launch_cost import DEFAULT_TRAIN, run_cost
 
-FIELDS = (("max_steps", "200"), ("batch_size", "8"), ("seq_len", ""), ("learning_rate", "3e-4"),
-          ("warmup_steps", "20"), ("eval_interval", "50"), ("eval_batches", str(DEFAULT_TRAIN.eval_batches)),
-          ("checkpoint_interval", "100"), ("device", "auto"))  # fmt: skip
+FIELDS = (
+    ("max_steps", "200"),
+    ("batch_size", "8"),
+    ("seq_len", ""),
+    ("learning_rate", "3e-4"),
+    ("warmup_steps", "20"),
+    ("eval_interval", "50"),
+    ("eval_batches", str(DEFAULT_TRAIN.eval_batches)),
+    ("checkpoint_interval", "100"),
+    ("device", "auto"),
+)
 INTEGERS = ("max_steps", "batch_size", "warmup_steps", "eval_interval", "eval_batches", "checkpoint_interval")
 
 
@@ -52,30 +61,32 @@ class PretrainForm(Vertical):
     def _value(self, name: str) -> str:
         return self.query_one(f"#pretrain-{name}", Input).value
 
-    def spec(self, workspace: Path) -> dict[str, Any]:
-        """The job spec, as ``llmodel train`` builds it; raises a one-line error for a bad field."""
+    def planned(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The chosen model config and the training settings typed; a one-line error for a bad field."""
         config = self.query_one("#pretrain-config", Select).value
-        dataset = self.query_one("#pretrain-dataset", Select).value
         if not isinstance(config, str) or config not in self.configs:
             raise LLModelError("choose a model config (save one in the Config tab)")
-        if not isinstance(dataset, str):
-            raise LLModelError("choose a dataset (prepare one first)")
         settings: dict[str, Any] = {name: number(self._value(name), int, name) for name in INTEGERS}
         settings.update(
             seq_len=number(self._value("seq_len"), int, "seq_len", optional=True),
             learning_rate=number(self._value("learning_rate"), float, "learning_rate"),
             device=self._value("device").strip() or "auto",
         )
-        train = TrainConfig.from_dict(settings, source="training settings")
-        return {"model_config": dict(self.configs[config]), "train_config": train.to_dict(),
-                "data_paths": [dataset], "tokenizer_path": None, "cache_root": str(workspace / "datasets")}  # fmt: skip
+        return self.configs[config], TrainConfig.from_dict(settings, source="training settings").to_dict()
+
+    def spec(self, workspace: Path) -> PretrainSpec:
+        """The job, through the engine's builder (as ``llmodel pretrain`` with the form's fields as flags)."""
+        config, settings = self.planned()
+        dataset = self.query_one("#pretrain-dataset", Select).value
+        if not isinstance(dataset, str):
+            raise LLModelError("choose a dataset (prepare one first)")
+        return pretrain_spec(config, settings, [dataset], workspace=workspace)
 
     def show_cost(self, workspace: Path) -> None:
         """The run's cost under the form, or what is missing to tell it."""
         cost = self.query_one("#launch-cost", Static)
         try:
-            spec = self.spec(workspace)
+            config, settings = self.planned()
+            cost.update(run_cost(config, settings, self.runs))
         except LLModelError as problem:
-            cost.update(f"cost: {problem}")
-            return
-        cost.update(run_cost(spec["model_config"], spec["train_config"], self.runs))
+            cost.update(f"cost: {first_line(problem)}")

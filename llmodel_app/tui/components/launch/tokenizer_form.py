@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.widgets import Button, Input, Label
 
+from engine.specs import TokenizerSpec, tokenizer_spec
 from llmodel_app.tui.components.field_input import FieldInput
 from llmodel_app.tui.form_fields import number, split_paths
 
@@ -28,8 +29,9 @@ class TokenizerForm(Vertical):
     def show_workspace(self, data: dict[str, Any], configs: dict[str, dict[str, Any]]) -> None:
         """Nothing here comes from the workspace's listings."""
 
-    def spec(self, workspace: Path) -> dict[str, Any]:
-        """The job spec, as ``llmodel tokenizer train`` builds it; raises a one-line error for a bad field."""
+    def spec(self, workspace: Path) -> TokenizerSpec:
+        """The job, through the engine's builder (as ``llmodel tokenizer train`` with the form's fields)."""
         value = lambda name: self.query_one(f"#tokenizer-{name}", Input).value  # noqa: E731
-        return {"inputs": split_paths(value("inputs")), "output": str(workspace / "tokenizers" / value("name").strip()),
-                "vocab_size": number(value("vocab_size"), int, "vocab size")}  # fmt: skip
+        output = workspace / "tokenizers" / value("name").strip()
+        vocab_size = number(value("vocab_size"), int, "vocab size")
+        return tokenizer_spec(split_paths(value("inputs")), output, vocab_size=vocab_size)
