@@ -61,7 +61,7 @@ def new_study(fields: dict[str, str], workspace: Path) -> EvolveSpec:
     return study_spec(
         workspace,
         space=space,
-        data_path=fields["dataset"],
+        data_paths=[fields["dataset"]],
         objectives=fields["objectives"],
         trials=number(fields["trials"], int, "trials"),
         trial_budget=fields["trial_budget"],
