@@ -73,10 +73,21 @@ def temporaries(folder: Path) -> list[str]:
 
 def settings(**changes: object) -> TrainConfig:
     base = TrainConfig(
-        batch_size=2, seq_len=16, max_steps=8, warmup_steps=2, learning_rate=3e-3, eval_interval=4,
-        eval_batches=1, sample_interval=10**6, checkpoint_interval=2, keep_last=2, attention_interval=10**6,
-        log_interval=10**6, device="cpu", num_threads=1,
-    )  # fmt: skip
+        batch_size=2,
+        seq_len=16,
+        max_steps=8,
+        warmup_steps=2,
+        learning_rate=3e-3,
+        eval_interval=4,
+        eval_batches=1,
+        sample_interval=10**6,
+        checkpoint_interval=2,
+        keep_last=2,
+        attention_interval=10**6,
+        log_interval=10**6,
+        device="cpu",
+        num_threads=1,
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -122,9 +133,11 @@ def test_a_job_that_fills_the_disk_ends_failed_with_one_line_and_resumes_once_sp
     with small_disk(tmp_path / "disk", 4096) as disk:
         run_dir = disk / "runs" / "r2"
         spec = PretrainSpec(
-            model_config=nano_config, train_config=settings(), data_paths=[str(dataset_dir)],
+            model_config=nano_config,
+            train_config=settings(),
+            data_paths=[str(dataset_dir)],
             cache_root=str(disk / "datasets"),
-        )  # fmt: skip
+        )
         write_job(run_dir, spec)
         filler = fill(disk, leave=each * 3 // 2)  # room for the checkpoint of step 2, not for the next one
 

@@ -39,15 +39,37 @@ KILLS = 12
 STEPS = 50
 PAUSED = "paused-in"  # the file a paused child writes, naming the call it stopped in
 # The calls inside saving, pointing at and pruning checkpoints where a child may be paused and killed.
-PAUSE_POINTS = ("_sha256", "write_json_atomic", "fsync_dir", "rmtree")
+PAUSE_POINTS = {"_sha256": ckpt, "write_json_atomic": ckpt, "fsync_dir": ckpt, "rmtree": shutil}
+# The paused kills in turn: where, and whether only calls made while a checkpoint's temporary directory exists
+# count (hashing its files, writing its meta, syncing it before the rename); rmtree is cut short half-way.
+PAUSED_KILLS = [
+    ("_sha256", True),
+    ("write_json_atomic", False),
+    ("fsync_dir", True),
+    ("rmtree", False),
+    ("write_json_atomic", True),
+    ("rmtree", False),
+]
 
 
 def settings() -> TrainConfig:
     return TrainConfig(
-        batch_size=2, seq_len=16, max_steps=STEPS, warmup_steps=2, learning_rate=3e-3, eval_interval=3,
-        eval_batches=1, sample_interval=10**6, sample_tokens=4, checkpoint_interval=1, keep_last=2,
-        attention_interval=10**6, log_interval=10**6, device="cpu", num_threads=1,
-    )  # fmt: skip
+        batch_size=2,
+        seq_len=16,
+        max_steps=STEPS,
+        warmup_steps=2,
+        learning_rate=3e-3,
+        eval_interval=3,
+        eval_batches=1,
+        sample_interval=10**6,
+        sample_tokens=4,
+        checkpoint_interval=1,
+        keep_last=2,
+        attention_interval=10**6,
+        log_interval=10**6,
+        device="cpu",
+        num_threads=1,
+    )
 
 
 def losses_by_step(run_dir: Path) -> dict[int, list[float]]:
@@ -79,17 +101,15 @@ def _pausing(original: Callable[..., Any], name: str, state: dict[str, Any]) -> 
     return call
 
 
-def _attempt(run_dir: str, pause_at: int, while_writing: bool, signal_file: str) -> None:
-    """A forked job child; ``pause_at`` > 0 stops it at that call into the checkpoint code (counting only calls
-    made while this process has a checkpoint's temporary directory on disk, if ``while_writing``)."""
-    if pause_at:
-        state = {
-            "calls": 0, "pause_at": pause_at, "while_writing": while_writing, "signal_file": signal_file,
-            "checkpoints": str(Path(run_dir) / "checkpoints"),
-        }  # fmt: skip
-        # This forked child is thrown away: patching shutil itself touches no other test.
-        for module, name in zip((ckpt, ckpt, ckpt, shutil), PAUSE_POINTS, strict=True):
-            setattr(module, name, _pausing(getattr(module, name), name, state))
+def _attempt(run_dir: str, pause: tuple[str, bool] | None, pause_at: int, signal_file: str) -> None:
+    """A forked job child; ``pause`` (a call, and whether only calls made while this process has a checkpoint's
+    temporary directory on disk count) stops it at the ``pause_at``-th such call, to be killed there."""
+    if pause is not None:
+        name, while_writing = pause
+        state = {"calls": 0, "pause_at": pause_at, "while_writing": while_writing, "signal_file": signal_file}
+        state["checkpoints"] = str(Path(run_dir) / "checkpoints")
+        module = PAUSE_POINTS[name]  # this forked child is thrown away: patching shutil touches no other test
+        setattr(module, name, _pausing(getattr(module, name), name, state))
     os._exit(job_runner.main([run_dir]))
 
 
@@ -132,9 +152,11 @@ def test_sigkill_at_random_moments_and_inside_checkpoint_writes_loses_no_step(
     run_dir = tmp_path / "workspace" / "runs" / "killed"
     run_dir.mkdir(parents=True)
     spec = PretrainSpec(
-        model_config=nano_config, train_config=settings(), data_paths=[str(dataset_dir)],
+        model_config=nano_config,
+        train_config=settings(),
+        data_paths=[str(dataset_dir)],
         cache_root=str(tmp_path / "workspace" / "datasets"),
-    )  # fmt: skip
+    )
     write_job(run_dir, spec)
     checkpoints = run_dir / "checkpoints"
     rng = random.Random(4242)
@@ -142,14 +164,11 @@ def test_sigkill_at_random_moments_and_inside_checkpoint_writes_loses_no_step(
     kills, in_writes, paused_in, progress = 0, 0, [], 0
     while kills < KILLS:
         signal_file = tmp_path / f"{PAUSED}-{kills}"
-        pause_at, while_writing = (
-            (rng.randint(1, 12), True) if kills % 4 == 1 else (rng.randint(1, 40), False)
-        )
-        if kills % 2 == 0:
-            pause_at = 0
-        child = fork.Process(target=_attempt, args=(str(run_dir), pause_at, while_writing, str(signal_file)))
+        pause = PAUSED_KILLS[kills // 2] if kills % 2 else None
+        pause_at = rng.randint(1, 6)
+        child = fork.Process(target=_attempt, args=(str(run_dir), pause, pause_at, str(signal_file)))
         child.start()
-        if pause_at:
+        if pause is not None:
             deadline = time.monotonic() + 30
             while not signal_file.exists() and child.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -192,7 +211,7 @@ def test_sigkill_at_random_moments_and_inside_checkpoint_writes_loses_no_step(
         "step": STEPS,
     }
     assert not [p.name for p in checkpoints.iterdir() if p.name.startswith(".")], "no temporary left behind"
-    assert len(paused_in) == KILLS // 2 and set(paused_in) <= set(PAUSE_POINTS)
+    assert paused_in == [name for name, _ in PAUSED_KILLS], "every paused kill stopped where it was sent"
     assert in_writes >= 3, "kills inside a checkpoint's write, with its temporary directory on disk"
     print(
         f"kill loop: {kills} kills, {in_writes} while a checkpoint was being written, {len(paused_in)} paused "
