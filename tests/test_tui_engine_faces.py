@@ -1,5 +1,5 @@
 """The workbench's faces of fine-tuning, evaluation and evolutionary search, with a fake engine client: the jobs
-its forms submit are the ones the CLI submits, and what the engine reports shows live."""
+its forms build with the engine's builders, and what the engine reports shows live."""
 
 from __future__ import annotations
 
