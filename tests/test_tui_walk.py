@@ -13,7 +13,7 @@ from textual.widget import Widget
 
 from llmodel_app.tui.app import LLModelApp
 from llmodel_app.tui.components.metric_chart import MetricChart, chart_title
-from tests.tui_fakes import RUN_A, WORKSPACE, FakeClient, checkpoint_path, factory
+from tests.tui_fakes import RUN_A, RUN_B, WORKSPACE, FakeClient, checkpoint_path, factory
 from tests.tui_helpers import mounted, wait_for
 
 SIZES = [pytest.param(size, id=f"{size[0]}x{size[1]}") for size in ((140, 42), (100, 30), (80, 24))]
@@ -98,6 +98,9 @@ def test_the_palette_offers_no_pruned_checkpoint_and_a_chat_entry_opens_that_cha
             picker = chat.query_one("#chat-model")
             await wait_for(pilot, lambda: picker.path == checkpoint_path(RUN_A, 40), what="the checkpoint")
             assert app.chosen_model == checkpoint_path(RUN_A, 40)
+            await palette_choose(pilot, f"Open run {RUN_B}")
+            await wait_for(pilot, lambda: app.current_run == RUN_B, what="the run")
+            assert app.main.query_one("TabbedContent").active == "run"
 
     run(scenario)
 
@@ -106,7 +109,7 @@ def test_the_palette_offers_no_pruned_checkpoint_and_a_chat_entry_opens_that_cha
 @pytest.mark.parametrize("size", SIZES)
 def test_the_launch_cost_takes_the_speed_of_the_run_closest_in_shape_and_names_it(size: tuple[int, int]):
     from engine.model.config import ModelConfig
-    from tests.tui_fakes import NANO, RUN_B
+    from tests.tui_fakes import NANO
 
     flops_per_token = ModelConfig.from_dict(NANO).flops_per_token(128)
     client = FakeClient()  # RUN_A, the newest, is thirty times bigger: its speed would be 10× off here
