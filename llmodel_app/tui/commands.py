@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from llmodel_app.tui.components.model_picker import live_checkpoints
 from llmodel_app.tui.tabs import TABS
 
 if TYPE_CHECKING:
@@ -74,7 +73,7 @@ def workbench_commands(app: LLModelApp) -> Iterator[Command]:
             partial(app.open_run, run["id"]),
         )
         yield f"Attention of {run['id']}", "its attention snapshots", partial(app.open_attention, run["id"])
-        for checkpoint in live_checkpoints(run):
+        for checkpoint in run.get("checkpoints") or []:
             yield (
                 f"Chat with {run['id']} step {checkpoint['step']}",
                 "serve this checkpoint and chat",

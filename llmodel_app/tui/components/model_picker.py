@@ -12,17 +12,11 @@ from textual.widgets import Select
 from llmodel_app.tui.model_server import same_model
 
 
-def live_checkpoints(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's checkpoints as the workspace listing gives them: on disk and complete (the catalog also keeps
-    pruned ones, which can no longer load; the listing leaves them out)."""
-    return list(run.get("checkpoints") or [])
-
-
 def model_choices(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """``(label, path)`` for each run with checkpoints: the run (its latest), then each checkpoint."""
     choices: list[tuple[str, str]] = []
     for run in runs:
-        checkpoints = live_checkpoints(run)
+        checkpoints = run.get("checkpoints") or []
         if not checkpoints:
             continue
         choices.append((f"{run['id']} (latest)", run["run_dir"]))
@@ -47,7 +41,7 @@ def base_checkpoint(path: str | None, runs: list[dict[str, Any]]) -> str | None:
     if not path:
         return None
     for run in runs:
-        checkpoints = live_checkpoints(run)
+        checkpoints = run.get("checkpoints") or []
         if checkpoints and same_model(run.get("run_dir"), path):
             return max(checkpoints, key=lambda c: c["step"])["path"]
         for checkpoint in checkpoints:
@@ -89,7 +83,7 @@ def adapter_label(adapter: dict[str, Any]) -> str:
 
 def best_checkpoint(run: dict[str, Any]) -> str | None:
     """The path of the run's best checkpoint (else its newest) that still exists, or None."""
-    checkpoints = live_checkpoints(run)
+    checkpoints = run.get("checkpoints") or []
     if not checkpoints:
         return None
     return max(checkpoints, key=lambda c: (bool(c.get("best")), c["step"]))["path"]

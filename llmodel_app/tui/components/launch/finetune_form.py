@@ -19,7 +19,7 @@ from engine.finetune.sizing import finetune_size
 from engine.specs import FinetuneSpec, finetune_spec
 from engine.training.config import TrainConfig
 from llmodel_app.tui.components.field_input import FieldInput
-from llmodel_app.tui.components.model_picker import base_checkpoint, live_checkpoints, model_choices
+from llmodel_app.tui.components.model_picker import base_checkpoint, model_choices
 from llmodel_app.tui.errors import report_worker_error
 from llmodel_app.tui.form_fields import number, refill_select, short_rate, split_paths
 from llmodel_app.tui.launch_cost import finetune_cost
@@ -169,7 +169,7 @@ class FinetuneForm(Vertical):
     def _base_run(self, path: str) -> str | None:
         """The id of the run a picked checkpoint (or run folder) belongs to."""
         for run in self.runs:
-            if path == run.get("run_dir") or any(c["path"] == path for c in live_checkpoints(run)):
+            if path == run.get("run_dir") or any(c["path"] == path for c in run.get("checkpoints") or []):
                 return str(run["id"])
         return None
 
