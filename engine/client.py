@@ -269,21 +269,6 @@ class EngineClient:
     def serve_stop(self) -> ServeStatus:
         return self._request("DELETE", "/api/serve")
 
-    # -- generic requests, for the callers not yet on the typed methods above ------------------------
-
-    def get(self, path: str, **params: Any) -> Any:
-        return self._request("GET", path, params=_given(**params))
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        return self._request("POST", path, json=body or {})
-
-    def delete(self, path: str) -> Any:
-        return self._request("DELETE", path)
-
-    def submit(self, kind: str, spec: dict[str, Any], *, parent_id: str | None = None) -> str:
-        """Queue a job from its spec as a JSON object (see :meth:`submit_job` for a typed spec)."""
-        return self.post("/api/jobs", {"kind": kind, "spec": spec, "parent_id": parent_id})["run_id"]
-
     # -- transport ----------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
