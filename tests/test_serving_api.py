@@ -88,7 +88,7 @@ def test_attention_gives_every_layer_and_heads_map_of_a_typed_text(server):
     for row_index, row in enumerate(weights[0][0]):  # causal rows, each a distribution over the keys
         assert len(row) == len(tokens) and sum(row) == pytest.approx(1.0, abs=1e-3)
         assert all(value == 0 for value in row[row_index + 1 :])
-    assert empty.status_code == 400 and "no tokens" in empty.json()["error"]["message"]
+    assert empty.status_code == 422 and empty.json()["error"]["message"].startswith("text: ")
 
 
 # -- OpenAI, through the official client ----------------------------------------------------------------
@@ -209,6 +209,62 @@ def test_invalid_parameters_are_a_422_in_openai_shape(client, bad):
     with pytest.raises(openai.UnprocessableEntityError) as error:
         client.completions.create(model="m", prompt="x", **bad)
     assert set(error.value.body) >= {"message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"n": 1.5}, "n"),
+        ({"n": True}, "n"),
+        ({"ignore_eos": 0}, "ignore_eos"),
+        ({"max_tokens": "5"}, "max_tokens"),
+        ({"stop": [5]}, "stop.0"),
+        ({"stop": 5}, "stop"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": []}, "prompt"),
+        ({"prompt": [[]]}, "prompt.0"),
+        ({"prompt": [-1]}, "prompt.0"),
+        ({"stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
+    ],
+)
+def test_what_the_schema_refuses_is_a_422_naming_the_field_as_the_request_does(server, bad, field):
+    with server.client() as http:
+        response = http.post("/v1/completions", json={"prompt": "x", "max_tokens": 2, **bad})
+    error = response.json()["error"]
+    assert response.status_code == 422 and error["param"] == field, error
+    assert error["message"].startswith(f"{field}: ") and "function-after" not in error["message"]
+
+
+def test_integers_written_with_a_zero_fraction_are_integers_as_in_json_schema(server):
+    with server.client() as http:
+        response = http.post("/v1/completions", json={"prompt": [1.0, 2.0], "max_tokens": 2.0, "n": 2.0})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["choices"]) == 2 and response.json()["usage"]["prompt_tokens"] == 2
+
+
+def test_tokenize_and_embed_say_which_fields_they_need_when_given_none(server):
+    with server.client() as http:
+        tokenize = http.post("/tokenize", json={})
+        embed = http.post("/embed", json={"text": None})
+        wrong = http.post("/tokenize", json={"prompt": "x", "add_special_tokens": "yes"})
+    assert (
+        tokenize.status_code == 422 and "give 'prompt' or 'messages'" in tokenize.json()["error"]["message"]
+    )
+    assert embed.status_code == 422 and embed.json()["error"]["param"] == "text"
+    assert wrong.status_code == 422 and wrong.json()["error"]["param"] == "add_special_tokens"
+
+
+def test_the_schema_documents_each_routes_errors_and_streams(server):
+    with server.client() as http:
+        paths = http.get("/openapi.json").json()["paths"]
+    generate = paths["/v1/completions"]["post"]["responses"]
+    assert set(generate) == {"200", "400", "401", "404", "413", "422", "429", "503"}
+    assert set(generate["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert generate["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    assert set(paths["/metrics"]["get"]["responses"]["200"]["content"]) == {"text/plain"}
+    assert set(paths["/health"]["get"]["responses"]) == {"200", "503"}
 
 
 def test_unknown_fields_are_ignored(server):

@@ -7,6 +7,9 @@ anything unexpected 500 without a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -55,10 +58,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        where, message = closest_problem(error.errors(), error.body)
         return error_response(
-            422, f"{where}: {first.get('msg')}", param=where or None, code="invalid_parameter"
+            422, f"{where}: {message}" if where else message, param=where or None, code="invalid_parameter"
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -80,3 +82,41 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def crash(_: Request, error: Exception) -> JSONResponse:  # never a traceback to the client
         return error_response(500, f"internal error ({type(error).__name__}); see the server log")
+
+
+def closest_problem(errors: Sequence[Mapping[str, Any]], body: Any) -> tuple[str, str]:
+    """The one validation error to answer (where, what): of a union's alternatives, the one that reached deepest
+    into the body, a broken bound before a wrong type (``stop.0: ...`` for ``"stop": [5]``, not ``stop: ...``)."""
+    paths = [request_path(e, body) for e in errors]
+    best = max(
+        range(len(errors)),
+        key=lambda i: (
+            len(paths[i].split(".")) if paths[i] else 0,
+            not str(errors[i].get("type")).endswith("_type"),
+        ),
+    )
+    message = str(errors[best].get("msg", "invalid")).removeprefix("Value error, ")
+    return paths[best], message
+
+
+def request_path(error: Mapping[str, Any], body: Any) -> str:
+    """Where in the request body a validation error lies, in the body's own terms (``stop.0``, ``messages.1.role``).
+
+    Pydantic's location also names the union member it tried (``function-after[...]``, ``list[int]``); a step is
+    kept only where the body has it (a key of an object, an index of a list), or where it is the field found
+    missing.
+    """
+    loc = list(error.get("loc", ()))
+    if loc[:1] == ["body"]:
+        loc = loc[1:]
+    path, node = [], body
+    for index, step in enumerate(loc):
+        if isinstance(node, dict) and isinstance(step, str) and step in node:
+            path.append(step)
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
+            path.append(str(step))
+            node = node[step]
+        elif index == len(loc) - 1 and error.get("type") == "missing":
+            path.append(str(step))
+    return ".".join(path)

@@ -39,9 +39,7 @@ def prompt_id_lists(
     """OpenAI's four prompt forms → token-id lists."""
     if isinstance(prompt, str):
         return [served.prompt_ids(prompt)]
-    if not prompt:
-        raise APIError(422, "prompt must not be empty", param="prompt")
-    # The request model admits no mixed list: a list is all texts, all ids or all id lists.
+    # The request model admits no empty or mixed list: a list is all texts, all ids or all id lists.
     texts = [p for p in prompt if isinstance(p, str)]
     if texts:
         return [served.prompt_ids(text) for text in texts]
@@ -49,10 +47,8 @@ def prompt_id_lists(
     lists = [ids] if ids else [list(p) for p in prompt if isinstance(p, list)]
     vocab = served.tokenizer.vocab_size
     for ids in lists:
-        if not ids or any(not 0 <= t < vocab for t in ids):
-            raise APIError(
-                400, f"token-id prompts must be non-empty lists of ids in 0..{vocab - 1}", param="prompt"
-            )
+        if any(t >= vocab for t in ids):
+            raise APIError(400, f"token-id prompts must hold ids in 0..{vocab - 1}", param="prompt")
     return lists
 
 

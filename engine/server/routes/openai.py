@@ -16,12 +16,14 @@ from engine.server import completion
 from engine.server.batcher import GenerationOutput, RequestHandle
 from engine.server.completion import DONE, sse
 from engine.server.dependencies import PROTECTED, Metrics, Served
+from engine.server.errors import error_responses, streamed_or_json
 from engine.server.metrics import ServerMetrics
 from engine.server.protocol import ChatCompletionRequest, CompletionRequest
 from engine.server.served_model import ServedModel
 from engine.tokenizer import ROLE_MARKERS
 
-router = APIRouter(prefix="/v1", dependencies=PROTECTED)
+router = APIRouter(prefix="/v1", dependencies=PROTECTED, responses=error_responses(401, 429, 503))
+GENERATION_ERRORS = error_responses(400, 404, 413, 422)
 
 
 @router.get("/models")
@@ -35,7 +37,7 @@ def models(served: Served) -> dict[str, Any]:
     return {"object": "list", "data": [base, *adapters]}
 
 
-@router.post("/completions")
+@router.post("/completions", responses={**streamed_or_json("The completion"), **GENERATION_ERRORS})
 async def completions(body: CompletionRequest, request: Request, served: Served, metrics: Metrics) -> Any:
     prompts = completion.prompt_id_lists(served, body.prompt)
     jobs = [(p, i) for p in range(len(prompts)) for i in range(body.n)]
@@ -74,7 +76,7 @@ async def completions(body: CompletionRequest, request: Request, served: Served,
     }
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses={**streamed_or_json("The chat completion"), **GENERATION_ERRORS})
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, served: Served, metrics: Metrics
 ) -> Any:

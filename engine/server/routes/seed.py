@@ -9,21 +9,39 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 
 from engine.errors import LLModelError
 from engine.server import completion
 from engine.server.dependencies import PROTECTED, Metrics, Served
-from engine.server.errors import APIError
+from engine.server.errors import APIError, error_responses, streamed_or_json
 from engine.server.protocol import AttentionRequest, EmbedRequest, GenerateRequest
 from engine.server.served_model import ServedModel
 
 public = APIRouter()
-router = APIRouter(dependencies=PROTECTED)
+router = APIRouter(dependencies=PROTECTED, responses=error_responses(401, 429, 503))
+
+HEALTH_PROBLEM: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "The model is still loading (status loading), or failed to load (status error)",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"type": "string", "enum": ["loading", "error"]},
+                        "error": {"type": ["string", "null"]},
+                    },
+                    "required": ["status", "error"],
+                }
+            }
+        },
+    }
+}
 
 
-@public.get("/health")
+@public.get("/health", responses=HEALTH_PROBLEM)
 def health(request: Request) -> JSONResponse:
     served: ServedModel = request.app.state.served
     if served.ready:
@@ -39,7 +57,9 @@ def model_info(served: Served) -> dict[str, Any]:
     return served.info()
 
 
-@router.post("/generate")
+@router.post(
+    "/generate", responses={**streamed_or_json("The completion"), **error_responses(400, 404, 413, 422)}
+)
 async def generate(body: GenerateRequest, request: Request, served: Served, metrics: Metrics) -> Any:
     ids = served.prompt_ids(body.prompt)
     budget = completion.completion_budget(len(ids), body.max_tokens, served.max_len)
@@ -63,11 +83,10 @@ async def generate(body: GenerateRequest, request: Request, served: Served, metr
     }
 
 
-@router.post("/embed")
+@router.post("/embed", responses=error_responses(400, 413, 422))
 async def embed(body: EmbedRequest, served: Served) -> dict[str, Any]:
     texts = body.text if body.text is not None else body.input
-    if texts is None:
-        raise APIError(422, "give 'text' (a string or a list of strings)", param="text")
+    assert texts is not None  # the request model refuses a body with neither
     items = [texts] if isinstance(texts, str) else texts
     results = await asyncio.to_thread(served.embed, items)
     return {
@@ -78,7 +97,7 @@ async def embed(body: EmbedRequest, served: Served) -> dict[str, Any]:
     }
 
 
-@router.post("/attention")
+@router.post("/attention", responses=error_responses(400, 413, 422))
 async def attention(body: AttentionRequest, served: Served) -> dict[str, Any]:
     try:
         maps = await asyncio.to_thread(served.attention, body.text)
@@ -87,6 +106,7 @@ async def attention(body: AttentionRequest, served: Served) -> dict[str, Any]:
     return {"model": served.name, **maps}
 
 
-@router.get("/metrics")
-def prometheus(metrics: Metrics) -> Response:
-    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+@router.get("/metrics", response_class=PlainTextResponse)
+def prometheus(metrics: Metrics) -> PlainTextResponse:
+    """Prometheus' text format."""
+    return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -7,28 +7,27 @@ from typing import Any
 from fastapi import APIRouter
 
 from engine.server.dependencies import PROTECTED, Served
-from engine.server.errors import APIError
+from engine.server.errors import APIError, error_responses
 from engine.server.protocol import DetokenizeRequest, TokenizeRequest
 from engine.tokenizer import JINJA_TEMPLATE
 
-router = APIRouter(dependencies=PROTECTED)
+router = APIRouter(dependencies=PROTECTED, responses=error_responses(401, 429, 503))
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", responses=error_responses(400, 413, 422))
 def tokenize(body: TokenizeRequest, served: Served) -> dict[str, Any]:
     tokenizer = served.tokenizer
     if body.messages is not None:
         messages = [m.model_dump() for m in body.messages]
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=body.add_generation_prompt)
-    elif body.prompt is not None:
-        text = body.prompt
     else:
-        raise APIError(422, "give 'prompt' or 'messages'", param="prompt")
+        assert body.prompt is not None  # the request model refuses a body with neither
+        text = body.prompt
     tokens = served.prompt_ids(text, add_bos=body.add_special_tokens)
     return {"count": len(tokens), "max_model_len": served.max_len, "tokens": tokens}
 
 
-@router.post("/detokenize")
+@router.post("/detokenize", responses=error_responses(400, 413, 422))
 def detokenize(body: DetokenizeRequest, served: Served) -> dict[str, Any]:
     tokenizer = served.tokenizer
     vocab = tokenizer.vocab_size
