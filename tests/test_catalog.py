@@ -29,18 +29,37 @@ def catalog(tmp_path: Path) -> Any:
 def training_events(run_dir: str = "/ws/runs/r1", *, start: int = 0, steps: int = 12) -> list[dict[str, Any]]:
     """What the trainer writes for a short run: status, step lines, eval/sample/checkpoint every 4 steps."""
     events: list[dict[str, Any]] = [
-        {"type": "status", "time": T0, "status": "running", "step": start, "total_steps": steps,
-         "tokens_per_step": 128, "device": "cpu", "precision": "fp32", "parameters": 41_000},
+        {
+            "type": "status",
+            "time": T0,
+            "status": "running",
+            "step": start,
+            "total_steps": steps,
+            "tokens_per_step": 128,
+            "device": "cpu",
+            "precision": "fp32",
+            "parameters": 41_000,
+        },
         {"type": "log", "time": T0, "level": "info", "message": "training 41,000 parameters on cpu"},
-    ]  # fmt: skip
+    ]
     metrics: dict[str, float] = {}
     for step in range(start + 1, steps + 1):
         loss = 6.0 - 0.3 * step
         metrics.update(loss=loss, lr=3e-3)
         events.append(
-            {"type": "step", "time": T0 + step, "step": step, "loss": loss, "lr": 3e-3, "grad_norm": 1.5,
-             "tokens": step * 128, "tokens_per_s": 9000.0, "step_time": 0.014, "memory": None}
-        )  # fmt: skip
+            {
+                "type": "step",
+                "time": T0 + step,
+                "step": step,
+                "loss": loss,
+                "lr": 3e-3,
+                "grad_norm": 1.5,
+                "tokens": step * 128,
+                "tokens_per_s": 9000.0,
+                "step_time": 0.014,
+                "memory": None,
+            }
+        )
         if step % 4 == 0:
             val = {"val_loss": loss + 0.2, "val_ppl": math.exp(loss + 0.2), "val_accuracy": 0.1 + step / 100}
             metrics.update(val)
@@ -55,16 +74,36 @@ def training_events(run_dir: str = "/ws/runs/r1", *, start: int = 0, steps: int 
                 }
             )
             events.append(
-                {"type": "checkpoint", "time": T0 + step, "step": step,
-                 "path": f"{run_dir}/checkpoints/step-{step:08d}", "best": True}
-            )  # fmt: skip
+                {
+                    "type": "checkpoint",
+                    "time": T0 + step,
+                    "step": step,
+                    "path": f"{run_dir}/checkpoints/step-{step:08d}",
+                    "best": True,
+                }
+            )
         if step == 8:
             events.append(
-                {"type": "attention", "time": T0 + step, "step": step, "path": f"{run_dir}/attention/step-8.npz",
-                 "layers": 2, "heads": 4, "tokens": ["def", " f", "(", ")"]}
-            )  # fmt: skip
-    events.append({"type": "status", "time": T0 + steps + 1, "status": "completed", "step": steps,
-                   "total_steps": steps, "metrics": dict(metrics)})  # fmt: skip
+                {
+                    "type": "attention",
+                    "time": T0 + step,
+                    "step": step,
+                    "path": f"{run_dir}/attention/step-8.npz",
+                    "layers": 2,
+                    "heads": 4,
+                    "tokens": ["def", " f", "(", ")"],
+                }
+            )
+    events.append(
+        {
+            "type": "status",
+            "time": T0 + steps + 1,
+            "status": "completed",
+            "step": steps,
+            "total_steps": steps,
+            "metrics": dict(metrics),
+        }
+    )
     return events
 
 
@@ -163,8 +202,17 @@ def test_ingesting_a_training_run_records_its_history_and_updates_the_run(catalo
     assert run["event_offset"] == len(events)
 
     curves = catalog.metrics("r1")
-    assert set(curves) == {"loss", "lr", "grad_norm", "tokens", "tokens_per_s", "step_time",
-                           "val_loss", "val_ppl", "val_accuracy"}  # fmt: skip
+    assert set(curves) == {
+        "loss",
+        "lr",
+        "grad_norm",
+        "tokens",
+        "tokens_per_s",
+        "step_time",
+        "val_loss",
+        "val_ppl",
+        "val_accuracy",
+    }
     assert [step for step, _ in curves["loss"]] == list(range(1, 13))
     assert [step for step, _ in curves["val_loss"]] == [4, 8, 12]
     assert catalog.metrics("r1", ["loss"])["loss"][0] == (1, pytest.approx(5.7))
@@ -281,8 +329,14 @@ def test_every_training_run_records_its_settings_in_one_shape_so_compare_shows_o
     catalog.create_run("pre", "pretrain", "/ws/runs/pre", CONFIG)
     faster = {**CONFIG["train_config"], "learning_rate": 1e-3}
     for run_id, train in (("quick", faster), ("pre", CONFIG["train_config"])):
-        started = {"type": "status", "status": "running", "step": 0, "time": 1.0,
-                   "model_config": CONFIG["model_config"], "train_config": train}  # fmt: skip
+        started = {
+            "type": "status",
+            "status": "running",
+            "step": 0,
+            "time": 1.0,
+            "model_config": CONFIG["model_config"],
+            "train_config": train,
+        }
         catalog.ingest_events(run_id, [started], 1)
     assert catalog.compare_runs(["quick", "pre"])["differing"] == ["train_config.learning_rate"]
     assert "model_config" not in catalog.get_run("quick")["info"]
@@ -309,8 +363,14 @@ def test_configs_tokenizers_and_datasets_are_listed_and_re_registering_replaces(
     catalog.register_config("nano", "/ws/configs/nano.json", "model", {"d_model": 48})
     catalog.register_config("quick", "/ws/configs/quick.json", "train", {"max_steps": 12})
     catalog.register_tokenizer("bpe512", "/ws/tokenizers/bpe512", 512, "ab" * 32, {"model_type": "bpe"})
-    meta = {"tokenizer": "bpe512", "tokenizer_sha256": "ab" * 32, "vocab_size": 512, "dtype": "uint16",
-            "train": {"documents": 90, "tokens": 9000}, "val": {"documents": 10, "tokens": 1000}}  # fmt: skip
+    meta = {
+        "tokenizer": "bpe512",
+        "tokenizer_sha256": "ab" * 32,
+        "vocab_size": 512,
+        "dtype": "uint16",
+        "train": {"documents": 90, "tokens": 9000},
+        "val": {"documents": 10, "tokens": 1000},
+    }
     catalog.register_dataset("stdlib", "/ws/datasets/stdlib", meta)
 
     assert [(c["name"], c["kind"], c["data"]) for c in catalog.list_configs()] == [
@@ -322,8 +382,11 @@ def test_configs_tokenizers_and_datasets_are_listed_and_re_registering_replaces(
     assert (tokenizer["vocab_size"], tokenizer["meta"]) == (512, {"model_type": "bpe"})
     [dataset] = catalog.list_datasets()
     assert (dataset["tokenizer"], dataset["vocab_size"], dataset["train_tokens"], dataset["val_tokens"]) == (
-        "bpe512", 512, 9000, 1000,
-    )  # fmt: skip
+        "bpe512",
+        512,
+        9000,
+        1000,
+    )
     assert dataset["meta"] == meta
     with pytest.raises(ValueError, match="config kind"):
         catalog.register_config("x", "/x.json", "optimizer", {})

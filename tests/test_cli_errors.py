@@ -42,9 +42,17 @@ def test_malformed_jsonl_line_in_strict_mode_names_file_and_line(capsys, tmp_pat
     data = tmp_path / "data.jsonl"
     data.write_text('{"text": "fine"}\n{"text": broken\n')
     result = run_cli(
-        capsys, "data", "prepare", "--input", str(data), "--tokenizer-path", str(tokenizer_dir),
-        "--output", str(tmp_path / "ds"), "--strict",
-    )  # fmt: skip
+        capsys,
+        "data",
+        "prepare",
+        "--input",
+        str(data),
+        "--tokenizer-path",
+        str(tokenizer_dir),
+        "--output",
+        str(tmp_path / "ds"),
+        "--strict",
+    )
     assert_one_line_error(result, "data.jsonl:2")
 
 
@@ -97,9 +105,19 @@ def test_config_from_another_shape_than_the_checkpoint(capsys, tmp_path, dataset
         config
     )
     trained = run_cli(
-        capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--max-steps", "1",
-        "--batch-size", "2", "--seq-len", "16",
-    )  # fmt: skip
+        capsys,
+        "pretrain",
+        "--config",
+        str(config),
+        "--data-path",
+        str(dataset_dir),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+    )
     assert trained.code == 0, trained.err
     run = next((tmp_path / "workspace" / "runs").iterdir())
     other = tmp_path / "other.json"

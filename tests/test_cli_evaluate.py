@@ -15,8 +15,16 @@ from tests.test_cli_errors import assert_one_line_error
 
 @pytest.mark.slow
 def test_evaluate_runs_tasks_as_a_job_and_records_every_result(capsys, served_run_dir):
-    result = run_cli(capsys, "evaluate", "--model-path", str(served_run_dir), "--tasks", "stdlib-names,stdlib-ppl",
-                     "--limit", "4")  # fmt: skip
+    result = run_cli(
+        capsys,
+        "evaluate",
+        "--model-path",
+        str(served_run_dir),
+        "--tasks",
+        "stdlib-names,stdlib-ppl",
+        "--limit",
+        "4",
+    )
     assert result.code == 0, result.err
     assert "stdlib-names" in result.out and "acc_norm" in result.out and "bits_per_byte" in result.out
     run = json.loads(run_cli(capsys, "runs", "list", "--json").out)[0]
@@ -26,8 +34,17 @@ def test_evaluate_runs_tasks_as_a_job_and_records_every_result(capsys, served_ru
     assert saved[0]["checkpoint"].startswith(str(served_run_dir)) and saved[0]["baseline"]["acc"] == 0.25
     shown = run_cli(capsys, "runs", "show", run["id"])
     assert "perplexity" in shown.out and "0.25" in shown.out, "the catalog holds the rows, chance beside them"
-    as_json = run_cli(capsys, "evaluate", "--model-path", str(served_run_dir), "--tasks", "stdlib-names", "--limit",
-                      "2", "--json")  # fmt: skip
+    as_json = run_cli(
+        capsys,
+        "evaluate",
+        "--model-path",
+        str(served_run_dir),
+        "--tasks",
+        "stdlib-names",
+        "--limit",
+        "2",
+        "--json",
+    )
     assert json.loads(as_json.out)[0]["scores"][0]["n"] == 2
     with EngineClient.connect(
         workspace_root(None)
@@ -56,8 +73,10 @@ def test_tasks_list_names_every_task_with_its_chance(capsys):
 
 
 def test_bad_tasks_are_one_line_errors_before_any_job(capsys, served_run_dir):
-    assert_one_line_error(run_cli(capsys, "evaluate", "--model-path", str(served_run_dir), "--tasks", "hellaswg"),
-                          "unknown task 'hellaswg'")  # fmt: skip
+    assert_one_line_error(
+        run_cli(capsys, "evaluate", "--model-path", str(served_run_dir), "--tasks", "hellaswg"),
+        "unknown task 'hellaswg'",
+    )
     assert_one_line_error(
         run_cli(capsys, "evaluate", "--model-path", str(served_run_dir), "--tasks", "hellaswag"),
         "pass --data-path hellaswag=FILE",
@@ -71,8 +90,14 @@ def test_benchmark_measures_speed_latency_memory_and_says_when_energy_is_unavail
     assert result.code == 0, result.err
     figures = json.loads(result.out)
     values = {s["metric"]: s["value"] for s in figures["scores"]}
-    for name in ("tokens_per_s_batch1", "tokens_per_s_batch8", "ttft_ms_p50", "token_latency_ms_p99",
-                 "peak_memory_mb", "train_tokens_per_s"):  # fmt: skip
+    for name in (
+        "tokens_per_s_batch1",
+        "tokens_per_s_batch8",
+        "ttft_ms_p50",
+        "token_latency_ms_p99",
+        "peak_memory_mb",
+        "train_tokens_per_s",
+    ):
         assert values[name] > 0, name
     assert "energy_j_per_token" in values or "unavailable" in figures["settings"]["energy"]
 
@@ -81,8 +106,24 @@ def test_benchmark_measures_speed_latency_memory_and_says_when_energy_is_unavail
 def test_training_with_eval_tasks_draws_them_as_curves(capsys, tmp_path, dataset_dir):
     config = tmp_path / "nano.json"
     run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
-    result = run_cli(capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--max-steps", "4",
-                     "--batch-size", "2", "--seq-len", "16", "--eval-interval", "2", "--eval-tasks", "stdlib-names")  # fmt: skip
+    result = run_cli(
+        capsys,
+        "pretrain",
+        "--config",
+        str(config),
+        "--data-path",
+        str(dataset_dir),
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--eval-interval",
+        "2",
+        "--eval-tasks",
+        "stdlib-names",
+    )
     assert result.code == 0, result.err
     run = json.loads(run_cli(capsys, "runs", "list", "--json").out)[0]
     from llmodel_app.cli.reading import read

@@ -30,16 +30,30 @@ def space_file(tmp_path: Path) -> Path:
 
 
 def evolve(capsys, space_file: Path, dataset_dir: Path, *extra: str):
-    return run_cli(capsys, "evolve", "--space", str(space_file), "--data-path", str(dataset_dir), "--trial-budget",
-                   "6", "--population", "2", "--seed", "3", *extra)  # fmt: skip
+    return run_cli(
+        capsys,
+        "evolve",
+        "--space",
+        str(space_file),
+        "--data-path",
+        str(dataset_dir),
+        "--trial-budget",
+        "6",
+        "--population",
+        "2",
+        "--seed",
+        "3",
+        *extra,
+    )
 
 
 @pytest.mark.slow
 def test_a_tiny_study_runs_every_trial_as_a_run_and_reports_and_exports_the_best(
     capsys, space_file, dataset_dir
 ):
-    result = evolve(capsys, space_file, dataset_dir, "--trials", "3", "--study", "tiny",
-                    "--objectives", "val_loss,params")  # fmt: skip
+    result = evolve(
+        capsys, space_file, dataset_dir, "--trials", "3", "--study", "tiny", "--objectives", "val_loss,params"
+    )
     assert result.code == 0, result.err
     assert "study tiny: 3 trials completed" in result.err  # success lines go to stderr, like the other jobs
     runs = json.loads(run_cli(capsys, "runs", "list", "--json").out)
@@ -73,8 +87,18 @@ def test_a_tiny_study_runs_every_trial_as_a_run_and_reports_and_exports_the_best
     assert (
         train["learning_rate"] == pytest.approx(best["params"]["learning_rate"]) and train["batch_size"] == 2
     )
-    trained = run_cli(capsys, "pretrain", "--config", str(folder / "model.json"), "--train-config",
-                      str(folder / "train.json"), "--data-path", str(dataset_dir), "--max-steps", "2")  # fmt: skip
+    trained = run_cli(
+        capsys,
+        "pretrain",
+        "--config",
+        str(folder / "model.json"),
+        "--train-config",
+        str(folder / "train.json"),
+        "--data-path",
+        str(dataset_dir),
+        "--max-steps",
+        "2",
+    )
     assert trained.code == 0, trained.err
 
     with EngineClient.connect(workspace_root(None)) as client:
@@ -123,8 +147,9 @@ def test_bad_studies_are_one_line_errors(capsys, tmp_path, space_file, dataset_d
     assert_one_line_error(
         evolve(capsys, space_file, dataset_dir, "--sampler", "cmaes"), "unknown sampler 'cmaes'"
     )
-    assert_one_line_error(evolve(capsys, space_file, dataset_dir, "--objectives", "val_loss,bleu"),
-                          "unknown objective 'bleu'")  # fmt: skip
+    assert_one_line_error(
+        evolve(capsys, space_file, dataset_dir, "--objectives", "val_loss,bleu"), "unknown objective 'bleu'"
+    )
     assert_one_line_error(evolve(capsys, space_file, dataset_dir, "--study", "../escape"), "study")
     assert_one_line_error(run_cli(capsys, "evolve", "workers", "--study", "nowhere"), "no study nowhere")
     assert_one_line_error(
@@ -141,10 +166,18 @@ def test_resuming_with_another_space_changes_nothing(capsys, tmp_path, space_fil
     assert evolve(capsys, space_file, dataset_dir, "--trials", "1", "--study", "same").code == 0
     other = tmp_path / "other.yaml"
     other.write_text("n_layers: {type: int, low: 1, high: 3}\n")
-    assert_one_line_error(evolve(capsys, other, dataset_dir, "--trials", "2", "--study", "same", "--resume"),
-                          "study same searches a different space")  # fmt: skip
-    assert_one_line_error(evolve(capsys, space_file, dataset_dir, "--trials", "1", "--study", "same"),
-                          "already exists", "--resume")  # fmt: skip
+    assert_one_line_error(
+        evolve(capsys, other, dataset_dir, "--trials", "2", "--study", "same", "--resume"),
+        "study same searches a different space",
+    )
+    assert_one_line_error(
+        evolve(capsys, space_file, dataset_dir, "--trials", "1", "--study", "same"),
+        "already exists",
+        "--resume",
+    )
     shown = json.loads(run_cli(capsys, "evolve", "show", "same", "--json").out)
     assert len(shown["trials"]) == 1 and shown["settings"]["space"]["params"].keys() == {
-        "learning_rate", "n_layers", "d_model"}  # fmt: skip
+        "learning_rate",
+        "n_layers",
+        "d_model",
+    }

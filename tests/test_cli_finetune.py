@@ -11,8 +11,18 @@ import pytest
 from tests.cli_runner import run_cli
 from tests.test_cli_errors import assert_one_line_error
 
-TRAIN = ("--max-steps", "6", "--batch-size", "4", "--seq-len", "32", "--eval-interval", "3",
-         "--checkpoint-interval", "3")  # fmt: skip
+TRAIN = (
+    "--max-steps",
+    "6",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "32",
+    "--eval-interval",
+    "3",
+    "--checkpoint-interval",
+    "3",
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +46,20 @@ def test_lora_finetune_leaves_an_adapter_that_generate_merge_and_the_catalog_kno
     capsys, tmp_path, served_run_dir, sums
 ):
     result = run_cli(
-        capsys, "lora-finetune", "--model-path", str(served_run_dir), "--data-path", str(sums), *TRAIN,
-        "--lora-rank", "4", "--target-modules", "all-linear", "--adapter-name", "sums",
-    )  # fmt: skip
+        capsys,
+        "lora-finetune",
+        "--model-path",
+        str(served_run_dir),
+        "--data-path",
+        str(sums),
+        *TRAIN,
+        "--lora-rank",
+        "4",
+        "--target-modules",
+        "all-linear",
+        "--adapter-name",
+        "sums",
+    )
     assert result.code == 0, result.err
     assert "adapter sums saved to" in result.err and "trainable" not in result.err.split("adapter sums")[1]
     (row,) = adapters(capsys)
@@ -70,9 +91,19 @@ def test_full_finetune_and_qlora_run_as_jobs(capsys, served_run_dir, sums):
     assert full.code == 0, full.err
     assert "fine-tuned 6 steps" in full.err and "checkpoint" in full.err
     qlora = run_cli(
-        capsys, "lora-finetune", "--model-path", str(served_run_dir), "--data-path", str(sums), *TRAIN, "--qlora",
-        "--lora-rank", "4", "--adapter-name", "sums-q",
-    )  # fmt: skip
+        capsys,
+        "lora-finetune",
+        "--model-path",
+        str(served_run_dir),
+        "--data-path",
+        str(sums),
+        *TRAIN,
+        "--qlora",
+        "--lora-rank",
+        "4",
+        "--adapter-name",
+        "sums-q",
+    )
     assert qlora.code == 0, qlora.err
     assert [a["method"] for a in adapters(capsys)] == ["qlora"]
 
@@ -107,9 +138,18 @@ def test_data_with_no_assistant_turn_fails_the_job_in_one_line(capsys, tmp_path,
 @pytest.mark.slow
 def test_an_adapter_for_another_base_is_refused_naming_both(capsys, tmp_path, served_run_dir, sums):
     trained = run_cli(
-        capsys, "lora-finetune", "--model-path", str(served_run_dir), "--data-path", str(sums), *TRAIN,
-        "--lora-rank", "4", "--adapter-name", "mine",
-    )  # fmt: skip
+        capsys,
+        "lora-finetune",
+        "--model-path",
+        str(served_run_dir),
+        "--data-path",
+        str(sums),
+        *TRAIN,
+        "--lora-rank",
+        "4",
+        "--adapter-name",
+        "mine",
+    )
     assert trained.code == 0, trained.err
     other = run_cli(capsys, "finetune", "--model-path", str(served_run_dir), "--data-path", str(sums), *TRAIN)
     assert other.code == 0, other.err

@@ -59,9 +59,23 @@ def test_the_whole_pipeline_runs_from_the_command_line(capsys, tmp_path, corpus_
     assert json.loads((dataset / "meta.json").read_text())["vocab_size"] == 512
 
     result = run_cli(
-        capsys, "pretrain", "--config", str(config), "--data-path", str(dataset), "--max-steps", "6",
-        "--batch-size", "4", "--seq-len", "32", "--eval-interval", "3", "--checkpoint-interval", "3",
-    )  # fmt: skip
+        capsys,
+        "pretrain",
+        "--config",
+        str(config),
+        "--data-path",
+        str(dataset),
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+        "--eval-interval",
+        "3",
+        "--checkpoint-interval",
+        "3",
+    )
     assert result.code == 0, result.err
     pretrain = next(r for r in runs(capsys) if r["kind"] == "pretrain")
     assert pretrain["status"] == "completed" and pretrain["step"] == 6
@@ -97,9 +111,19 @@ def test_pretrain_prepares_raw_text_automatically_and_resumes_with_auto(
     config = tmp_path / "nano.json"
     run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
     common = (
-        "--config", str(config), "--data-path", str(corpus_file), "--tokenizer-path", str(tokenizer_dir),
-        "--batch-size", "2", "--seq-len", "16", "--checkpoint-interval", "2",
-    )  # fmt: skip
+        "--config",
+        str(config),
+        "--data-path",
+        str(corpus_file),
+        "--tokenizer-path",
+        str(tokenizer_dir),
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "16",
+        "--checkpoint-interval",
+        "2",
+    )
     first = run_cli(capsys, "pretrain", *common, "--max-steps", "2")
     assert first.code == 0, first.err
     workspace = Path(tmp_path / "workspace")
@@ -197,9 +221,17 @@ def test_training_settings_come_from_the_file_unless_a_flag_is_typed(capsys, tmp
     settings = tmp_path / "train.json"
     settings.write_text(json.dumps({"batch_size": 2, "seq_len": 16, "max_steps": 5, "weight_decay": 0.0}))
     result = run_cli(
-        capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--train-config", str(settings),
-        "--max-steps", "2",
-    )  # fmt: skip
+        capsys,
+        "pretrain",
+        "--config",
+        str(config),
+        "--data-path",
+        str(dataset_dir),
+        "--train-config",
+        str(settings),
+        "--max-steps",
+        "2",
+    )
     assert result.code == 0, result.err
     run = runs(capsys)[0]
     resolved = json.loads((tmp_path / "workspace" / "runs" / run["id"] / "run.json").read_text())[

@@ -37,9 +37,23 @@ def train_two_runs(capsys, workspace_root: Path, dataset_dir: Path) -> list[str]
     run_cli(capsys, "create-config", "--type", "nano", "--output", str(config))
     for lr in ("0.001", "0.003"):
         result = run_cli(
-            capsys, "pretrain", "--config", str(config), "--data-path", str(dataset_dir), "--max-steps", "3",
-            "--batch-size", "2", "--seq-len", "16", "--learning-rate", lr, "--eval-interval", "3",
-        )  # fmt: skip
+            capsys,
+            "pretrain",
+            "--config",
+            str(config),
+            "--data-path",
+            str(dataset_dir),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "16",
+            "--learning-rate",
+            lr,
+            "--eval-interval",
+            "3",
+        )
         assert result.code == 0, result.err
     return [run["id"] for run in json.loads(run_cli(capsys, "runs", "list", "--json").out)]
 
