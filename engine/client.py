@@ -140,8 +140,10 @@ class EngineClient:
         """Every evaluation result in the workspace, newest first."""
         return self._request("GET", "/api/evaluations")
 
-    def shutdown(self) -> dict[str, Any]:
-        return self._request("POST", "/api/shutdown", json={})
+    def shutdown(self, *, jobs: bool = False) -> dict[str, Any]:
+        """Ask the engine to stop, with the model server it started (and its jobs when ``jobs``); it answers
+        with the jobs that were running and the model server's pid, then exits."""
+        return self._request("POST", "/api/shutdown", json={"jobs": jobs})
 
     def workspace_events(self, since: int = 0) -> Iterator[Event]:
         """Every event of the workspace after sequence number ``since``, live."""

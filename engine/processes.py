@@ -13,6 +13,8 @@ import signal
 import time
 from dataclasses import dataclass
 
+KILL_WAIT = 5.0  # seconds to wait for a process to vanish after SIGKILL
+
 
 def pid_alive(pid: int) -> bool:
     """True when ``pid`` is a running (not zombie) process, whoever it belongs to."""
@@ -81,16 +83,19 @@ def signal_process(ref: ProcessRef, sig: int) -> bool:
     return False
 
 
+def wait_exit(ref: ProcessRef, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for the process to end; True once it has."""
+    deadline = time.monotonic() + timeout
+    while ref.alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not ref.alive
+
+
 def terminate(ref: ProcessRef, timeout: float = 10.0) -> bool:
     """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; True if the process was ours to stop and ended."""
     if not signal_process(ref, signal.SIGTERM):
         return False
-    deadline = time.monotonic() + timeout
-    while ref.alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if ref.alive:
+    if not wait_exit(ref, timeout):
         signal_process(ref, signal.SIGKILL)
-        deadline = time.monotonic() + 5.0
-        while ref.alive and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_exit(ref, KILL_WAIT)
     return not ref.alive

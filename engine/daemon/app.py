@@ -7,7 +7,7 @@ any other ``LLModelError`` 400.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -21,12 +21,20 @@ from engine.errors import LLModelError, NotFoundError
 from engine.specs import SpecError
 
 
-def create_app(supervisor: Supervisor, broker: Broker, token: str, *, on_shutdown: Any = None) -> FastAPI:
-    """Build the API; every route but /api/health needs ``Authorization: Bearer <token>``."""
+def create_app(
+    supervisor: Supervisor,
+    broker: Broker,
+    token: str,
+    *,
+    servers: ModelServerManager | None = None,
+    on_shutdown: Callable[[bool], None] | None = None,
+) -> FastAPI:
+    """Build the API; every route but /api/health needs ``Authorization: Bearer <token>``. ``on_shutdown(jobs)``
+    is what ``POST /api/shutdown`` calls (``jobs``: stop the jobs too)."""
     # No /docs, /redoc or /openapi.json: they would be routes outside the token check.
     app = FastAPI(title="LLModel engine", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.daemon = DaemonState(
-        supervisor, broker, token, ModelServerManager(supervisor.workspace), on_shutdown
+        supervisor, broker, token, servers or ModelServerManager(supervisor.workspace), on_shutdown
     )
 
     @app.exception_handler(SpecError)

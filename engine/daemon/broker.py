@@ -9,6 +9,9 @@ from collections import deque
 from typing import Any
 
 Event = dict[str, Any]
+CLOSED: Event = {
+    "type": "closed"
+}  # the last item of every queue once the broker is closed (compare by identity)
 
 
 class Broker:
@@ -19,6 +22,15 @@ class Broker:
         self._seq = itertools.count(1)
         self._history: deque[Event] = deque(maxlen=history)
         self._subscribers: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """End every subscription: each subscriber's queue gets :data:`CLOSED`, and so does any later one."""
+        with self._lock:
+            self.closed = True
+            subscribers = list(self._subscribers)
+        for loop, queue in subscribers:
+            loop.call_soon_threadsafe(_wake, queue)
 
     def publish(self, event: Event) -> Event:
         """Number the event, keep it for replay and hand it to every subscriber."""
@@ -36,6 +48,8 @@ class Broker:
         with self._lock:
             backlog = [e for e in self._history if e["seq"] > since]
             self._subscribers.add((asyncio.get_running_loop(), queue))
+            if self.closed:
+                queue.put_nowait(CLOSED)
         return backlog, queue
 
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
@@ -46,3 +60,9 @@ class Broker:
 def _offer(queue: asyncio.Queue[Event], event: Event) -> None:
     if not queue.full():  # a stalled subscriber misses events rather than stalling the engine
         queue.put_nowait(event)
+
+
+def _wake(queue: asyncio.Queue[Event]) -> None:
+    if queue.full():  # make room: the subscriber is ending anyway
+        queue.get_nowait()
+    queue.put_nowait(CLOSED)

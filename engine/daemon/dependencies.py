@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
@@ -21,7 +22,7 @@ class DaemonState:
     broker: Broker
     token: str
     servers: ModelServerManager
-    on_shutdown: Any = None
+    on_shutdown: Callable[[bool], None] | None = None  # called with whether to stop the jobs too
 
 
 def authorized(request: Request) -> None:

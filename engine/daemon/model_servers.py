@@ -1,7 +1,9 @@
 """The daemon's model-server switch: one model-server process per workspace, started and stopped on request.
 
-This is what the workbench's REST toggle calls. The server runs in its own session (it outlives the engine);
-its address is recorded in ``<workspace>/.serve.json`` so a restarted engine finds it again.
+This is what the workbench's REST toggle calls. The server runs in its own session (a Ctrl-C in the engine's
+terminal never reaches it); the engine stops it when it stops. Its address is recorded in
+``<workspace>/.serve.json``, so an engine that was killed, and could not stop it, is followed by one that finds
+it again (and stops it in turn).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from engine.net import local_host, url_host
 from engine.processes import ProcessRef, terminate
 
 SERVE_FILE = ".serve.json"
+SERVER_GRACE = 10.0  # seconds a model server has to exit after SIGTERM, before SIGKILL
 STARTING_GRACE = 120.0  # seconds a new server may take to listen before it counts as unreachable
 
 
@@ -32,13 +35,15 @@ class ModelServerManager:
         self.workspace = workspace
         self._key: str | None = None
         self._answered: dict[int, str] = {}  # pid → "ok" once it has been ok, else the last health it gave
+        self._known: dict[str, Any] | None = None  # the record last read or written
+        self.record()  # adopt a server an earlier engine left running
 
     def status(self) -> dict[str, Any]:
         """Whether a server runs, where, for which model, and its health: "starting" (its process is up but not
         yet listening), "loading", "ok", "error" (with the server's reason), or "unreachable" (it was ok, and now
         does not answer). A server busy loading its model may miss a probe: until it has once been ok, a missed
         probe reads "loading" (or "starting", before it ever answered), never "unreachable"."""
-        record = self._record()
+        record = self.record()
         if record is None:
             return {"running": False}
         pid, health, requests, error = record["pid"], "unreachable", None, None
@@ -81,7 +86,7 @@ class ModelServerManager:
     ) -> dict[str, Any]:
         """Start serving ``model`` (a run or checkpoint directory), with ``adapters`` (name → directory) over it;
         refuses while another server runs."""
-        if self._record() is not None:
+        if self.record() is not None:
             raise LLModelError("a model server is already running for this workspace; stop it first")
         from engine.server.run import API_KEY_ENV, resolve_api_key
 
@@ -131,20 +136,24 @@ class ModelServerManager:
             "adapters": dict(adapters or {}),
         }
         write_json_atomic(self.workspace / SERVE_FILE, record)
-        self._key = key
+        self._key, self._known = key, record
         return {k: v for k, v in record.items() if k != "local_url"}
 
-    def stop(self) -> dict[str, Any]:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s); a recorded pid now used by another process is left alone."""
-        record = self._record()
-        if record is None:
+    def stop(self, *, remembered: bool = False) -> dict[str, Any]:
+        """Stop the server (SIGTERM, then SIGKILL after SERVER_GRACE seconds); a recorded pid now used by another
+        process is left alone. ``remembered``: the server last known, without reading or removing the record
+        (the workspace folder went away; a record at its path now is another's)."""
+        record = self._known if remembered else self.record()
+        if record is None or not _process(record).alive:
             return {"running": False}
-        terminate(_process(record))
-        (self.workspace / SERVE_FILE).unlink(missing_ok=True)
-        self._key = None
+        terminate(_process(record), timeout=SERVER_GRACE)
+        if not remembered:
+            (self.workspace / SERVE_FILE).unlink(missing_ok=True)
+        self._key, self._known = None, None
         return {"running": False, "stopped": record["pid"]}
 
-    def _record(self) -> dict[str, Any] | None:
+    def record(self) -> dict[str, Any] | None:
+        """The running server's record (pid, address, model); None when none runs."""
         try:
             record = json.loads((self.workspace / SERVE_FILE).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
@@ -152,6 +161,7 @@ class ModelServerManager:
         if not _process(record).alive:
             (self.workspace / SERVE_FILE).unlink(missing_ok=True)
             return None
+        self._known = record
         return record
 
 

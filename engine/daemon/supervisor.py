@@ -1,6 +1,6 @@
 """The job supervisor: starts each job in its own child process, follows its events, records how it ends.
 
-One background thread ticks every 50 ms: it ingests new lines of each followed run's ``events.jsonl`` into the
+One background thread ticks every 50 ms (while the workspace folder is still the one it started in): it ingests new lines of each followed run's ``events.jsonl`` into the
 catalog and the broker, notices children that exited, and starts queued jobs while slots are free. A job's
 child is started in its own session, so it outlives an engine that is killed; the next engine re-attaches to it
 by pid and catches up from the catalog's recorded offset.
@@ -23,15 +23,16 @@ from engine.catalog import Catalog
 from engine.daemon.artifacts import register_artifacts
 from engine.daemon.broker import Broker
 from engine.daemon.jobs import read_job, write_job
+from engine.daemon.workspace_watch import WorkspaceWatch
 from engine.errors import LLModelError
 from engine.kinds import CHILD_KINDS, RESUMABLE_KINDS
-from engine.processes import ProcessRef, signal_process
+from engine.processes import KILL_WAIT, ProcessRef, signal_process, wait_exit
 from engine.specs import JobSpec, checked_spec
 from engine.workspace import new_run_id, runs_dir
 
 TICK = 0.05
 INGEST_INTERVAL = 0.5
-CANCEL_GRACE = 60.0
+CANCEL_GRACE = 60.0  # seconds a cancelled training job has to checkpoint before it is killed
 ACTIVE = ("queued", "running")
 
 
@@ -78,6 +79,7 @@ class Job:
     pid: int | None = None
     pid_start: int | None = None  # with the pid, the identity of the job's process (never signal a stranger)
     cancel_requested_at: float | None = None
+    kill_at: float | None = None  # when a cancelled job that is still running gets SIGKILL (monotonic time)
     final_status: str | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)  # published, not yet in the catalog
     flushed_at: float = 0.0
@@ -91,9 +93,19 @@ class Job:
 class Supervisor:
     """Owns the jobs of one workspace; every catalog access goes through ``self.lock``."""
 
-    def __init__(self, workspace: Path, catalog: Catalog, broker: Broker, *, max_concurrent: int = 1) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        catalog: Catalog,
+        broker: Broker,
+        *,
+        max_concurrent: int = 1,
+        watch: WorkspaceWatch | None = None,
+    ) -> None:
+        """``watch``: looked at before each tick; once the workspace folder is gone the loop stops."""
         self.workspace, self.catalog, self.broker = workspace, catalog, broker
         self.max_concurrent = max_concurrent
+        self.watch = watch
         self.lock = threading.RLock()
         self.jobs: dict[str, Job] = {}
         self._stop = threading.Event()
@@ -111,6 +123,34 @@ class Supervisor:
         """Stop supervising; running jobs keep running and a later engine re-attaches to them."""
         self._stop.set()
         self._thread.join(timeout=5)
+
+    def cancel_all(self, grace: float = CANCEL_GRACE) -> list[str]:
+        """Cancel every job: queued ones at once, running ones asked to checkpoint and stop, and killed after
+        ``grace`` seconds. Returns the run ids cancelled; :meth:`wait_idle` waits for their ends."""
+        with self.lock:
+            cancelled = [job.run_id for job in list(self.jobs.values()) if job.parent is None]
+            for run_id in cancelled:
+                self.cancel(run_id)
+            kill_at = time.monotonic() + grace
+            for job in self.jobs.values():
+                job.kill_at = min(job.kill_at or kill_at, kill_at)
+        return cancelled
+
+    def kill_all(self) -> None:
+        """SIGKILL every running job at once, recording nothing: for a workspace that is gone (stop first)."""
+        with self.lock:
+            refs = [job.ref for job in self.jobs.values() if job.pid is not None and job.parent is None]
+        for ref in refs:
+            signal_process(ref, signal.SIGKILL)
+        for ref in refs:
+            wait_exit(ref, KILL_WAIT)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job is left (each one's end recorded); False if some are still there after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.jobs and time.monotonic() < deadline:
+            time.sleep(TICK)
+        return not self.jobs
 
     def reattach(self) -> None:
         """Adopt the runs an earlier engine left running or queued."""
@@ -169,6 +209,7 @@ class Supervisor:
                 )
             if job.cancel_requested_at is None:
                 job.cancel_requested_at = time.monotonic()
+                job.kill_at = job.cancel_requested_at + CANCEL_GRACE
                 signal_process(job.ref, signal.SIGTERM)
                 for child in self.jobs.values():
                     if child.parent == run_id:
@@ -227,6 +268,8 @@ class Supervisor:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self.watch is not None and self.watch.gone():
+                return
             try:
                 self.tick()
             except Exception as error:  # the loop must survive anything a job or the disk throws at it
@@ -249,7 +292,7 @@ class Supervisor:
                 if exit_code is not False:
                     self._ingest(job, force=True)
                     self._finish(job, exit_code)
-                elif job.cancel_requested_at and time.monotonic() - job.cancel_requested_at > CANCEL_GRACE:
+                elif job.kill_at is not None and time.monotonic() > job.kill_at:
                     signal_process(job.ref, signal.SIGKILL)
             running = sum(1 for j in self.jobs.values() if j.pid is not None and j.parent is None)
             # self.jobs keeps submission order (run ids only sort to the second, then at random).

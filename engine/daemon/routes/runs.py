@@ -118,13 +118,14 @@ def logs(run_id: str, state: State, tail: int = 200) -> dict[str, Any]:
 async def run_events(
     run_id: str, request: Request, state: State, offset: int = Query(0, ge=0)
 ) -> AsyncIterator[ServerSentEvent]:
-    """Replay the run's events from line ``offset``, then follow it live until it ends."""
+    """Replay the run's events from line ``offset``, then follow it live until it ends (an ``end`` event) or the
+    engine stops (the stream ends without one)."""
     supervisor = state.supervisor
     with supervisor.lock:
         run_dir = Path(supervisor.catalog.get_run(run_id)["run_dir"])
     follower = Follower(run_dir / "events.jsonl", offset)
     finished, status = False, ""
-    while not await request.is_disconnected():
+    while not state.broker.closed and not await request.is_disconnected():
         events = await asyncio.to_thread(follower.read_new)
         first = follower.offset - len(events)
         for index, event in enumerate(events):

@@ -10,7 +10,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel
 
+from engine.daemon.broker import CLOSED
 from engine.daemon.dependencies import PROTECTED, State
 
 public = APIRouter(prefix="/api")
@@ -93,7 +95,8 @@ def evaluations(state: State) -> list[dict[str, Any]]:
 async def workspace_events(
     request: Request, state: State, since: int = Query(0, ge=0)
 ) -> AsyncIterator[ServerSentEvent]:
-    """Every event of every run and job in the workspace: the buffered ones after ``since``, then live."""
+    """Every event of every run and job in the workspace: the buffered ones after ``since``, then live until the
+    engine stops (the stream then ends)."""
     backlog, queue = state.broker.subscribe(since)
     try:
         for event in backlog:
@@ -103,13 +106,29 @@ async def workspace_events(
                 event = await asyncio.wait_for(queue.get(), timeout=1.0)
             except TimeoutError:
                 continue
+            if event is CLOSED:
+                return
             yield ServerSentEvent(data=event, id=str(event["seq"]), event=event.get("type"))
     finally:
         state.broker.unsubscribe(queue)
 
 
+class ShutdownRequest(BaseModel):
+    jobs: bool = False  # cancel the jobs too (training runs checkpoint first); else they keep running
+
+
 @router.post("/shutdown")
-def shutdown(state: State) -> dict[str, Any]:
+def shutdown(state: State, request: ShutdownRequest | None = None) -> dict[str, Any]:
+    """Stop the engine and the model server it started, and its jobs when asked; the answer says which jobs
+    were running (and so keep running, or are being stopped) and the model server's pid."""
+    stop_jobs = request is not None and request.jobs
+    jobs = state.supervisor.active()
+    server = state.servers.record()
     if state.on_shutdown is not None:
-        state.on_shutdown()
-    return {"status": "stopping", "jobs": state.supervisor.active()}
+        state.on_shutdown(stop_jobs)
+    return {
+        "status": "stopping",
+        "jobs": jobs,
+        "jobs_stopped": stop_jobs,
+        "model_server": server["pid"] if server else None,
+    }
