@@ -5,10 +5,13 @@ stop logs no traceback, and an engine whose workspace folder is deleted or repla
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +22,7 @@ import pytest
 
 from engine.catalog import Catalog
 from engine.client import EngineClient
+from engine.daemon.model_servers import SERVE_FILE
 from engine.daemon.stopping import stop_timeout
 from engine.model import ModelConfig
 from engine.net import free_port
@@ -183,3 +187,39 @@ def test_an_engine_whose_workspace_folder_goes_away_stops_with_its_model_server_
     assert not listening(port) and not listening(client.record.port)
     if change == "replaced":
         assert not list(workspace.rglob("*")), f"written into the new folder: {list(workspace.rglob('*'))}"
+
+
+def test_sigterm_stops_the_engine_as_engine_stop_does_ending_its_streams_without_a_traceback(workspace, reap):
+    client = EngineClient.connect(workspace)
+    engine = client.record.process
+    reap.append(engine)
+    done = threading.Event()
+    threading.Thread(
+        target=lambda: (sum(1 for _ in client.workspace_events()), done.set()), daemon=True
+    ).start()
+    time.sleep(0.5)  # connected
+
+    signal_process(engine, signal.SIGTERM)
+    assert done.wait(timeout=5), "the workspace stream ends as the engine stops"
+    wait_for(lambda: not engine.alive, timeout=stop_timeout(False), what="the engine to exit")
+    client.close()
+    assert not (workspace / ".engine.json").exists(), "a stopped engine removes its record"
+    log = (workspace / "engine.log").read_text(encoding="utf-8")
+    assert "Traceback" not in log and "ERROR" not in log, log
+
+
+def test_engine_stop_stops_a_model_server_a_killed_engine_left_behind(capsys, workspace, reap):
+    # A stand-in for the server: engine stop signals what the record names, pid and start time both matching.
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    reap.append(ProcessRef.of(stand_in.pid))
+    workspace.mkdir(parents=True)
+    record = {"pid": stand_in.pid, "pid_start": ProcessRef.of(stand_in.pid).started, "model": "m"}
+    (workspace / SERVE_FILE).write_text(
+        json.dumps({**record, "host": "127.0.0.1", "port": 9}), encoding="utf-8"
+    )
+
+    result = run_cli(capsys, "engine", "stop")
+    assert result.code == 0, result.err
+    assert "no engine is running" in result.err
+    assert f"model server stopped (pid {stand_in.pid})" in result.err
+    assert stand_in.wait(timeout=5) is not None and not (workspace / SERVE_FILE).exists()
