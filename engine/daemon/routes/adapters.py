@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import APIRouter
 
 from engine.daemon.dependencies import PROTECTED, State
+from engine.daemon.routes.responses import ERRORS
 
-router = APIRouter(prefix="/api/adapters", dependencies=PROTECTED)
+router = APIRouter(prefix="/api/adapters", dependencies=PROTECTED, responses=ERRORS)
 
 
 @router.get("")

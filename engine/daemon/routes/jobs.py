@@ -12,9 +12,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from engine.daemon.dependencies import PROTECTED, State
-from engine.specs import SpecError, checked_spec
+from engine.daemon.routes.responses import ERRORS
+from engine.specs import checked_spec
 
-router = APIRouter(prefix="/api", dependencies=PROTECTED)
+router = APIRouter(prefix="/api", dependencies=PROTECTED, responses=ERRORS)
 
 
 class JobRequest(BaseModel):
@@ -24,7 +25,9 @@ class JobRequest(BaseModel):
 
 
 class ResumeRequest(BaseModel):
-    spec: Any = None  # settings that replace the recorded spec's, checked as a posted spec is
+    spec: dict[str, Any] | None = (
+        None  # settings that replace the recorded spec's, checked as a posted spec is
+    )
 
 
 @router.post("/jobs")
@@ -42,7 +45,5 @@ def cancel(run_id: str, state: State) -> dict[str, Any]:
 @router.post("/runs/{run_id}/resume")
 def resume(run_id: str, state: State, request: ResumeRequest | None = None) -> dict[str, Any]:
     spec = request.spec if request else None
-    if spec is not None and not isinstance(spec, dict):
-        raise SpecError(f"resume spec: expected a JSON object, got {type(spec).__name__}")
     offset = state.supervisor.resume(run_id, spec)
     return {"run_id": run_id, "status": "queued", "offset": offset}

@@ -13,15 +13,16 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from engine.catalog.ingest import FINISHED_STATUSES
 from engine.daemon.dependencies import PROTECTED, State
+from engine.daemon.routes.responses import ERRORS
 from engine.daemon.supervisor import Follower
 from engine.errors import LLModelError, NotFoundError
 
-router = APIRouter(prefix="/api/runs", dependencies=PROTECTED)
+router = APIRouter(prefix="/api/runs", dependencies=PROTECTED, responses=ERRORS)
 
 
 @router.get("")
 def runs(
-    state: State, kind: str | None = None, status: str | None = None, limit: int | None = None
+    state: State, kind: str | None = None, status: str | None = None, limit: int | None = Query(None, ge=1)
 ) -> list[dict[str, Any]]:
     with state.supervisor.lock:
         return state.supervisor.catalog.list_runs(kind=kind, status=status, limit=limit)
@@ -77,7 +78,7 @@ def metrics(
 
 
 @router.get("/{run_id}/samples")
-def samples(run_id: str, state: State, limit: int = 20) -> list[dict[str, Any]]:
+def samples(run_id: str, state: State, limit: int = Query(20, ge=1)) -> list[dict[str, Any]]:
     with state.supervisor.lock:
         return state.supervisor.catalog.samples(run_id, limit)
 
@@ -101,7 +102,7 @@ def attention_map(run_id: str, step: int, state: State) -> dict[str, Any]:
 
 
 @router.get("/{run_id}/logs")
-def logs(run_id: str, state: State, tail: int = 200) -> dict[str, Any]:
+def logs(run_id: str, state: State, tail: int = Query(200, ge=1)) -> dict[str, Any]:
     with state.supervisor.lock:
         run_dir = Path(state.supervisor.catalog.get_run(run_id)["run_dir"])
     lines: list[str] = []

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from engine.daemon.dependencies import PROTECTED, State
+from engine.daemon.routes.responses import ERRORS
 
-router = APIRouter(prefix="/api", dependencies=PROTECTED)
+router = APIRouter(prefix="/api", dependencies=PROTECTED, responses=ERRORS)
 
 
 class ServeRequest(BaseModel):

@@ -9,9 +9,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from engine.daemon.dependencies import PROTECTED, State
+from engine.daemon.routes.responses import ERRORS
 from engine.errors import NotFoundError
 
-router = APIRouter(prefix="/api/studies", dependencies=PROTECTED)
+router = APIRouter(prefix="/api/studies", dependencies=PROTECTED, responses=ERRORS)
 
 
 class ExportRequest(BaseModel):

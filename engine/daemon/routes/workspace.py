@@ -14,9 +14,10 @@ from pydantic import BaseModel
 
 from engine.daemon.broker import CLOSED
 from engine.daemon.dependencies import PROTECTED, State
+from engine.daemon.routes.responses import ERRORS
 
 public = APIRouter(prefix="/api")
-router = APIRouter(prefix="/api", dependencies=PROTECTED)
+router = APIRouter(prefix="/api", dependencies=PROTECTED, responses=ERRORS)
 
 
 @public.get("/health")
