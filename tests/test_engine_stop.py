@@ -221,5 +221,5 @@ def test_engine_stop_stops_a_model_server_a_killed_engine_left_behind(capsys, wo
     result = run_cli(capsys, "engine", "stop")
     assert result.code == 0, result.err
     assert "no engine is running" in result.err
-    assert f"model server stopped (pid {stand_in.pid})" in result.err
+    assert f"model server stopped (pid {stand_in.pid}), which its engine had left running" in result.err
     assert stand_in.wait(timeout=5) is not None and not (workspace / SERVE_FILE).exists()

@@ -1,9 +1,10 @@
 """The job supervisor: starts each job in its own child process, follows its events, records how it ends.
 
-One background thread ticks every 50 ms (while the workspace folder is still the one it started in): it ingests new lines of each followed run's ``events.jsonl`` into the
-catalog and the broker, notices children that exited, and starts queued jobs while slots are free. A job's
-child is started in its own session, so it outlives an engine that is killed; the next engine re-attaches to it
-by pid and catches up from the catalog's recorded offset.
+One background thread ticks every 50 ms, while the workspace folder is still the one it started in: it ingests
+new lines of each followed run's ``events.jsonl`` into the catalog and the broker, notices children that exited,
+and starts queued jobs while slots are free. A job's child is started in its own session, so it outlives an
+engine that is killed (or stopped without its jobs); the next engine re-attaches to it by pid and catches up
+from the catalog's recorded offset.
 """
 
 from __future__ import annotations
@@ -79,7 +80,6 @@ class Job:
     pid: int | None = None
     pid_start: int | None = None  # with the pid, the identity of the job's process (never signal a stranger)
     cancel_requested_at: float | None = None
-    kill_at: float | None = None  # when a cancelled job that is still running gets SIGKILL (monotonic time)
     final_status: str | None = None
     pending: list[dict[str, Any]] = field(default_factory=list)  # published, not yet in the catalog
     flushed_at: float = 0.0
@@ -124,16 +124,13 @@ class Supervisor:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def cancel_all(self, grace: float = CANCEL_GRACE) -> list[str]:
-        """Cancel every job: queued ones at once, running ones asked to checkpoint and stop, and killed after
-        ``grace`` seconds. Returns the run ids cancelled; :meth:`wait_idle` waits for their ends."""
+    def cancel_all(self) -> list[str]:
+        """Cancel every job as :meth:`cancel` does (queued ones at once, running ones checkpoint and stop, killed
+        after CANCEL_GRACE seconds); returns their run ids. :meth:`wait_idle` waits for their ends."""
         with self.lock:
             cancelled = [job.run_id for job in list(self.jobs.values()) if job.parent is None]
             for run_id in cancelled:
                 self.cancel(run_id)
-            kill_at = time.monotonic() + grace
-            for job in self.jobs.values():
-                job.kill_at = min(job.kill_at or kill_at, kill_at)
         return cancelled
 
     def kill_all(self) -> None:
@@ -209,7 +206,6 @@ class Supervisor:
                 )
             if job.cancel_requested_at is None:
                 job.cancel_requested_at = time.monotonic()
-                job.kill_at = job.cancel_requested_at + CANCEL_GRACE
                 signal_process(job.ref, signal.SIGTERM)
                 for child in self.jobs.values():
                     if child.parent == run_id:
@@ -292,7 +288,7 @@ class Supervisor:
                 if exit_code is not False:
                     self._ingest(job, force=True)
                     self._finish(job, exit_code)
-                elif job.kill_at is not None and time.monotonic() > job.kill_at:
+                elif job.cancel_requested_at and time.monotonic() - job.cancel_requested_at > CANCEL_GRACE:
                     signal_process(job.ref, signal.SIGKILL)
             running = sum(1 for j in self.jobs.values() if j.pid is not None and j.parent is None)
             # self.jobs keeps submission order (run ids only sort to the second, then at random).

@@ -100,7 +100,7 @@ def _stop_model_server(root: Path) -> None:
 
     stopped = ModelServerManager(root).stop().get("stopped")
     if stopped:
-        success(f"model server stopped (pid {stopped}), left running by an engine that was killed")
+        success(f"model server stopped (pid {stopped}), which its engine had left running")
 
 
 def _report_jobs(jobs: list[dict[str, Any]], *, stopped: bool) -> None:

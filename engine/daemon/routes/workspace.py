@@ -119,10 +119,10 @@ class ShutdownRequest(BaseModel):
 
 
 @router.post("/shutdown")
-def shutdown(state: State, request: ShutdownRequest | None = None) -> dict[str, Any]:
+def shutdown(state: State, body: ShutdownRequest | None = None) -> dict[str, Any]:
     """Stop the engine and the model server it started, and its jobs when asked; the answer says which jobs
     were running (and so keep running, or are being stopped) and the model server's pid."""
-    stop_jobs = request is not None and request.jobs
+    stop_jobs = body is not None and body.jobs
     jobs = state.supervisor.active()
     server = state.servers.record()
     if state.on_shutdown is not None:
@@ -130,6 +130,5 @@ def shutdown(state: State, request: ShutdownRequest | None = None) -> dict[str, 
     return {
         "status": "stopping",
         "jobs": jobs,
-        "jobs_stopped": stop_jobs,
         "model_server": server["pid"] if server else None,
     }
