@@ -15,7 +15,6 @@ from textual import events
 from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Tab
-from textual.widgets._footer import FooterKey
 
 from llmodel_app.tui.app import LLModelApp
 from llmodel_app.tui.components import attention_view, chat_pane
@@ -251,7 +250,8 @@ def test_a_100_by_30_terminal_keeps_tabs_charts_and_the_sidebar_key_readable():
                 )
             for chart in view.query(MetricChart):
                 assert chart.size.width >= 22 and chart.size.height >= 8, f"{chart.id} is {chart.size}"
-            footer = {key.key: key for key in app.screen.query(FooterKey)}
+            # The footer's keys by their type's name: Textual keeps the FooterKey class private.
+            footer = {key.key: key for key in app.screen.query("FooterKey")}
             palette = next(key for key in footer.values() if key.has_class("-command-palette"))
             assert "ctrl+b" in footer and footer["ctrl+b"].region.right <= palette.region.x, (
                 "ctrl+b in the footer"
