@@ -279,6 +279,11 @@ class RunView(Vertical, can_focus=True):
                 row.mount(chart)
             xs, ys = self.curves.x_values(name, self.axis)
             self.task_charts[name].show(xs, ys, smoothing=0.0, log_scale=self.log_scale, axis=self.axis)
+        if names and not row.has_class("-shown"):
+            # The row takes height from the log, which follows its end (as every write does).
+            log = self.query_one("#run-log", Log)
+            if log.auto_scroll:
+                self.call_after_refresh(log.scroll_end, animate=False)
         row.set_class(bool(names), "-shown")
 
     def _samples(self) -> None:
