@@ -55,6 +55,10 @@ class EngineUnavailable(LLModelError):
     """The engine could not be reached or started."""
 
 
+class EngineStopped(EngineUnavailable):
+    """The recorded engine process ended while we waited for it to answer."""
+
+
 class EngineClient:
     """Talks to one workspace's engine over HTTP with its access token."""
 
@@ -80,7 +84,14 @@ class EngineClient:
                 )
             record = start_engine(workspace)
         client = cls(record)
-        client.wait_ready()
+        try:
+            client.wait_ready()
+        except EngineStopped:
+            client.close()
+            if not start:
+                raise
+            client = cls(start_engine(workspace))  # the recorded engine was stopping: start a fresh one
+            client.wait_ready()
         return client
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
@@ -90,6 +101,8 @@ class EngineClient:
                 self._http.get("/api/health", timeout=2.0).raise_for_status()
                 return
             except httpx.HTTPError as error:
+                if isinstance(error, httpx.ConnectError) and not self.record.process.alive:
+                    raise EngineStopped(f"the engine at {self.record.url} has stopped") from None
                 if time.monotonic() > deadline:
                     raise EngineUnavailable(
                         f"the engine at {self.record.url} does not answer ({error})"
